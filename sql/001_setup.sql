@@ -1,0 +1,67 @@
+-- Installs PgQue (the test fixture, or a real pgque.sql when PGQUE_SQL is
+-- set) and pgque_worker into the regression database, and the helpers the
+-- other tests poll with.
+\getenv pgque_sql PGQUE_SQL_FILE
+set client_min_messages = warning;
+\set ECHO none
+\o /dev/null
+\i :pgque_sql
+\o
+\set ECHO all
+reset client_min_messages;
+create extension pgque_worker;
+select pgque_worker.wake_launcher();
+
+create schema regress_util;
+
+-- Polls a boolean query until it is true or `timeout` passes.
+create function regress_util.wait_for(cond text, timeout interval default '60 seconds')
+returns boolean language plpgsql as $$
+declare
+  deadline timestamptz := clock_timestamp() + timeout;
+  ok boolean;
+begin
+  loop
+    execute cond into ok;
+    if ok then
+      return true;
+    end if;
+    if clock_timestamp() > deadline then
+      raise warning 'timed out waiting for: %', cond;
+      return false;
+    end if;
+    perform pg_sleep(0.02);
+  end loop;
+end $$;
+
+-- This database's ticker row of pgque_worker.status().
+create function regress_util.ticker()
+returns setof record language sql as $$
+  select s from pgque_worker.status() s
+  where s.datname = current_database() and s.kind = 'ticker'
+$$;
+create view regress_util.my_ticker as
+  select * from pgque_worker.status()
+  where datname = current_database() and kind = 'ticker';
+
+-- Receives a batch, waiting for the worker's tick (no manual ticker call).
+create function regress_util.receive_wait(q text, c text, timeout interval default '60 seconds')
+returns setof pgque.message language plpgsql as $$
+declare
+  deadline timestamptz := clock_timestamp() + timeout;
+  n bigint;
+begin
+  loop
+    return query select * from pgque.receive(q, c, 2147483647);
+    get diagnostics n = row_count;
+    if n > 0 or clock_timestamp() > deadline then
+      return;
+    end if;
+    perform pg_sleep(0.02);
+  end loop;
+end $$;
+
+-- The launcher runs, and the worker for this database comes up.
+select count(*) as launchers from pg_stat_activity
+ where backend_type = 'pgque_worker launcher';
+select regress_util.wait_for($$select exists (select 1 from regress_util.my_ticker where state = 'running')$$);

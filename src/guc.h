@@ -1,0 +1,22 @@
+/*
+ * guc.h: pgque_worker.* settings (defined in module.cpp).
+ */
+#pragma once
+
+#include "pg.h"
+
+extern bool pqw_enabled;
+extern char *pqw_databases;
+extern char *pqw_role;
+extern int	pqw_discovery_interval_ms;
+extern int	pqw_tick_period_ms;
+extern int	pqw_ticker_timeout_ms;
+extern int	pqw_retry_interval_ms;
+extern int	pqw_retry_max_calls;
+extern int	pqw_maint_interval_ms;
+extern int	pqw_rotate_interval_ms;
+extern int	pqw_statement_timeout_ms;
+extern int	pqw_log_quiet_interval_ms;
+
+/* Is `dbname` selected by pgque_worker.databases? */
+bool		pqw_database_selected(const char *dbname);

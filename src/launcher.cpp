@@ -1,0 +1,417 @@
+/*
+ * launcher.cpp: the launcher, a static background worker connected to no
+ * database (it reads only the shared catalog pg_database).
+ *
+ * Every pgque_worker.discovery_interval, and whenever its latch is set (a
+ * worker started or stopped, a reload), it lists the databases that allow
+ * connections, are not templates and are selected by
+ * pgque_worker.databases, and keeps one ticker worker per such database:
+ *
+ *   (none) --start--> running --exit, "no pgque"--> probe again after
+ *                                                   discovery_interval
+ *                             --clean exit--------> start again at once
+ *                             --crash / no slot---> start again with backoff
+ *   database dropped, renamed away or deselected: worker terminated, slot freed
+ *
+ * A worker leaves a database without PgQue at once, so such databases are
+ * only touched by a short probe connection per discovery interval.
+ */
+#include "launcher.h"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+}
+
+#include "guc.h"
+#include "shmem.h"
+
+#include "core/backoff.hpp"
+#include "core/clock.hpp"
+
+/* Launcher-local view of each shared slot. */
+typedef struct LauncherSlot
+{
+	BackgroundWorkerHandle *handle;
+	pqw::Millis next_start;
+	int			failures;
+	bool		seen;			/* still a candidate in this pass */
+} LauncherSlot;
+
+typedef struct Candidate
+{
+	Oid			oid;
+	char		name[NAMEDATALEN];
+} Candidate;
+
+static LauncherSlot *lslots = NULL;
+static bool warned_no_slot = false;
+static char warned_role[NAMEDATALEN] = "";
+
+void
+pqw_register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* Never on a standby: starts at promotion. */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "pgque_worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "pqw_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "pgque_worker launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "pgque_worker launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Reads pg_database into `out` (allocated in the current memory context):
+ * databases that allow connections, are not templates, and are selected.
+ * Also resolves pgque_worker.role. Runs in a transaction of its own.
+ */
+static int
+scan_databases(Candidate **out, Oid *roleoid, bool *role_ok)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	int			n = 0;
+	int			cap = 16;
+	Candidate  *c = (Candidate *) palloc(sizeof(Candidate) * cap);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		if (!pqw_database_selected(NameStr(db->datname)))
+			continue;
+		if (n == cap)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			cap *= 2;
+			c = (Candidate *) repalloc(c, sizeof(Candidate) * cap);
+			MemoryContextSwitchTo(old);
+		}
+		c[n].oid = db->oid;
+		strlcpy(c[n].name, NameStr(db->datname), NAMEDATALEN);
+		n++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	*roleoid = InvalidOid;
+	*role_ok = true;
+	if (pqw_role && pqw_role[0] != '\0')
+	{
+		*roleoid = get_role_oid(pqw_role, true);
+		*role_ok = OidIsValid(*roleoid);
+	}
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	*out = c;
+	return n;
+}
+
+static int
+find_slot(Oid dboid, PqwKind kind)
+{
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].dboid == dboid &&
+			pqw_shared->slots[i].kind == kind)
+			return i;
+	return -1;
+}
+
+static int
+alloc_slot(Oid dboid, const char *dbname, PqwKind kind)
+{
+	int			found = -1;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlot    *s = &pqw_shared->slots[i];
+
+		if (s->in_use)
+			continue;
+		memset(s, 0, sizeof(*s));
+		s->in_use = true;
+		s->kind = kind;
+		s->dboid = dboid;
+		strlcpy(s->dbname, dbname, NAMEDATALEN);
+		s->state = PQW_STATE_STOPPED;
+		found = i;
+		break;
+	}
+	LWLockRelease(pqw_shared->lock);
+	if (found >= 0)
+	{
+		memset(&lslots[found], 0, sizeof(LauncherSlot));
+		lslots[found].next_start = pqw::monotonic_ms();
+	}
+	return found;
+}
+
+static void
+free_slot(int i)
+{
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	memset(&pqw_shared->slots[i], 0, sizeof(PqwSlot));
+	LWLockRelease(pqw_shared->lock);
+	if (lslots[i].handle)
+		pfree(lslots[i].handle);
+	memset(&lslots[i], 0, sizeof(LauncherSlot));
+}
+
+
+/* The worker of slot i is gone: decide when to start it again. */
+static void
+plan_restart(int i, pqw::Millis now)
+{
+	PqwState	state = pqw_shared->slots[i].state;
+
+	if (state == PQW_STATE_NO_PGQUE)
+	{
+		lslots[i].failures = 0;
+		lslots[i].next_start = now + pqw_discovery_interval_ms;
+	}
+	else if (state == PQW_STATE_STOPPED)
+	{
+		lslots[i].failures = 0;
+		lslots[i].next_start = now;
+	}
+	else
+	{
+		pqw::BackoffPolicy p;
+
+		/* Died without cleaning up: a crash or a FATAL error. */
+		p.base_ms = 1000;
+		p.cap_ms = 60000;
+		lslots[i].failures++;
+		lslots[i].next_start = now + pqw::backoff_delay(p, lslots[i].failures, (uint32) random());
+		pqw_slot_set_state(i, PQW_STATE_STOPPED);
+	}
+}
+
+/* True while the slot's worker is registered or running; when it has just
+ * stopped, plans its restart. */
+static bool
+worker_alive(int i, pqw::Millis now)
+{
+	pid_t		pid;
+
+	if (lslots[i].handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(lslots[i].handle, &pid) != BGWH_STOPPED)
+		return true;
+	pfree(lslots[i].handle);
+	lslots[i].handle = NULL;
+	plan_restart(i, now);
+	return false;
+}
+
+static void
+start_worker(int i, Oid roleoid, pqw::Millis now)
+{
+	BackgroundWorker worker;
+	PqwWorkerArgs args;
+	PqwSlot    *s = &pqw_shared->slots[i];
+	MemoryContext old_cxt;
+	bool		registered;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
+	worker.bgw_notify_pid = MyProcPid;
+	worker.bgw_main_arg = ObjectIdGetDatum(s->dboid);
+	strlcpy(worker.bgw_library_name, "pgque_worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "pqw_ticker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgque_worker ticker %s", s->dbname);
+	strlcpy(worker.bgw_type, "pgque_worker ticker", BGW_MAXLEN);
+	args.slot = i;
+	args.roleoid = roleoid;
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+
+	pqw_slot_set_state(i, PQW_STATE_STARTING);
+	/* The handle outlives this pass's memory context. */
+	old_cxt = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &lslots[i].handle);
+	MemoryContextSwitchTo(old_cxt);
+	if (!registered)
+	{
+		pqw::BackoffPolicy p;
+
+		lslots[i].handle = NULL;
+		lslots[i].failures++;
+		p.base_ms = 1000;
+		p.cap_ms = 60000;
+		lslots[i].next_start = now + pqw::backoff_delay(p, lslots[i].failures, (uint32) random());
+		pqw_slot_set_state(i, PQW_STATE_NO_SLOT);
+		if (!warned_no_slot)
+		{
+			int			wanted = 1;
+
+			for (int j = 0; j < pqw_shared->nslots; j++)
+				if (pqw_shared->slots[j].in_use)
+					wanted++;
+			ereport(WARNING,
+					(errmsg("pgque_worker: no background worker slot for database \"%s\"", s->dbname),
+					 errdetail("pgque_worker needs %d background workers (the launcher and one per served database); max_worker_processes is %d and other users take some.",
+							   wanted, max_worker_processes),
+					 errhint("Raise max_worker_processes and restart the server; the launcher retries with backoff.")));
+			warned_no_slot = true;
+		}
+		return;
+	}
+	warned_no_slot = false;
+}
+
+static void
+launcher_pass(void)
+{
+	Candidate  *cands;
+	int			ncand;
+	Oid			roleoid;
+	bool		role_ok;
+	pqw::Millis now = pqw::monotonic_ms();
+
+	ncand = scan_databases(&cands, &roleoid, &role_ok);
+	if (!role_ok)
+	{
+		if (strcmp(warned_role, pqw_role) != 0)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("pgque_worker: role \"%s\" named by pgque_worker.role does not exist", pqw_role),
+					 errhint("Create the role and grant it pgque_admin, or change pgque_worker.role; no worker starts until then.")));
+			strlcpy(warned_role, pqw_role, sizeof(warned_role));
+		}
+	}
+	else
+		warned_role[0] = '\0';
+
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		lslots[i].seen = false;
+
+	for (int c = 0; c < ncand; c++)
+	{
+		int			i = find_slot(cands[c].oid, PQW_KIND_TICKER);
+
+		if (i < 0)
+			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
+		if (i < 0)
+			continue;			/* more databases than slots */
+		lslots[i].seen = true;
+		if (strcmp(pqw_shared->slots[i].dbname, cands[c].name) != 0)
+		{
+			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+			strlcpy(pqw_shared->slots[i].dbname, cands[c].name, NAMEDATALEN);
+			LWLockRelease(pqw_shared->lock);
+		}
+	}
+
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		if (!pqw_shared->slots[i].in_use || pqw_shared->slots[i].kind != PQW_KIND_TICKER)
+			continue;
+		if (!lslots[i].seen)
+		{
+			/* Dropped, renamed out of the list, deselected or closed. */
+			if (worker_alive(i, now))
+				TerminateBackgroundWorker(lslots[i].handle);
+			else
+				free_slot(i);
+			continue;
+		}
+		if (worker_alive(i, now))
+			continue;
+		if (!pqw_enabled || !role_ok)
+			continue;
+		if (now >= lslots[i].next_start)
+			start_worker(i, roleoid, now);
+	}
+}
+
+/* Exit handler: forget the launcher's latch. */
+static void
+launcher_on_exit(int code, Datum arg)
+{
+	(void) code;
+	(void) arg;
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->launcher_pid = 0;
+	pqw_shared->launcher_latch = NULL;
+	LWLockRelease(pqw_shared->lock);
+}
+
+PQW_EXPORT void
+pqw_launcher_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+
+	(void) main_arg;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("pgque_worker launcher");
+
+	lslots = (LauncherSlot *) MemoryContextAllocZero(TopMemoryContext,
+													 sizeof(LauncherSlot) * pqw_shared->nslots);
+
+	/* Slots from a previous launcher (restarted) have no handles: forget them. */
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->launcher_pid = MyProcPid;
+	pqw_shared->launcher_latch = MyLatch;
+	LWLockRelease(pqw_shared->lock);
+	before_shmem_exit(launcher_on_exit, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker launcher loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG, (errmsg("pgque_worker: launcher started")));
+
+	for (;;)
+	{
+		pqw::Millis now;
+		long		wait;
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		launcher_pass();
+
+		now = pqw::monotonic_ms();
+		wait = pqw_discovery_interval_ms;
+		for (int i = 0; i < pqw_shared->nslots; i++)
+			if (pqw_shared->slots[i].in_use && lslots[i].handle == NULL &&
+				lslots[i].next_start - now < wait)
+				wait = lslots[i].next_start - now > 0 ? (long) (lslots[i].next_start - now) : 0;
+		if (wait < 10)
+			wait = 10;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

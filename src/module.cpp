@@ -1,0 +1,175 @@
+/*
+ * module.cpp: library entry point. Defines the pgque_worker.* settings,
+ * installs the shared-memory hooks and registers the launcher. Refuses to
+ * load other than through shared_preload_libraries.
+ */
+#include "pg.h"
+#include "guc.h"
+#include "launcher.h"
+#include "shmem.h"
+
+#include "core/dblist.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+}
+
+bool		pqw_enabled = true;
+char	   *pqw_databases = NULL;
+char	   *pqw_role = NULL;
+int			pqw_discovery_interval_ms = 10000;
+int			pqw_tick_period_ms = 0;
+int			pqw_ticker_timeout_ms = 1000;
+int			pqw_retry_interval_ms = 30000;
+int			pqw_retry_max_calls = 100;
+int			pqw_maint_interval_ms = 30000;
+int			pqw_rotate_interval_ms = 10000;
+int			pqw_statement_timeout_ms = 25000;
+int			pqw_log_quiet_interval_ms = 60000;
+
+/*
+ * Parses the database list into `out`; returns false with a message in
+ * `err` (caller-owned buffer). Catches every C++ exception: called from
+ * PostgreSQL code.
+ */
+static bool
+parse_db_list_safe(const char *text, pqw::DbList *out, char *err, size_t errlen)
+{
+	try
+	{
+		std::string message;
+		if (pqw::parse_db_list(text ? text : "", *out, message))
+			return true;
+		strlcpy(err, message.c_str(), errlen);
+	}
+	catch (const std::exception &e)
+	{
+		strlcpy(err, e.what(), errlen);
+	}
+	catch (...)
+	{
+		strlcpy(err, "unexpected error parsing the list", errlen);
+	}
+	return false;
+}
+
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	pqw::DbList list;
+	char		err[256];
+
+	(void) extra;
+	(void) source;
+	if (!parse_db_list_safe(*newval, &list, err, sizeof(err)))
+	{
+		GUC_check_errmsg("invalid value for pgque_worker.databases: %s", err);
+		GUC_check_errhint("Use \"*\" for every database with PgQue, or a comma-separated list of database names.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_role(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	(void) source;
+	if (*newval && strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errmsg("role name is too long");
+		GUC_check_errdetail("Role names are at most %d bytes.", NAMEDATALEN - 1);
+		return false;
+	}
+	return true;
+}
+
+bool
+pqw_database_selected(const char *dbname)
+{
+	bool		selected = false;
+
+	try
+	{
+		pqw::DbList list;
+		std::string message;
+
+		if (pqw::parse_db_list(pqw_databases ? pqw_databases : "*", list, message))
+			selected = list.contains(dbname);
+	}
+	catch (...)
+	{
+		selected = false;
+	}
+	return selected;
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomBoolVariable("pgque_worker.enabled",
+							 "Turns all pgque_worker calls on or off (applies on reload).",
+							 NULL, &pqw_enabled, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("pgque_worker.databases",
+							   "Databases served: \"*\" (every database with PgQue) or a comma-separated list.",
+							   NULL, &pqw_databases, "*", PGC_SIGHUP, 0,
+							   check_databases, NULL, NULL);
+	DefineCustomStringVariable("pgque_worker.role",
+							   "Role the ticker and maintenance calls run as; empty means the bootstrap superuser.",
+							   "A non-superuser member of pgque_admin works too.",
+							   &pqw_role, "", PGC_SIGHUP, 0,
+							   check_role, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.discovery_interval",
+							"How often the launcher looks for databases and PgQue installs (100 ms .. 1 h).",
+							NULL, &pqw_discovery_interval_ms, 10000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.tick_period",
+							"Period of pgque.ticker() calls (1 .. 60000 ms); 0 reads pgque.config.tick_period_ms.",
+							NULL, &pqw_tick_period_ms, 0, 0, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.ticker_timeout",
+							"Timeout of one pgque.ticker() call (10 ms .. 10 min).",
+							NULL, &pqw_ticker_timeout_ms, 1000, 10, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.retry_interval",
+							"How often pgque.maint_retry_events() is drained (10 ms .. 1 day).",
+							NULL, &pqw_retry_interval_ms, 30000, 10, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.retry_max_calls",
+							"Most pgque.maint_retry_events() calls in one drain (1 .. 100000).",
+							"Each call moves at most 10 events and runs in its own transaction.",
+							&pqw_retry_max_calls, 100, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.maint_interval",
+							"How often pgque.maint() runs (10 ms .. 1 day).",
+							NULL, &pqw_maint_interval_ms, 30000, 10, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.rotate_interval",
+							"How often pgque.maint_rotate_tables_step2() runs (10 ms .. 1 day).",
+							NULL, &pqw_rotate_interval_ms, 10000, 10, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.statement_timeout",
+							"Timeout of each maintenance call (100 ms .. 1 h).",
+							NULL, &pqw_statement_timeout_ms, 25000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.log_quiet_interval",
+							"A repeated identical error is logged at most once per this interval (0 .. 1 day).",
+							NULL, &pqw_log_quiet_interval_ms, 60000, 0, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pgque_worker");
+}
+
+PQW_EXPORT void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pgque_worker must be loaded via shared_preload_libraries"),
+				 errhint("Add pgque_worker to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	define_settings();
+	pqw_shmem_install_hooks();
+	pqw_register_launcher();
+}

@@ -1,0 +1,46 @@
+/*
+ * pg.h: the one place PostgreSQL's C headers enter the C++ build.
+ *
+ * Files that include this are "PostgreSQL-side": their functions that call
+ * PostgreSQL may ereport(ERROR), which longjmps, so they keep no C++ objects
+ * with non-trivial destructors on the stack. Files under src/core/ never
+ * include it.
+ */
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/htup_details.h"
+#include "catalog/pg_database.h"
+#include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procsignal.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+}
+
+/* Marks symbols PostgreSQL looks up by name (bgworker entry points, SQL
+ * functions). */
+#define PQW_EXPORT extern "C" PGDLLEXPORT

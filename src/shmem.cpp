@@ -1,0 +1,127 @@
+/*
+ * shmem.cpp: allocation of and small accessors for pgque_worker's shared
+ * memory (see shmem.h for the layout).
+ */
+#include "shmem.h"
+
+PqwShared  *pqw_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* One slot per possible background worker: we can never run more. */
+static int
+pqw_nslots(void)
+{
+	return max_worker_processes > 0 ? max_worker_processes : 1;
+}
+
+static Size
+pqw_shmem_size(void)
+{
+	return add_size(offsetof(PqwShared, slots),
+					mul_size(sizeof(PqwSlot), pqw_nslots()));
+}
+
+/* PG 15: space and LWLocks must be requested from shmem_request_hook. */
+static void
+pqw_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(pqw_shmem_size());
+	RequestNamedLWLockTranche("pgque_worker", 1);
+}
+
+static void
+pqw_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pqw_shared = (PqwShared *) ShmemInitStruct("pgque_worker", pqw_shmem_size(), &found);
+	if (!found)
+	{
+		memset(pqw_shared, 0, pqw_shmem_size());
+		pqw_shared->lock = &(GetNamedLWLockTranche("pgque_worker"))->lock;
+		pqw_shared->nslots = pqw_nslots();
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+pqw_shmem_install_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pqw_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pqw_shmem_startup;
+}
+
+void
+pqw_wake_launcher(void)
+{
+	Latch	   *latch = NULL;
+
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	latch = pqw_shared->launcher_latch;
+	if (latch)
+		SetLatch(latch);
+	LWLockRelease(pqw_shared->lock);
+}
+
+const char *
+pqw_state_name(PqwState state)
+{
+	switch (state)
+	{
+		case PQW_STATE_STARTING:
+			return "starting";
+		case PQW_STATE_RUNNING:
+			return "running";
+		case PQW_STATE_PAUSED:
+			return "paused";
+		case PQW_STATE_STANDBY:
+			return "standby";
+		case PQW_STATE_NO_PGQUE:
+			return "no pgque";
+		case PQW_STATE_BACKOFF:
+			return "backoff";
+		case PQW_STATE_STOPPED:
+			return "stopped";
+		case PQW_STATE_NO_SLOT:
+			return "no worker slot";
+	}
+	return "unknown";
+}
+
+const char *
+pqw_kind_name(PqwKind kind)
+{
+	return kind == PQW_KIND_TICKER ? "ticker" : "dispatcher";
+}
+
+void
+pqw_slot_set_state(int slot, PqwState state)
+{
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->slots[slot].state = state;
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_slot_set_error(int slot, const char *message)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	strlcpy(s->last_error, message, sizeof(s->last_error));
+	s->last_error_at = GetCurrentTimestamp();
+	s->errors++;
+	LWLockRelease(pqw_shared->lock);
+}

@@ -1,0 +1,81 @@
+/*
+ * shmem.h: the shared-memory state of pgque_worker.
+ *
+ * One PqwShared block holds the launcher's identity and an array of slots,
+ * one per (database, kind of worker) the launcher serves. Workers write
+ * their counters and state into their slot; pgque_worker.status() reads
+ * them. Everything is protected by one LWLock (updates are a few per tick).
+ */
+#pragma once
+
+#include "pg.h"
+
+#define PQW_ERRLEN 256
+
+typedef enum PqwKind
+{
+	PQW_KIND_TICKER = 0,
+	PQW_KIND_DISPATCHER = 1
+} PqwKind;
+
+typedef enum PqwState
+{
+	PQW_STATE_STARTING = 0,	/* registered, not yet connected */
+	PQW_STATE_RUNNING,		/* serving the database */
+	PQW_STATE_PAUSED,		/* pgque_worker.enabled = off */
+	PQW_STATE_STANDBY,		/* server in recovery: calls nothing */
+	PQW_STATE_NO_PGQUE,		/* database has no pgque schema; worker left */
+	PQW_STATE_BACKOFF,		/* last call failed, waiting to retry */
+	PQW_STATE_STOPPED,		/* worker exited; launcher decides what next */
+	PQW_STATE_NO_SLOT		/* no background worker slot available */
+} PqwState;
+
+typedef struct PqwSlot
+{
+	bool		in_use;
+	PqwKind		kind;
+	Oid			dboid;
+	char		dbname[NAMEDATALEN];
+	pid_t		pid;
+	PqwState	state;
+	Latch	   *latch;			/* worker's latch while it runs */
+	TimestampTz started_at;
+	TimestampTz last_tick_at;	/* last ticker() call that materialized one */
+	TimestampTz last_call_at;	/* last successful ticker() call */
+	int64		tick_calls;
+	int64		ticks;
+	int64		retry_calls;
+	int64		retry_moved;
+	int64		retry_drain_moved;	/* moved so far by the drain in progress */
+	int64		retry_last_drain;	/* moved by the last complete drain */
+	int64		maint_runs;
+	int64		rotate_runs;
+	int64		errors;
+	char		last_error[PQW_ERRLEN];
+	TimestampTz last_error_at;
+} PqwSlot;
+
+typedef struct PqwShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	int			nslots;
+	PqwSlot		slots[FLEXIBLE_ARRAY_MEMBER];
+} PqwShared;
+
+extern PqwShared *pqw_shared;
+
+/* Called from _PG_init: hooks shared memory requests and startup. */
+void		pqw_shmem_install_hooks(void);
+
+/* Wakes the launcher (e.g. after a registration or a setting change). */
+void		pqw_wake_launcher(void);
+
+/* Text for a state, as shown by pgque_worker.status(). */
+const char *pqw_state_name(PqwState state);
+const char *pqw_kind_name(PqwKind kind);
+
+/* Worker-side helpers: update own slot under the lock. */
+void		pqw_slot_set_state(int slot, PqwState state);
+void		pqw_slot_set_error(int slot, const char *message);

@@ -1,0 +1,424 @@
+/*
+ * ticker.cpp: the database worker that schedules PgQue.
+ *
+ * One per served database. Each pass of its loop runs at most one call of
+ * each due job, in this order, each in its own transaction:
+ *   tick    select pgque.ticker()                        every tick period
+ *   retry   select pgque.maint_retry_events()            every retry_interval,
+ *           repeated (one call per pass) until it returns 0 or the drain
+ *           reaches retry_max_calls, so ticking goes on during a flood
+ *   maint   select pgque.maint()                         every maint_interval
+ *   rotate  select pgque.maint_rotate_tables_step2()     every rotate_interval
+ * A failed call is logged (rate-limited), recorded in the slot, and the job
+ * backs off; the loop never ends on an error. The worker leaves (exit 0)
+ * when the database has no PgQue, so it never holds such a database open.
+ */
+#include "ticker.h"
+
+#include "guc.h"
+#include "launcher.h"
+#include "shmem.h"
+#include "spi_txn.h"
+
+#include "core/backoff.hpp"
+#include "core/clock.hpp"
+#include "core/log_limiter.hpp"
+#include "core/schedule.hpp"
+
+typedef enum JobId
+{
+	JOB_TICK = 0,
+	JOB_RETRY,
+	JOB_MAINT,
+	JOB_ROTATE,
+	NUM_JOBS
+} JobId;
+
+typedef struct Job
+{
+	const char *name;
+	const char *sql;
+	pqw::PeriodicJob timer;
+	pqw::LogLimiter limiter;
+	int			drain_calls;	/* retry: calls in the current drain */
+} Job;
+
+static const char *const tick_sql = "select pgque.ticker()";
+static const char *const tick_config_sql =
+	"select pgque.ticker(), (select c.tick_period_ms from pgque.config c limit 1)";
+
+static int	my_slot = -1;
+static char my_dbname[NAMEDATALEN];
+static Job	jobs[NUM_JOBS];
+static int	config_tick_period_ms = 100;	/* last read of pgque.config */
+
+static int
+tick_period_ms(void)
+{
+	return pqw_tick_period_ms > 0 ? pqw_tick_period_ms : config_tick_period_ms;
+}
+
+static int
+job_period_ms(JobId id)
+{
+	switch (id)
+	{
+		case JOB_TICK:
+			return tick_period_ms();
+		case JOB_RETRY:
+			return pqw_retry_interval_ms;
+		case JOB_MAINT:
+			return pqw_maint_interval_ms;
+		case JOB_ROTATE:
+			return pqw_rotate_interval_ms;
+		default:
+			return 1000;
+	}
+}
+
+static int
+job_timeout_ms(JobId id)
+{
+	return id == JOB_TICK ? pqw_ticker_timeout_ms : pqw_statement_timeout_ms;
+}
+
+static void
+on_exit_clear_slot(int code, Datum arg)
+{
+	PqwSlot    *s;
+
+	(void) code;
+	(void) arg;
+	if (my_slot < 0 || pqw_shared == NULL)
+		return;
+	s = &pqw_shared->slots[my_slot];
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	s->pid = 0;
+	s->latch = NULL;
+	if (s->state != PQW_STATE_NO_PGQUE)
+		s->state = PQW_STATE_STOPPED;
+	LWLockRelease(pqw_shared->lock);
+}
+
+/* Is PgQue installed here? False on any doubt is wrong (we would leave a
+ * served database on a transient error), so errors count as "yes". */
+static bool
+pgque_installed(void)
+{
+	PqwCallResult r;
+
+	if (!pqw_call("select to_regprocedure('pgque.ticker()') is not null",
+				  0, NULL, NULL, pqw_statement_timeout_ms, &r))
+		return true;
+	return r.has_row && !r.isnull[0] && r.value[0] != 0;
+}
+
+static void
+leave_no_pgque(void)
+{
+	/* Probes of a database that had no PgQue before stay quiet. */
+	bool		was_absent = pqw_shared->slots[my_slot].state == PQW_STATE_NO_PGQUE ||
+		pqw_shared->slots[my_slot].tick_calls == 0;
+
+	ereport(was_absent ? DEBUG1 : LOG,
+			(errmsg("pgque_worker: database \"%s\" has no PgQue, ticker leaves it", my_dbname),
+			 errhint("The launcher looks again every pgque_worker.discovery_interval.")));
+	pqw_slot_set_state(my_slot, PQW_STATE_NO_PGQUE);
+	proc_exit(0);
+}
+
+static bool
+is_missing_object_error(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+		sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+		sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME;
+}
+
+static void
+report_failure(Job *job, const PqwCallResult *r, pqw::Millis now)
+{
+	char		line[PQW_ERRLEN];
+	pqw::LogDecision d;
+
+	d = job->limiter.on_error(pqw::fingerprint(r->message, (uint64) r->sqlerrcode), now);
+	snprintf(line, sizeof(line), "%s: %s", job->name, r->message);
+	pqw_slot_set_error(my_slot, line);
+	if (d == pqw::LogDecision::kSuppress)
+		return;
+	ereport(WARNING,
+			(errcode(r->sqlerrcode),
+			 errmsg("pgque_worker: %s failed in database \"%s\": %s",
+					job->sql, my_dbname, r->message),
+			 r->detail[0] ? errdetail_internal("%s", r->detail) : 0,
+			 d == pqw::LogDecision::kLogRepeated ?
+			 errhint("The same error happened %lld more times since it was last logged.",
+					 (long long) job->limiter.suppressed()) :
+			 errhint("It is retried with backoff; identical errors are logged at most once per pgque_worker.log_quiet_interval.")));
+}
+
+static void
+report_recovery(Job *job)
+{
+	if (job->limiter.on_success())
+		ereport(LOG,
+				(errmsg("pgque_worker: %s works again in database \"%s\" after %lld failures",
+						job->sql, my_dbname, (long long) job->limiter.failures_in_run())));
+}
+
+static pqw::Millis
+backoff_ms(JobId id, int failures)
+{
+	pqw::BackoffPolicy p;
+	int			period = job_period_ms(id);
+
+	if (id == JOB_TICK)
+	{
+		p.base_ms = period > 100 ? period : 100;
+		p.cap_ms = 10000;
+	}
+	else
+	{
+		p.base_ms = 1000;
+		p.cap_ms = period > 1000 ? period : 1000;
+	}
+	return pqw::backoff_delay(p, failures, (uint32) random());
+}
+
+/* Counters of a successful call go to the slot. */
+static void
+account(JobId id, const PqwCallResult *r, bool drain_done)
+{
+	PqwSlot    *s = &pqw_shared->slots[my_slot];
+	int64		v = (r->has_row && !r->isnull[0]) ? r->value[0] : 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	switch (id)
+	{
+		case JOB_TICK:
+			s->tick_calls++;
+			s->ticks += v;
+			s->last_call_at = now;
+			if (v > 0)
+				s->last_tick_at = now;
+			break;
+		case JOB_RETRY:
+			s->retry_calls++;
+			s->retry_moved += v;
+			s->retry_drain_moved += v;
+			if (drain_done)
+			{
+				s->retry_last_drain = s->retry_drain_moved;
+				s->retry_drain_moved = 0;
+			}
+			break;
+		case JOB_MAINT:
+			s->maint_runs++;
+			break;
+		case JOB_ROTATE:
+			s->rotate_runs++;
+			break;
+		default:
+			break;
+	}
+	LWLockRelease(pqw_shared->lock);
+}
+
+static void
+run_job(JobId id)
+{
+	Job		   *job = &jobs[id];
+	PqwCallResult r;
+	const char *sql = job->sql;
+	pqw::Millis now;
+
+	if (id == JOB_TICK && pqw_tick_period_ms == 0)
+		sql = tick_config_sql;
+
+	pqw_call(sql, 0, NULL, NULL, job_timeout_ms(id), &r);
+	now = pqw::monotonic_ms();
+
+	if (!r.ok)
+	{
+		if (is_missing_object_error(r.sqlerrcode) && !pgque_installed())
+			leave_no_pgque();
+		report_failure(job, &r, now);
+		job->drain_calls = 0;
+		job->timer.failed(now, backoff_ms(id, job->timer.failures() + 1));
+		return;
+	}
+
+	report_recovery(job);
+
+	if (id == JOB_TICK && pqw_tick_period_ms == 0 && !r.isnull[1] &&
+		r.value[1] >= 1 && r.value[1] <= 60000)
+		config_tick_period_ms = (int) r.value[1];
+
+	if (id == JOB_RETRY && r.has_row && !r.isnull[0] && r.value[0] > 0 &&
+		++job->drain_calls < pqw_retry_max_calls)
+	{
+		/* More may be waiting: call again on the next pass. */
+		account(id, &r, false);
+		job->timer.run_now(now);
+		return;
+	}
+	account(id, &r, true);
+	job->drain_calls = 0;
+	job->timer.completed(now, job_period_ms(id));
+}
+
+static bool
+any_job_failing(void)
+{
+	for (int i = 0; i < NUM_JOBS; i++)
+		if (jobs[i].timer.failures() > 0)
+			return true;
+	return false;
+}
+
+static void
+init_jobs(pqw::Millis now)
+{
+	static const char *const names[NUM_JOBS] = {"tick", "retry", "maint", "rotate"};
+	static const char *const sqls[NUM_JOBS] = {
+		tick_sql,
+		"select pgque.maint_retry_events()",
+		"select pgque.maint()",
+		"select pgque.maint_rotate_tables_step2()",
+	};
+
+	for (int i = 0; i < NUM_JOBS; i++)
+	{
+		jobs[i].name = names[i];
+		jobs[i].sql = sqls[i];
+		jobs[i].timer.start(now);
+		jobs[i].limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
+		jobs[i].drain_calls = 0;
+	}
+}
+
+/* After a reload: new periods apply from now, the role may have changed. */
+static void
+apply_reload(const char *start_role)
+{
+	pqw::Millis now = pqw::monotonic_ms();
+
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	for (int i = 0; i < NUM_JOBS; i++)
+	{
+		jobs[i].timer.reschedule(now, job_period_ms((JobId) i));
+		jobs[i].limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
+	}
+	if (strcmp(start_role, pqw_role ? pqw_role : "") != 0)
+	{
+		ereport(LOG,
+				(errmsg("pgque_worker: pgque_worker.role changed, ticker for database \"%s\" restarts", my_dbname)));
+		proc_exit(0);
+	}
+}
+
+static void
+wait_ms(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+set_state_if_changed(PqwState state)
+{
+	if (pqw_shared->slots[my_slot].state != state)
+		pqw_slot_set_state(my_slot, state);
+}
+
+PQW_EXPORT void
+pqw_ticker_main(Datum main_arg)
+{
+	PqwWorkerArgs args;
+	Oid			dboid = DatumGetObjectId(main_arg);
+	MemoryContext loop_cxt;
+	char		start_role[NAMEDATALEN];
+	PqwSlot    *s;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	my_slot = args.slot;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, args.roleoid, 0);
+
+	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
+	pgstat_report_appname("pgque_worker ticker");
+
+	s = &pqw_shared->slots[my_slot];
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	strlcpy(my_dbname, s->dbname, sizeof(my_dbname));
+	s->pid = MyProcPid;
+	s->latch = MyLatch;
+	s->started_at = GetCurrentTimestamp();
+	if (s->state != PQW_STATE_NO_PGQUE)
+		s->state = PQW_STATE_RUNNING;
+	LWLockRelease(pqw_shared->lock);
+	before_shmem_exit(on_exit_clear_slot, (Datum) 0);
+
+	if (!pgque_installed())
+		leave_no_pgque();
+	pqw_slot_set_state(my_slot, PQW_STATE_RUNNING);
+
+	ereport(LOG, (errmsg("pgque_worker: ticker started for database \"%s\"", my_dbname)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker ticker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	init_jobs(pqw::monotonic_ms());
+
+	for (;;)
+	{
+		pqw::Millis now;
+		pqw::Millis due[NUM_JOBS];
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+			apply_reload(start_role);
+
+		if (!pqw_enabled)
+		{
+			set_state_if_changed(PQW_STATE_PAUSED);
+			wait_ms(pqw_discovery_interval_ms);
+			if (pqw_enabled)
+				init_jobs(pqw::monotonic_ms());
+			continue;
+		}
+		if (RecoveryInProgress())
+		{
+			set_state_if_changed(PQW_STATE_STANDBY);
+			wait_ms(1000);
+			continue;
+		}
+
+		for (int i = 0; i < NUM_JOBS; i++)
+		{
+			if (jobs[i].timer.due(pqw::monotonic_ms()))
+				run_job((JobId) i);
+			CHECK_FOR_INTERRUPTS();
+		}
+		set_state_if_changed(any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
+
+		now = pqw::monotonic_ms();
+		for (int i = 0; i < NUM_JOBS; i++)
+			due[i] = jobs[i].timer.next_due();
+		{
+			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS, 60000);
+
+			if (w > 0)
+				wait_ms((long) w);
+		}
+	}
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, everything pgque_worker needs to
+# build and test. Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  build-essential g++ make cmake libgtest-dev \
+  postgresql-15 postgresql-server-dev-15 postgresql-15-pgq3 \
+  libipc-run-perl perl >/dev/null
+# The package starts a default cluster on port 5432; nothing here needs it.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 *main .*online'; then
+  pg_ctlcluster 15 main stop || true
+fi

@@ -1,0 +1,119 @@
+# PgqueWorkerTest: helpers shared by the TAP tests of pgque_worker.
+#
+# new_node() makes a cluster with the library preloaded; install_pgque()
+# installs the PgQue the tests run against: the fixture, or the real
+# pgque.sql named by PGQUE_SQL (the Makefile passes PGQUE_SQL_FILE).
+package PgqueWorkerTest;
+
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use Exporter 'import';
+
+our @EXPORT = qw(new_node install_pgque ticker_pid wait_until status_row
+  log_position log_since wait_for_log);
+
+# A cluster with pgque_worker preloaded and fast discovery for tests.
+sub new_node
+{
+	my ($name, %opts) = @_;
+	my $conf = delete $opts{conf} // '';
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%opts);
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pgque_worker'
+pgque_worker.discovery_interval = '300ms'
+max_worker_processes = 16
+log_min_messages = info
+restart_after_crash = on
+$conf
+});
+	return $node;
+}
+
+# Installs PgQue and the extension into $db.
+sub install_pgque
+{
+	my ($node, $db) = @_;
+	my $file = $ENV{PGQUE_SQL_FILE} or die "PGQUE_SQL_FILE is not set";
+	local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
+	my ($ret, $out, $err) = $node->psql($db, undef,
+		extra_params => [ '-q', '-v', 'ON_ERROR_STOP=1', '-f', $file ]);
+	die "installing $file into $db failed: $err" if $ret != 0;
+	$node->safe_psql($db, 'create extension if not exists pgque_worker');
+	# take(queue, consumer): receive the next batch, ack it, return payloads
+	$node->safe_psql($db, q{
+create or replace function public.take(q text, c text) returns setof text
+language plpgsql as $f$
+declare
+  r pgque.message;
+  b bigint;
+begin
+  for r in select * from pgque.receive(q, c, 2147483647) loop
+    b := r.batch_id;
+    return next r.payload;
+  end loop;
+  if b is not null then
+    perform pgque.ack(b);
+  end if;
+end $f$});
+	return;
+}
+
+# Polls $query (returning one value) until it equals $expected; dies after
+# the test timeout. Returns the elapsed seconds.
+sub wait_until
+{
+	my ($node, $db, $query, $expected, $what) = @_;
+	my $start = time;
+	$node->poll_query_until($db, $query, $expected)
+	  or die "timed out waiting for $what";
+	return time - $start;
+}
+
+# The ticker's pid for $db, or '' when none runs.
+sub ticker_pid
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql('postgres',
+		"select coalesce((select pid from pg_stat_activity where backend_type = 'pgque_worker ticker' and datname = '$db'), 0)"
+	);
+}
+
+# One column of $db's ticker row in pgque_worker.status(), read from $from.
+sub status_row
+{
+	my ($node, $from, $db, $col) = @_;
+	return $node->safe_psql($from,
+		"select $col from pgque_worker.status() where kind = 'ticker' and datname = '$db'");
+}
+
+sub log_position
+{
+	my ($node) = @_;
+	return -s $node->logfile;
+}
+
+sub log_since
+{
+	my ($node, $pos) = @_;
+	return slurp_file($node->logfile, $pos);
+}
+
+# Waits until the server log after $pos matches $re.
+sub wait_for_log
+{
+	my ($node, $re, $pos) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		return 1 if log_since($node, $pos) =~ $re;
+		usleep(50_000);
+	}
+	die "timed out waiting for log line matching $re";
+}
+
+1;
