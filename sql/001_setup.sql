@@ -5,7 +5,10 @@
 set client_min_messages = warning;
 \set ECHO none
 \o /dev/null
+-- in one transaction, so the worker never sees half a PgQue
+begin;
 \i :pgque_sql
+commit;
 \o
 \set ECHO all
 reset client_min_messages;

@@ -100,14 +100,20 @@ on_exit_clear_slot(int code, Datum arg)
 	LWLockRelease(pqw_shared->lock);
 }
 
-/* Is PgQue installed here? False on any doubt is wrong (we would leave a
- * served database on a transient error), so errors count as "yes". */
+/* Is PgQue installed here? Leaving on a transient error would be wrong,
+ * so an error counts as "yes". */
 static bool
 pgque_installed(void)
 {
 	PqwCallResult r;
 
-	if (!pqw_call("select to_regprocedure('pgque.ticker()') is not null",
+	/* All the calls we make, and the config table: a PgQue whose install
+	 * is still running is not there yet. */
+	if (!pqw_call("select to_regprocedure('pgque.ticker()') is not null"
+				  " and to_regprocedure('pgque.maint_retry_events()') is not null"
+				  " and to_regprocedure('pgque.maint()') is not null"
+				  " and to_regprocedure('pgque.maint_rotate_tables_step2()') is not null"
+				  " and to_regclass('pgque.config') is not null",
 				  0, NULL, NULL, pqw_statement_timeout_ms, &r))
 		return true;
 	return r.has_row && !r.isnull[0] && r.value[0] != 0;

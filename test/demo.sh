@@ -34,7 +34,7 @@ CONF
 as_pg "$bin/pg_ctl -D $dir/data -l $dir/server.log -w start >/dev/null"
 psql="$bin/psql -X -q -h $dir -p $port -U postgres"
 as_pg "$psql -c 'create database demo'"
-as_pg "PGOPTIONS='-c client_min_messages=warning' $psql -d demo -v ON_ERROR_STOP=1 -f $dir/pgque.sql"
+as_pg "PGOPTIONS='-c client_min_messages=warning' $psql -d demo -1 -v ON_ERROR_STOP=1 -f $dir/pgque.sql"
 as_pg "$psql -d demo" <<'SQL'
 create extension pgque_worker;
 select pgque_worker.wake_launcher();

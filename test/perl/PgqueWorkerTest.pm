@@ -41,7 +41,7 @@ sub install_pgque
 	my $file = $ENV{PGQUE_SQL_FILE} or die "PGQUE_SQL_FILE is not set";
 	local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
 	my ($ret, $out, $err) = $node->psql($db, undef,
-		extra_params => [ '-q', '-v', 'ON_ERROR_STOP=1', '-f', $file ]);
+		extra_params => [ '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-f', $file ]);
 	die "installing $file into $db failed: $err" if $ret != 0;
 	$node->safe_psql($db, 'create extension if not exists pgque_worker');
 	# take(queue, consumer): receive the next batch, ack it, return payloads
