@@ -1,7 +1,22 @@
--- pgque_worker 0.1: SQL objects of the in-server PgQue scheduler.
+-- pgque_worker 0.1: SQL objects of the in-server PgQue scheduler and
+-- dispatcher. Install PgQue (schema pgque) first.
 \echo Use "CREATE EXTENSION pgque_worker" to load this file. \quit
 
--- One row per worker slot, read from shared memory.
+do $check$
+begin
+  if to_regtype('pgque.message') is null or to_regrole('pgque_reader') is null
+     or to_regrole('pgque_admin') is null then
+    raise exception 'PgQue is not installed in this database'
+      using hint = 'Install PgQue (\i pgque.sql) first, then CREATE EXTENSION pgque_worker.';
+  end if;
+end
+$check$;
+
+-- ---------------------------------------------------------------------------
+-- Status from shared memory
+-- ---------------------------------------------------------------------------
+
+-- One row per worker slot.
 create function pgque_worker.status(
     out datname text,
     out kind text,
@@ -19,7 +34,12 @@ create function pgque_worker.status(
     out errors bigint,
     out last_error text,
     out last_error_at timestamptz,
-    out last_call_at timestamptz)
+    out last_call_at timestamptz,
+    out batches bigint,
+    out messages_ok bigint,
+    out messages_nacked bigint,
+    out max_subxids integer,
+    out subxid_overflows bigint)
 returns setof record
 language c strict volatile
 as 'MODULE_PATHNAME', 'pqw_status';
@@ -36,4 +56,234 @@ as 'MODULE_PATHNAME', 'pqw_wake';
 
 revoke all on function pgque_worker.status() from public;
 revoke all on function pgque_worker.wake_launcher() from public;
-grant execute on function pgque_worker.status() to pg_monitor;
+grant execute on function pgque_worker.status() to pg_monitor, pgque_admin;
+grant execute on function pgque_worker.wake_launcher() to pgque_admin;
+
+-- ---------------------------------------------------------------------------
+-- Handler registrations
+-- ---------------------------------------------------------------------------
+
+-- One row per (queue, consumer) whose batches the dispatcher hands to a
+-- SQL function. run_as is the role that registered it: the handler runs
+-- as that role, never as the worker's.
+create table pgque_worker.handler (
+    queue_name    text not null,
+    consumer_name text not null,
+    handler       regprocedure not null,
+    is_batch      boolean not null default false,
+    retry_after   interval not null default '60 seconds',
+    enabled       boolean not null default true,
+    run_as        regrole not null default current_user::regrole,
+    registered_at timestamptz not null default now(),
+    primary key (queue_name, consumer_name),
+    constraint handler_retry_after_check check (retry_after >= interval '0')
+);
+comment on table pgque_worker.handler is
+  'pgque_worker handlers: the dispatcher runs handler(msg) or handler(msgs[]) for each batch of queue/consumer as run_as';
+
+-- Progress and counters per handler, written by the dispatcher in the
+-- same transaction as the handler's work.
+create table pgque_worker.handler_stat (
+    queue_name          text not null,
+    consumer_name       text not null,
+    batches             bigint not null default 0,
+    chunks              bigint not null default 0,
+    messages_ok         bigint not null default 0,
+    messages_nacked     bigint not null default 0,
+    errors              bigint not null default 0,
+    handler_seconds     double precision not null default 0,
+    last_batch_at       timestamptz,
+    last_error          text,
+    last_error_at       timestamptz,
+    batch_id            bigint,      -- batch in flight (chunked), null when none
+    batch_last_msg_id   bigint,      -- last event of it handled and committed
+    batch_messages_done bigint,
+    primary key (queue_name, consumer_name)
+);
+
+-- Registrations are readable by all (no payloads); a role changes only the
+-- rows it registered. The worker reads and writes as superuser or
+-- pgque_admin.
+alter table pgque_worker.handler enable row level security;
+create policy handler_read on pgque_worker.handler for select using (true);
+create policy handler_own on pgque_worker.handler for all
+  using (pg_has_role(current_user, run_as, 'member'))
+  with check (run_as = current_user::regrole);
+grant usage on schema pgque_worker to public;
+grant select, insert, update, delete on pgque_worker.handler to public;
+revoke all on pgque_worker.handler_stat from public;
+grant select, insert, update, delete on pgque_worker.handler_stat to pgque_admin;
+
+-- Validates a registration as the role making it: the queue exists, the
+-- function has the handler signature, the role may execute it and may
+-- consume (pgque_reader), and the handler will run as that role.
+create function pgque_worker._validate_handler(
+    queue text, consumer text, handler regprocedure, batch boolean,
+    retry_after interval, run_as regrole)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  p pg_proc;
+  kind text := case when batch then 'batch' else 'message' end;
+  want regtype := case when batch then 'pgque.message[]'::regtype
+                       else 'pgque.message'::regtype end;
+begin
+  if queue is null or consumer is null or handler is null or batch is null
+     or retry_after is null or run_as is null then
+    raise exception 'queue, consumer, handler, batch and retry_after must not be null';
+  end if;
+  if retry_after < interval '0' then
+    raise exception 'retry_after must not be negative'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if not pgque_worker._queue_exists(queue) then
+    raise exception 'queue "%" does not exist', queue
+      using errcode = 'undefined_object',
+            hint = 'Create it with pgque.create_queue().';
+  end if;
+  select * into p from pg_proc where oid = handler;
+  if p.pronargs <> 1 or p.proargtypes[0] <> want or p.prokind <> 'f' or p.proretset then
+    raise exception 'function % cannot be a % handler', handler::text, kind
+      using errcode = 'invalid_function_definition',
+            detail = format('A %s handler takes exactly one argument of type %s and returns a single value.',
+                            kind, want),
+            hint = case when batch then 'Use batch => false for a function taking pgque.message.'
+                        else 'Use batch => true for a function taking pgque.message[].' end;
+  end if;
+  if run_as is distinct from current_user::regrole
+     and not (select rolsuper from pg_roles where rolname = current_user) then
+    raise exception 'a handler runs as the role that registers it'
+      using errcode = 'insufficient_privilege',
+            detail = format('run_as is %s, the current role is %s.', run_as, current_user);
+  end if;
+  if not pg_has_role(current_user, 'pgque_reader', 'usage') then
+    raise exception 'role "%" may not consume queues', current_user
+      using errcode = 'insufficient_privilege',
+            hint = 'Grant pgque_reader to the role that registers handlers.';
+  end if;
+  if not has_function_privilege(current_user, handler, 'execute') then
+    raise exception 'role "%" may not execute function %', current_user, handler::text
+      using errcode = 'insufficient_privilege';
+  end if;
+end
+$$;
+
+-- The same checks for direct writes to the table, and the wake-up.
+create function pgque_worker._check_handler() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgque_worker._validate_handler(new.queue_name, new.consumer_name, new.handler,
+                                         new.is_batch, new.retry_after, new.run_as);
+  perform pgque_worker._handlers_changed();
+  return new;
+end
+$$;
+
+create trigger handler_check before insert or update on pgque_worker.handler
+  for each row execute function pgque_worker._check_handler();
+
+-- A handler removed: forget its counters and progress, wake the dispatcher.
+create function pgque_worker._forget_handler() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from pgque_worker.handler_stat s
+   where s.queue_name = old.queue_name and s.consumer_name = old.consumer_name;
+  perform pgque_worker._handlers_changed();
+  return old;
+end
+$$;
+
+create trigger handler_forget after delete on pgque_worker.handler
+  for each row execute function pgque_worker._forget_handler();
+
+-- Does the queue exist? (definer rights: readers may not see pgque.queue)
+create function pgque_worker._queue_exists(queue text) returns boolean
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$ select exists (select 1 from pgque.get_queue_info() q where q.queue_name = $1) $$;
+
+-- Wakes the dispatcher when the registering transaction commits.
+create function pgque_worker._handlers_changed() returns void
+language c volatile
+as 'MODULE_PATHNAME', 'pqw_handlers_changed';
+
+-- Registers (or updates) the handler of queue/consumer, subscribing the
+-- consumer if needed. The handler will run as the calling role.
+create function pgque_worker.register_handler(
+    queue text,
+    consumer text,
+    handler regprocedure,
+    batch boolean default false,
+    retry_after interval default '60 seconds',
+    enabled boolean default true)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pgque_worker._validate_handler(queue, consumer, handler, batch, retry_after,
+                                         current_user::regrole);
+  if enabled is null then
+    raise exception 'enabled must not be null';
+  end if;
+  insert into pgque_worker.handler as h
+      (queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as)
+  values (queue, consumer, handler, batch, retry_after, enabled, current_user::regrole)
+  on conflict (queue_name, consumer_name) do update
+     set handler = excluded.handler, is_batch = excluded.is_batch,
+         retry_after = excluded.retry_after, enabled = excluded.enabled,
+         run_as = excluded.run_as, registered_at = now();
+  -- subscribing an existing consumer keeps its position
+  perform pgque.subscribe(queue, consumer);
+end
+$$;
+
+-- Removes the handler of queue/consumer; with unsubscribe => true also
+-- unsubscribes the consumer (its unconsumed events are then lost to it).
+create function pgque_worker.unregister_handler(
+    queue text,
+    consumer text,
+    unsubscribe boolean default false)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from pgque_worker.handler h
+   where h.queue_name = queue and h.consumer_name = consumer;
+  if not found then
+    raise exception 'no handler is registered for queue "%", consumer "%"', queue, consumer
+      using errcode = 'undefined_object';
+  end if;
+  if unsubscribe then
+    perform pgque.unsubscribe(queue, consumer);
+  end if;
+end
+$$;
+
+-- Per handler: registration, counters, last error, batch in flight. A role
+-- sees the rows of handlers it registered (or may act as); pgque_admin and
+-- superusers see all. Error texts may quote payloads.
+create view pgque_worker.handler_stats with (security_barrier) as
+select h.queue_name, h.consumer_name, h.handler, h.is_batch, h.enabled, h.run_as,
+       coalesce(s.batches, 0) as batches,
+       coalesce(s.messages_ok, 0) as messages_ok,
+       coalesce(s.messages_nacked, 0) as messages_nacked,
+       coalesce(s.errors, 0) as errors,
+       coalesce(s.handler_seconds, 0) as handler_seconds,
+       s.last_batch_at, s.last_error, s.last_error_at,
+       s.batch_id as batch_in_flight, s.batch_messages_done as batch_messages_done
+  from pgque_worker.handler h
+  left join pgque_worker.handler_stat s using (queue_name, consumer_name)
+ where pg_has_role(current_user, h.run_as, 'member')
+    or pg_has_role(current_user, 'pgque_admin', 'member');
+grant select on pgque_worker.handler_stats to public;
+
+revoke all on function pgque_worker._queue_exists(text) from public;
+grant execute on function pgque_worker._queue_exists(text) to public;

@@ -17,6 +17,9 @@ extern int	pqw_maint_interval_ms;
 extern int	pqw_rotate_interval_ms;
 extern int	pqw_statement_timeout_ms;
 extern int	pqw_log_quiet_interval_ms;
+extern int	pqw_chunk_messages;
+extern int	pqw_handler_timeout_ms;
+extern int	pqw_dispatch_poll_interval_ms;
 
 /* Is `dbname` selected by pgque_worker.databases? */
 bool		pqw_database_selected(const char *dbname);

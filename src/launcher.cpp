@@ -128,11 +128,12 @@ scan_databases(Candidate **out, Oid *roleoid, bool *role_ok)
 static int
 find_slot(Oid dboid, PqwKind kind)
 {
-	for (int i = 0; i < pqw_shared->nslots; i++)
-		if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].dboid == dboid &&
-			pqw_shared->slots[i].kind == kind)
-			return i;
-	return -1;
+	int			i;
+
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	i = pqw_find_slot(dboid, kind);
+	LWLockRelease(pqw_shared->lock);
+	return i;
 }
 
 static int
@@ -183,7 +184,13 @@ plan_restart(int i, pqw::Millis now)
 {
 	PqwState	state = pqw_shared->slots[i].state;
 
-	if (state == PQW_STATE_NO_PGQUE)
+	if (state == PQW_STATE_NO_HANDLERS)
+	{
+		/* started again when the ticker sees enabled handlers */
+		lslots[i].failures = 0;
+		lslots[i].next_start = -1;
+	}
+	else if (state == PQW_STATE_NO_PGQUE)
 	{
 		lslots[i].failures = 0;
 		lslots[i].next_start = now + pqw_discovery_interval_ms;
@@ -239,9 +246,12 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 	worker.bgw_notify_pid = MyProcPid;
 	worker.bgw_main_arg = ObjectIdGetDatum(s->dboid);
 	strlcpy(worker.bgw_library_name, "pgque_worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "pqw_ticker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pgque_worker ticker %s", s->dbname);
-	strlcpy(worker.bgw_type, "pgque_worker ticker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name,
+			s->kind == PQW_KIND_TICKER ? "pqw_ticker_main" : "pqw_dispatcher_main",
+			BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgque_worker %s %s",
+			 pqw_kind_name(s->kind), s->dbname);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgque_worker %s", pqw_kind_name(s->kind));
 	args.slot = i;
 	args.roleoid = roleoid;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
@@ -307,6 +317,7 @@ launcher_pass(void)
 	for (int i = 0; i < pqw_shared->nslots; i++)
 		lslots[i].seen = false;
 
+	/* Tickers: one per candidate database. */
 	for (int c = 0; c < ncand; c++)
 	{
 		int			i = find_slot(cands[c].oid, PQW_KIND_TICKER);
@@ -324,9 +335,40 @@ launcher_pass(void)
 		}
 	}
 
+	/* Dispatchers: where the database's ticker runs and reports handlers. */
 	for (int i = 0; i < pqw_shared->nslots; i++)
 	{
-		if (!pqw_shared->slots[i].in_use || pqw_shared->slots[i].kind != PQW_KIND_TICKER)
+		PqwSlot    *t = &pqw_shared->slots[i];
+		int			d;
+		bool		want;
+
+		if (!t->in_use || t->kind != PQW_KIND_TICKER || !lslots[i].seen)
+			continue;
+		want = t->want_dispatcher && t->pid != 0;
+		d = find_slot(t->dboid, PQW_KIND_DISPATCHER);
+		if (d < 0 && want)
+			d = alloc_slot(t->dboid, t->dbname, PQW_KIND_DISPATCHER);
+		if (d < 0)
+			continue;
+		if (strcmp(pqw_shared->slots[d].dbname, t->dbname) != 0)
+		{
+			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+			strlcpy(pqw_shared->slots[d].dbname, t->dbname, NAMEDATALEN);
+			LWLockRelease(pqw_shared->lock);
+		}
+		/* A dispatcher without handlers leaves by itself; keep its slot
+		 * (and counters) while it is wanted or still running. */
+		lslots[d].seen = want || lslots[d].handle != NULL ||
+			pqw_shared->slots[d].state == PQW_STATE_NO_HANDLERS;
+		if (!want && lslots[d].handle == NULL)
+			lslots[d].next_start = -1;	/* not now */
+		else if (want && lslots[d].next_start < 0)
+			lslots[d].next_start = now;
+	}
+
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		if (!pqw_shared->slots[i].in_use)
 			continue;
 		if (!lslots[i].seen)
 		{
@@ -339,7 +381,7 @@ launcher_pass(void)
 		}
 		if (worker_alive(i, now))
 			continue;
-		if (!pqw_enabled || !role_ok)
+		if (!pqw_enabled || !role_ok || lslots[i].next_start < 0)
 			continue;
 		if (now >= lslots[i].next_start)
 			start_worker(i, roleoid, now);
@@ -406,7 +448,7 @@ pqw_launcher_main(Datum main_arg)
 		wait = pqw_discovery_interval_ms;
 		for (int i = 0; i < pqw_shared->nslots; i++)
 			if (pqw_shared->slots[i].in_use && lslots[i].handle == NULL &&
-				lslots[i].next_start - now < wait)
+				lslots[i].next_start >= 0 && lslots[i].next_start - now < wait)
 				wait = lslots[i].next_start - now > 0 ? (long) (lslots[i].next_start - now) : 0;
 		if (wait < 10)
 			wait = 10;

@@ -7,6 +7,7 @@
 #include "guc.h"
 #include "launcher.h"
 #include "shmem.h"
+#include "wakeup.h"
 
 #include "core/dblist.hpp"
 
@@ -26,6 +27,9 @@ int			pqw_maint_interval_ms = 30000;
 int			pqw_rotate_interval_ms = 10000;
 int			pqw_statement_timeout_ms = 25000;
 int			pqw_log_quiet_interval_ms = 60000;
+int			pqw_chunk_messages = 1000;
+int			pqw_handler_timeout_ms = 30000;
+int			pqw_dispatch_poll_interval_ms = 1000;
 
 /*
  * Parses the database list into `out`; returns false with a message in
@@ -157,6 +161,19 @@ define_settings(void)
 							"A repeated identical error is logged at most once per this interval (0 .. 1 day).",
 							NULL, &pqw_log_quiet_interval_ms, 60000, 0, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.chunk_messages",
+							"Messages a dispatcher handles per transaction (1 .. 1000000).",
+							"A batch larger than this commits chunk by chunk, recording its progress.",
+							&pqw_chunk_messages, 1000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.handler_timeout",
+							"Timeout of one attempt at handling a chunk (10 ms .. 1 h).",
+							NULL, &pqw_handler_timeout_ms, 30000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.dispatch_poll_interval",
+							"How often an idle dispatcher looks for batches when no tick wakes it (10 ms .. 1 h).",
+							NULL, &pqw_dispatch_poll_interval_ms, 1000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgque_worker");
 }
 
@@ -171,5 +188,6 @@ _PG_init(void)
 
 	define_settings();
 	pqw_shmem_install_hooks();
+	pqw_wakeup_install();
 	pqw_register_launcher();
 }

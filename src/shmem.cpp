@@ -96,6 +96,8 @@ pqw_state_name(PqwState state)
 			return "stopped";
 		case PQW_STATE_NO_SLOT:
 			return "no worker slot";
+		case PQW_STATE_NO_HANDLERS:
+			return "no handlers";
 	}
 	return "unknown";
 }
@@ -123,5 +125,34 @@ pqw_slot_set_error(int slot, const char *message)
 	strlcpy(s->last_error, message, sizeof(s->last_error));
 	s->last_error_at = GetCurrentTimestamp();
 	s->errors++;
+	LWLockRelease(pqw_shared->lock);
+}
+
+int
+pqw_find_slot(Oid dboid, PqwKind kind)
+{
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].dboid == dboid &&
+			pqw_shared->slots[i].kind == kind)
+			return i;
+	return -1;
+}
+
+void
+pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
+{
+	int			i;
+
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, reload_handlers ? LW_EXCLUSIVE : LW_SHARED);
+	i = pqw_find_slot(dboid, PQW_KIND_DISPATCHER);
+	if (i >= 0)
+	{
+		if (reload_handlers)
+			pqw_shared->slots[i].reload_handlers = true;
+		if (pqw_shared->slots[i].latch)
+			SetLatch(pqw_shared->slots[i].latch);
+	}
 	LWLockRelease(pqw_shared->lock);
 }

@@ -27,7 +27,8 @@ typedef enum PqwState
 	PQW_STATE_NO_PGQUE,		/* database has no pgque schema; worker left */
 	PQW_STATE_BACKOFF,		/* last call failed, waiting to retry */
 	PQW_STATE_STOPPED,		/* worker exited; launcher decides what next */
-	PQW_STATE_NO_SLOT		/* no background worker slot available */
+	PQW_STATE_NO_SLOT,		/* no background worker slot available */
+	PQW_STATE_NO_HANDLERS	/* dispatcher: no enabled handler left */
 } PqwState;
 
 typedef struct PqwSlot
@@ -53,6 +54,16 @@ typedef struct PqwSlot
 	int64		errors;
 	char		last_error[PQW_ERRLEN];
 	TimestampTz last_error_at;
+
+	/* ticker slot: the database has enabled handlers, wants a dispatcher */
+	bool		want_dispatcher;
+	/* dispatcher slot: handler registrations changed, reload them */
+	bool		reload_handlers;
+	int64		batches;		/* dispatcher: batches finished */
+	int64		messages_ok;	/* dispatcher: messages handled */
+	int64		messages_nacked;	/* dispatcher: messages nacked */
+	int			max_subxids;	/* dispatcher: most subxact XIDs in one chunk */
+	int64		subxid_overflows;	/* dispatcher: chunks that overflowed the cache */
 } PqwSlot;
 
 typedef struct PqwShared
@@ -75,6 +86,12 @@ void		pqw_wake_launcher(void);
 /* Text for a state, as shown by pgque_worker.status(). */
 const char *pqw_state_name(PqwState state);
 const char *pqw_kind_name(PqwKind kind);
+
+/* Slot index of (database, kind), or -1. Caller holds the lock. */
+int			pqw_find_slot(Oid dboid, PqwKind kind);
+
+/* Wakes the dispatcher of a database, if one runs (e.g. after a tick). */
+void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
 
 /* Worker-side helpers: update own slot under the lock. */
 void		pqw_slot_set_state(int slot, PqwState state);

@@ -10,7 +10,7 @@ PG_FUNCTION_INFO_V1(pqw_status);
 PG_FUNCTION_INFO_V1(pqw_wake);
 }
 
-#define STATUS_COLS 17
+#define STATUS_COLS 22
 
 static Datum
 ts_or_null(TimestampTz t, bool *isnull)
@@ -72,6 +72,11 @@ pqw_status(PG_FUNCTION_ARGS)
 		c++;
 		values[c] = ts_or_null(s->last_call_at, &nulls[c]);
 		c++;
+		values[c++] = Int64GetDatum(s->batches);
+		values[c++] = Int64GetDatum(s->messages_ok);
+		values[c++] = Int64GetDatum(s->messages_nacked);
+		values[c++] = Int32GetDatum(s->max_subxids);
+		values[c++] = Int64GetDatum(s->subxid_overflows);
 		Assert(c == STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

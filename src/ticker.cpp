@@ -47,6 +47,8 @@ static const char *const tick_sql = "select pgque.ticker()";
 static const char *const tick_config_sql =
 	"select pgque.ticker(), (select c.tick_period_ms from pgque.config c limit 1)";
 
+static pqw::PeriodicJob handlers_check;	/* does the database want a dispatcher? */
+
 static int	my_slot = -1;
 static char my_dbname[NAMEDATALEN];
 static Job	jobs[NUM_JOBS];
@@ -257,6 +259,11 @@ run_job(JobId id)
 
 	report_recovery(job);
 
+	/* A materialized tick: the dispatcher has a batch to take. */
+	if (id == JOB_TICK && r.has_row && !r.isnull[0] && r.value[0] > 0 &&
+		pqw_shared->slots[my_slot].want_dispatcher)
+		pqw_wake_dispatcher(MyDatabaseId, false);
+
 	if (id == JOB_TICK && pqw_tick_period_ms == 0 && !r.isnull[1] &&
 		r.value[1] >= 1 && r.value[1] <= 60000)
 		config_tick_period_ms = (int) r.value[1];
@@ -272,6 +279,49 @@ run_job(JobId id)
 	account(id, &r, true);
 	job->drain_calls = 0;
 	job->timer.completed(now, job_period_ms(id));
+}
+
+/* In a transaction: are there enabled handlers (pgque_worker installed
+ * here and pgque_worker.handler has enabled rows)? */
+static void
+handlers_fn(void *arg)
+{
+	bool	   *want = (bool *) arg;
+	Oid			nsp = get_namespace_oid("pgque_worker", true);
+
+	*want = false;
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("handler", nsp)))
+		return;
+	if (SPI_execute("select exists (select 1 from pgque_worker.handler where enabled)",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		*want = !isnull && DatumGetBool(d);
+	}
+}
+
+static void
+check_handlers(void)
+{
+	bool		want = false;
+	PqwCallResult r;
+
+	if (pqw_in_transaction("pgque_worker: looking for handlers", handlers_fn, &want,
+						   pqw_statement_timeout_ms, &r))
+	{
+		PqwSlot    *s = &pqw_shared->slots[my_slot];
+
+		if (s->want_dispatcher != want)
+		{
+			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+			s->want_dispatcher = want;
+			LWLockRelease(pqw_shared->lock);
+			pqw_wake_launcher();
+		}
+	}
+	handlers_check.completed(pqw::monotonic_ms(), pqw_discovery_interval_ms);
 }
 
 static bool
@@ -381,11 +431,12 @@ pqw_ticker_main(Datum main_arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker ticker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	init_jobs(pqw::monotonic_ms());
+	handlers_check.start(pqw::monotonic_ms());
 
 	for (;;)
 	{
 		pqw::Millis now;
-		pqw::Millis due[NUM_JOBS];
+		pqw::Millis due[NUM_JOBS + 1];
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -415,13 +466,16 @@ pqw_ticker_main(Datum main_arg)
 				run_job((JobId) i);
 			CHECK_FOR_INTERRUPTS();
 		}
+		if (handlers_check.due(pqw::monotonic_ms()))
+			check_handlers();
 		set_state_if_changed(any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 
 		now = pqw::monotonic_ms();
 		for (int i = 0; i < NUM_JOBS; i++)
 			due[i] = jobs[i].timer.next_due();
+		due[NUM_JOBS] = handlers_check.next_due();
 		{
-			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS, 60000);
+			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS + 1, 60000);
 
 			if (w > 0)
 				wait_ms((long) w);
