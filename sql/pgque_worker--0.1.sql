@@ -2,15 +2,6 @@
 -- dispatcher. Install PgQue (schema pgque) first.
 \echo Use "CREATE EXTENSION pgque_worker" to load this file. \quit
 
-do $check$
-begin
-  if to_regtype('pgque.message') is null or to_regrole('pgque_reader') is null
-     or to_regrole('pgque_admin') is null then
-    raise exception 'PgQue is not installed in this database'
-      using hint = 'Install PgQue (\i pgque.sql) first, then CREATE EXTENSION pgque_worker.';
-  end if;
-end
-$check$;
 
 -- ---------------------------------------------------------------------------
 -- Status from shared memory
@@ -43,6 +34,17 @@ create function pgque_worker.status(
 returns setof record
 language c strict volatile
 as 'MODULE_PATHNAME', 'pqw_status';
+
+-- (creating the C function above loaded the library: not preloaded fails there)
+do $check$
+begin
+  if to_regtype('pgque.message') is null or to_regrole('pgque_reader') is null
+     or to_regrole('pgque_admin') is null then
+    raise exception 'PgQue is not installed in this database'
+      using hint = 'Install PgQue (\i pgque.sql) first, then CREATE EXTENSION pgque_worker.';
+  end if;
+end
+$check$;
 
 comment on function pgque_worker.status() is
   'pgque_worker workers per database: state, counters and last error';

@@ -26,7 +26,7 @@ $node->start;
 
 # --- databases without PgQue: probed, never kept connected
 $node->safe_psql('postgres', 'create database nopgque');
-$node->safe_psql('postgres', 'create extension pgque_worker');
+install_pgque($node, 'postgres');    # for pgque_worker.status()
 wait_until($node, 'postgres',
 	"select state from pgque_worker.status() where datname = 'nopgque'",
 	'no pgque', 'nopgque probed');
