@@ -116,4 +116,54 @@ sub wait_for_log
 	die "timed out waiting for log line matching $re";
 }
 
+# --- helpers of the reload, standby and tick rate tests
+
+push @EXPORT, qw(set_worker_conf sample_status measure_rates);
+
+# Sets pgque_worker.* settings with ALTER SYSTEM (a value of undef resets
+# one) and reloads the configuration.
+sub set_worker_conf
+{
+	my ($node, %set) = @_;
+	for my $k (sort keys %set)
+	{
+		my $v = $set{$k};
+		$node->safe_psql('postgres',
+			defined $v
+			? "alter system set pgque_worker.$k = '$v'"
+			: "alter system reset pgque_worker.$k");
+	}
+	$node->safe_psql('postgres', 'select pg_reload_conf()');
+	return;
+}
+
+# The server clock (epoch seconds, key _t) and status() columns @cols of
+# $db's ticker, read from database $from in one query.
+sub sample_status
+{
+	my ($node, $from, $db, @cols) = @_;
+	my $row = $node->safe_psql($from,
+		'select extract(epoch from clock_timestamp()), ' . join(', ', @cols)
+		  . " from pgque_worker.status() where kind = 'ticker' and datname = '$db'");
+	die "no status row for the ticker of $db" if $row eq '';
+	my ($t, @v) = split /\|/, $row;
+	my %h;
+	@h{@cols} = @v;
+	$h{_t} = $t;
+	return \%h;
+}
+
+# Measures, over a window of $secs seconds, how fast status() columns @cols
+# of $db's ticker grow. Returns the window's real length and the rates per
+# second, in the order of @cols.
+sub measure_rates
+{
+	my ($node, $from, $db, $secs, @cols) = @_;
+	my $a = sample_status($node, $from, $db, @cols);
+	usleep(int($secs * 1_000_000));
+	my $b = sample_status($node, $from, $db, @cols);
+	my $dt = $b->{_t} - $a->{_t};
+	return ($dt, map { ($b->{$_} - $a->{$_}) / $dt } @cols);
+}
+
 1;

@@ -1,0 +1,72 @@
+# Tick rate: with only the library preloaded, pgque.set_tick_period_ms(10)
+# and a queue configured to tick on every ticker() call, the worker
+# materializes 100 ticks per second (within 10%).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+# No tuning beyond the preload (and fast discovery, so the test is quick).
+my $node = PostgreSQL::Test::Cluster->new('rate');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pgque_worker'
+pgque_worker.discovery_interval = '300ms'
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+wait_until($node, 'app',
+	"select state from pgque_worker.status() where datname = 'app'",
+	'running', 'ticker for app');
+
+# ticker_max_lag and ticker_idle_period are intervals: with both at 1 ms,
+# every ticker() call (10 ms apart) materializes a tick of the queue.
+$node->safe_psql('app', q{
+	select pgque.set_tick_period_ms(10);
+	select pgque.create_queue('q');
+	select pgque.set_queue_config('q', 'ticker_max_count', '1');
+	select pgque.set_queue_config('q', 'ticker_max_lag', '1 ms');
+	select pgque.set_queue_config('q', 'ticker_idle_period', '1 ms');
+});
+my $ticks0 = status_row($node, 'app', 'app', 'ticks');
+wait_until($node, 'app',
+	"select ticks > $ticks0 + 20 from pgque_worker.status() where datname = 'app'",
+	't', 'ticks increasing');
+pass('the worker materializes ticks');
+usleep(500_000);    # the 10 ms period is in force (read on every tick)
+
+my ($dt, $tick_rate, $call_rate) = measure_rates($node, 'app', 'app', 5, 'ticks', 'tick_calls');
+note sprintf('over %.2f s: %.1f ticks/s, %.1f ticker() calls/s', $dt, $tick_rate, $call_rate);
+ok($tick_rate >= 90 && $tick_rate <= 110,
+	sprintf('tick rate within 10%% of 100/s (%.1f/s)', $tick_rate));
+ok($call_rate >= 90 && $call_rate <= 110,
+	sprintf('ticker() call rate within 10%% of 100/s (%.1f/s)', $call_rate));
+cmp_ok($tick_rate, '>=', 0.95 * $call_rate,
+	'(nearly) every ticker() call materializes a tick');
+
+# and the ticks carry messages: a consumer subscribed now receives one
+# batch per tick, so each poll takes up to 500 batches
+$node->safe_psql('app', q{
+	create function take_many(q text, c text, n int) returns setof text
+	language plpgsql as $f$
+	begin
+	  for i in 1 .. n loop
+	    return query select * from take(q, c);
+	  end loop;
+	end $f$;
+	select pgque.subscribe('q', 'c');
+});
+$node->safe_psql('app', q{select pgque.send('q', 'fast'::text)});
+wait_until($node, 'app',
+	q{select count(*) from take_many('q', 'c', 500) where take_many = 'fast'},
+	'1', 'message delivered');
+pass('a message is delivered at 100 ticks/s');
+
+$node->stop;
+done_testing();
