@@ -16,6 +16,7 @@ extern int	pqw_retry_max_calls;
 extern int	pqw_maint_interval_ms;
 extern int	pqw_rotate_interval_ms;
 extern int	pqw_statement_timeout_ms;
+extern int	pqw_lock_timeout_ms;
 extern int	pqw_log_quiet_interval_ms;
 extern int	pqw_chunk_messages;
 extern int	pqw_handler_timeout_ms;

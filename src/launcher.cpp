@@ -47,6 +47,17 @@ typedef struct Candidate
 } Candidate;
 
 static LauncherSlot *lslots = NULL;
+
+/* pg_database as last read: kept between passes, read again every
+ * discovery_interval or on request (wake_launcher, a reload). Other latch
+ * wake-ups (a worker started or stopped, catch-up signals) only manage
+ * workers. */
+static MemoryContext cand_cxt = NULL;
+static Candidate *cands = NULL;
+static int	ncands = 0;
+static Oid	cand_roleoid = InvalidOid;
+static bool cand_role_ok = true;
+static pqw::Millis next_scan = 0;
 static bool warned_no_slot = false;
 static char warned_role[NAMEDATALEN] = "";
 
@@ -291,15 +302,30 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 }
 
 static void
-launcher_pass(void)
+launcher_pass(bool force_scan)
 {
-	Candidate  *cands;
 	int			ncand;
 	Oid			roleoid;
 	bool		role_ok;
 	pqw::Millis now = pqw::monotonic_ms();
+	bool		requested;
 
-	ncand = scan_databases(&cands, &roleoid, &role_ok);
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	requested = pqw_shared->rescan_requested;
+	pqw_shared->rescan_requested = false;
+	LWLockRelease(pqw_shared->lock);
+	if (force_scan || requested || now >= next_scan || cands == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cand_cxt);
+
+		MemoryContextReset(cand_cxt);
+		ncands = scan_databases(&cands, &cand_roleoid, &cand_role_ok);
+		MemoryContextSwitchTo(old);
+		next_scan = now + pqw_discovery_interval_ms;
+	}
+	ncand = ncands;
+	roleoid = cand_roleoid;
+	role_ok = cand_role_ok;
 	if (!role_ok)
 	{
 		if (strcmp(warned_role, pqw_role) != 0)
@@ -426,26 +452,31 @@ pqw_launcher_main(Datum main_arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker launcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	cand_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker databases",
+									 ALLOCSET_DEFAULT_SIZES);
 	ereport(LOG, (errmsg("pgque_worker: launcher started")));
 
 	for (;;)
 	{
 		pqw::Millis now;
 		long		wait;
+		bool		reloaded;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 		CHECK_FOR_INTERRUPTS();
+		reloaded = false;
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			reloaded = true;
 		}
 
-		launcher_pass();
+		launcher_pass(reloaded);
 
 		now = pqw::monotonic_ms();
-		wait = pqw_discovery_interval_ms;
+		wait = next_scan - now;
 		for (int i = 0; i < pqw_shared->nslots; i++)
 			if (pqw_shared->slots[i].in_use && lslots[i].handle == NULL &&
 				lslots[i].next_start >= 0 && lslots[i].next_start - now < wait)

@@ -26,6 +26,7 @@ int			pqw_retry_max_calls = 100;
 int			pqw_maint_interval_ms = 30000;
 int			pqw_rotate_interval_ms = 10000;
 int			pqw_statement_timeout_ms = 25000;
+int			pqw_lock_timeout_ms = 1000;
 int			pqw_log_quiet_interval_ms = 60000;
 int			pqw_chunk_messages = 1000;
 int			pqw_handler_timeout_ms = 30000;
@@ -156,6 +157,11 @@ define_settings(void)
 	DefineCustomIntVariable("pgque_worker.statement_timeout",
 							"Timeout of each maintenance call (100 ms .. 1 h).",
 							NULL, &pqw_statement_timeout_ms, 25000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.lock_timeout",
+							"Longest lock wait of a ticker or maintenance call (0 = none .. 10 min).",
+							"Calls run one after another, so a maintenance call waiting on a lock would delay ticks.",
+							&pqw_lock_timeout_ms, 1000, 0, 600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.log_quiet_interval",
 							"A repeated identical error is logged at most once per this interval (0 .. 1 day).",

@@ -68,7 +68,8 @@ pqw_wake_launcher(void)
 
 	if (pqw_shared == NULL)
 		return;
-	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->rescan_requested = true;
 	latch = pqw_shared->launcher_latch;
 	if (latch)
 		SetLatch(latch);

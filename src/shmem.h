@@ -71,6 +71,7 @@ typedef struct PqwShared
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	bool		rescan_requested;	/* read pg_database now, not at the next interval */
 	int			nslots;
 	PqwSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } PqwShared;
@@ -80,7 +81,7 @@ extern PqwShared *pqw_shared;
 /* Called from _PG_init: hooks shared memory requests and startup. */
 void		pqw_shmem_install_hooks(void);
 
-/* Wakes the launcher (e.g. after a registration or a setting change). */
+/* Wakes the launcher and asks it to read pg_database now. */
 void		pqw_wake_launcher(void);
 
 /* Text for a state, as shown by pgque_worker.status(). */

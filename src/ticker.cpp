@@ -354,6 +354,18 @@ init_jobs(pqw::Millis now)
 	}
 }
 
+/* The worker's session lock_timeout: a maintenance call blocked on a lock
+ * gives up soon and is retried, instead of holding up the ticks. */
+static void
+set_lock_timeout(void)
+{
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), "%d", pqw_lock_timeout_ms);
+	(void) set_config_option("lock_timeout", buf, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+}
+
 /* After a reload: new periods apply from now, the role may have changed. */
 static void
 apply_reload(const char *start_role)
@@ -362,6 +374,7 @@ apply_reload(const char *start_role)
 
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	set_lock_timeout();
 	for (int i = 0; i < NUM_JOBS; i++)
 	{
 		jobs[i].timer.reschedule(now, job_period_ms((JobId) i));
@@ -399,6 +412,7 @@ pqw_ticker_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	char		start_role[NAMEDATALEN];
 	PqwSlot    *s;
+	bool		paused = false;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	my_slot = args.slot;
@@ -432,6 +446,7 @@ pqw_ticker_main(Datum main_arg)
 									 ALLOCSET_DEFAULT_SIZES);
 	init_jobs(pqw::monotonic_ms());
 	handlers_check.start(pqw::monotonic_ms());
+	set_lock_timeout();
 
 	for (;;)
 	{
@@ -449,9 +464,14 @@ pqw_ticker_main(Datum main_arg)
 		{
 			set_state_if_changed(PQW_STATE_PAUSED);
 			wait_ms(pqw_discovery_interval_ms);
-			if (pqw_enabled)
-				init_jobs(pqw::monotonic_ms());
+			paused = true;
 			continue;
+		}
+		if (paused)
+		{
+			/* resumed: everything is due now, as after a start */
+			init_jobs(pqw::monotonic_ms());
+			paused = false;
 		}
 		if (RecoveryInProgress())
 		{
