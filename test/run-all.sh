@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test suite of pgque_worker: GoogleTest unit tests of the core,
-# then pg_regress and TAP (make installcheck) against the installed build.
+# Runs every test suite of pgque_worker: static checks (warnings, clang-tidy,
+# cppcheck) and the unit tests under ASan/UBSan (test/static-checks.sh),
+# GoogleTest unit tests of the core, then pg_regress and TAP (make
+# installcheck) against the installed build.
 #
 #   sudo test/run-all.sh                       # with the PgQue test fixture
 #   sudo PGQUE_SQL=/path/to/pgque.sql test/run-all.sh   # with a real PgQue
@@ -13,6 +15,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "=== static and sanitizer checks (test/static-checks.sh)"
+test/static-checks.sh
 
 echo "=== build"
 make -s -j"$jobs" PG_CONFIG=pg_config
@@ -28,7 +33,7 @@ if [ "$(id -u)" = 0 ]; then
   runner=postgres
   work=$(mktemp -d /tmp/pgque_worker-check.XXXXXX)
   # copy the tree (sources and built objects) for the unprivileged runner
-  tar -C "$here" --exclude=./build --exclude=./.git -cf - . | tar -C "$work" -xf -
+  tar -C "$here" --exclude=./build --exclude=./build-asan --exclude=./build-static --exclude=./.git -cf - . | tar -C "$work" -xf -
   if [ -n "${PGQUE_SQL:-}" ]; then
     cp "$PGQUE_SQL" "$work/test/pgque-real.sql.tmp"
     export PGQUE_SQL="$work/test/pgque-real.sql.tmp"

@@ -10,7 +10,7 @@ TEST(LogLimiter, FirstErrorLoggedRepeatsSuppressedThenSummarised)
 {
     LogLimiter l(60000);
     EXPECT_EQ(l.on_error(1, 0), LogDecision::kLog);
-    for (int i = 1; i <= 100; ++i)
+    for (std::int64_t i = 1; i <= 100; ++i)
         EXPECT_EQ(l.on_error(1, i * 100), LogDecision::kSuppress);
     EXPECT_EQ(l.on_error(1, 60000), LogDecision::kLogRepeated);
     EXPECT_EQ(l.suppressed(), 100);
