@@ -64,6 +64,31 @@ begin
   end loop;
 end $$;
 
+-- Receives and acks batches until n messages came (or timeout): with wake
+-- on commit, messages of separate commits may arrive in separate batches.
+create function regress_util.receive_n(q text, c text, n int, timeout interval default '60 seconds')
+returns setof pgque.message language plpgsql as $$
+declare
+  deadline timestamptz := clock_timestamp() + timeout;
+  got int := 0;
+  r pgque.message;
+  b bigint;
+begin
+  while got < n and clock_timestamp() < deadline loop
+    b := null;
+    for r in select * from pgque.receive(q, c, 2147483647) loop
+      b := r.batch_id;
+      got := got + 1;
+      return next r;
+    end loop;
+    if b is not null then
+      perform pgque.ack(b);
+    else
+      perform pg_sleep(0.02);
+    end if;
+  end loop;
+end $$;
+
 -- The launcher runs, and the worker for this database comes up.
 select count(*) as launchers from pg_stat_activity
  where backend_type = 'pgque_worker launcher';

@@ -2,8 +2,8 @@
 -- ticks. The worker is visible in pg_stat_activity and status().
 select pgque.create_queue('regress_tick');
 select pgque.subscribe('regress_tick', 'c1');
-select pgque.send('regress_tick', 'first'::text);
-select pgque.send('regress_tick', 'second'::text);
+-- one transaction, so both are in one batch
+select pgque.send('regress_tick', 'first'::text), pgque.send('regress_tick', 'second'::text);
 -- default policy (ticker_max_count 500, max_lag 3 s): the tick comes by lag
 select payload from regress_util.receive_wait('regress_tick', 'c1') order by msg_id;
 

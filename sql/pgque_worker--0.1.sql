@@ -30,7 +30,8 @@ create function pgque_worker.status(
     out messages_ok bigint,
     out messages_nacked bigint,
     out max_subxids integer,
-    out subxid_overflows bigint)
+    out subxid_overflows bigint,
+    out wakeups bigint)
 returns setof record
 language c strict volatile
 as 'MODULE_PATHNAME', 'pqw_status';

@@ -727,6 +727,7 @@ pqw_dispatcher_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	PqwSlot    *s;
 	pqw::Millis last_load;
+	char		start_role[NAMEDATALEN];
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	my_slot = args.slot;
@@ -736,6 +737,7 @@ pqw_dispatcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, args.roleoid, 0);
 	pgstat_report_appname("pgque_worker dispatcher");
+	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 
 	s = &pqw_shared->slots[my_slot];
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
@@ -771,6 +773,14 @@ pqw_dispatcher_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(start_role, pqw_role ? pqw_role : "") != 0)
+			{
+				/* the launcher starts us again as the new role */
+				ereport(LOG,
+						(errmsg("pgque_worker: pgque_worker.role changed, dispatcher for database \"%s\" restarts",
+								my_dbname)));
+				proc_exit(0);
+			}
 		}
 		if (!pqw_enabled)
 		{

@@ -29,6 +29,9 @@ int			pqw_statement_timeout_ms = 25000;
 int			pqw_lock_timeout_ms = 1000;
 int			pqw_log_quiet_interval_ms = 60000;
 int			pqw_chunk_messages = 1000;
+bool		pqw_wake_on_commit = true;
+int			pqw_min_tick_interval_ms = 1;
+int			pqw_max_idle_interval_ms = 60000;
 int			pqw_handler_timeout_ms = 30000;
 int			pqw_dispatch_poll_interval_ms = 1000;
 
@@ -166,6 +169,20 @@ define_settings(void)
 	DefineCustomIntVariable("pgque_worker.log_quiet_interval",
 							"A repeated identical error is logged at most once per this interval (0 .. 1 day).",
 							NULL, &pqw_log_quiet_interval_ms, 60000, 0, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgque_worker.wake_on_commit",
+							 "Wake the ticker when a transaction that enqueued events commits, and skip idle ticker calls.",
+							 "Off: pgque.ticker() is called every tick period.",
+							 &pqw_wake_on_commit, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.min_tick_interval",
+							"Shortest time between ticker calls caused by commits (0 .. 1000 ms).",
+							NULL, &pqw_min_tick_interval_ms, 1, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.max_idle_interval",
+							"With wake_on_commit, the longest an idle database goes without a ticker call (100 ms .. 1 h).",
+							"Bounds the delay of events the commit hook cannot see (COPY, logical replication).",
+							&pqw_max_idle_interval_ms, 60000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.chunk_messages",
 							"Messages a dispatcher handles per transaction (1 .. 1000000).",

@@ -57,6 +57,9 @@ typedef struct PqwSlot
 
 	/* ticker slot: the database has enabled handlers, wants a dispatcher */
 	bool		want_dispatcher;
+	/* ticker slot: a commit enqueued events since the ticker last looked */
+	bool		events_pending;
+	int64		wakeups;		/* ticker: commit wake-ups taken */
 	/* dispatcher slot: handler registrations changed, reload them */
 	bool		reload_handlers;
 	int64		batches;		/* dispatcher: batches finished */

@@ -51,6 +51,8 @@ datum_to_int64(Datum d, Oid type)
 		case BOOLOID:
 			return DatumGetBool(d) ? 1 : 0;
 		default:
+			/* callers cast to an integer type; anything else is a bug */
+			elog(ERROR, "pgque_worker: unexpected result type %u", type);
 			return 0;
 	}
 }

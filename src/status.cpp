@@ -10,7 +10,7 @@ PG_FUNCTION_INFO_V1(pqw_status);
 PG_FUNCTION_INFO_V1(pqw_wake);
 }
 
-#define STATUS_COLS 22
+#define STATUS_COLS 23
 
 static Datum
 ts_or_null(TimestampTz t, bool *isnull)
@@ -77,6 +77,7 @@ pqw_status(PG_FUNCTION_ARGS)
 		values[c++] = Int64GetDatum(s->messages_nacked);
 		values[c++] = Int32GetDatum(s->max_subxids);
 		values[c++] = Int64GetDatum(s->subxid_overflows);
+		values[c++] = Int64GetDatum(s->wakeups);
 		Assert(c == STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -53,6 +53,49 @@ static int	my_slot = -1;
 static char my_dbname[NAMEDATALEN];
 static Job	jobs[NUM_JOBS];
 static int	config_tick_period_ms = 100;	/* last read of pgque.config */
+static pqw::Millis last_tick_call = 0;	/* end of the last ticker() call */
+static pqw::LogLimiter policy_limiter;
+/*
+ * A commit woke us and no tick has materialized since. An event whose
+ * sequence value was taken before a tick but which committed after it is
+ * not "new" to PgQ's next ticker() call; it waits for the queue's idle
+ * tick. While this is set, idle ticks follow PgQue's policy alone instead
+ * of the tick-period grid, so such an event is not held back a period.
+ */
+static bool commit_since_tick = false;
+
+/*
+ * With wake_on_commit: when could the next tick be due, by PgQue's own
+ * policy (pgque.ticker(queue)): a queue with new events ticks once it has
+ * ticker_max_count of them or its last tick is ticker_max_lag old; an idle
+ * queue once its last tick is older than max(ticker_max_lag / 2,
+ * min(2 * previous gap, ticker_idle_period)), or at once if it has fewer
+ * than two ticks. Returns milliseconds from now, for queues with pending
+ * events and for idle queues (NULL when there are none).
+ */
+static const char *const policy_sql =
+	"select ceil(extract(epoch from min(d) filter (where pending)) * 1000)::int8,"
+	"       ceil(extract(epoch from min(d) filter (where not pending)) * 1000)::int8"
+	"  from (select coalesce(q.ev_new, 0) > 0 as pending,"
+	"         greatest(case"
+	"           when q.ev_new >= q.queue_ticker_max_count then interval '0'"
+	"           when q.ev_new > 0 then q.queue_ticker_max_lag - q.ticker_lag"
+	"           when g.gap is null then interval '0'"
+	"           else greatest(q.queue_ticker_max_lag / 2,"
+	"                         least(2 * g.gap, q.queue_ticker_idle_period)) - q.ticker_lag"
+	"         end, interval '0') as d"
+	"    from pgque.get_queue_info() q"
+	"    left join lateral ("
+	"      select t1.tick_time - t2.tick_time as gap"
+	"        from pgque.queue qq"
+	"        cross join lateral (select t.tick_id, t.tick_time from pgque.tick t"
+	"                             where t.tick_queue = qq.queue_id"
+	"                             order by t.tick_id desc limit 1) t1"
+	"        cross join lateral (select t.tick_time from pgque.tick t"
+	"                             where t.tick_queue = qq.queue_id and t.tick_id < t1.tick_id"
+	"                             order by t.tick_id desc limit 1) t2"
+	"       where qq.queue_name = q.queue_name) g on true"
+	"   where not q.queue_ticker_paused and not q.queue_external_ticker) s";
 
 static int
 tick_period_ms(void)
@@ -233,6 +276,71 @@ account(JobId id, const PqwCallResult *r, bool drain_done)
 	LWLockRelease(pqw_shared->lock);
 }
 
+/*
+ * After a ticker() call with wake_on_commit: sleep until PgQue's policy can
+ * first want a tick (commits wake us earlier). Ticks of idle queues stay on
+ * the tick-period grid; queues with pending events may be ticked sooner
+ * (at their max_lag), but never closer than min_tick_interval.
+ */
+static void
+schedule_by_policy(Job *job, pqw::Millis now)
+{
+	PqwCallResult r;
+	pqw::Millis next = now + pqw_max_idle_interval_ms;
+	pqw::Millis grid_next = job->timer.next_due();
+
+	if (!pqw_call(policy_sql, 0, NULL, NULL, pqw_ticker_timeout_ms, &r))
+	{
+		/* keep ticking every period, and say so once */
+		if (policy_limiter.on_error(pqw::fingerprint(r.message), now) != pqw::LogDecision::kSuppress)
+			ereport(LOG,
+					(errmsg("pgque_worker: could not read the tick policy of database \"%s\", ticking every period: %s",
+							my_dbname, r.message)));
+		return;
+	}
+	policy_limiter.on_success();
+	if (!r.isnull[0])
+	{
+		pqw::Millis d = r.value[0] > pqw_min_tick_interval_ms ? r.value[0] : pqw_min_tick_interval_ms;
+
+		if (now + d < next)
+			next = now + d;
+	}
+	if (!r.isnull[1])
+	{
+		pqw::Millis t = now + r.value[1];
+
+		if (commit_since_tick)
+		{
+			if (t < now + pqw_min_tick_interval_ms)
+				t = now + pqw_min_tick_interval_ms;
+		}
+		else if (t < grid_next)
+			t = grid_next;
+		if (t < next)
+			next = t;
+	}
+	job->timer.set_next_due(next);
+}
+
+/* A commit enqueued events: tick now, or once min_tick_interval allows. */
+static void
+take_commit_wakeup(void)
+{
+	PqwSlot    *s = &pqw_shared->slots[my_slot];
+	pqw::Millis t;
+
+	if (!s->events_pending)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	s->events_pending = false;
+	s->wakeups++;
+	LWLockRelease(pqw_shared->lock);
+	commit_since_tick = true;
+	t = last_tick_call + pqw_min_tick_interval_ms;
+	jobs[JOB_TICK].timer.run_at(t > pqw::monotonic_ms() ? t : pqw::monotonic_ms());
+}
+
 static void
 run_job(JobId id)
 {
@@ -267,6 +375,18 @@ run_job(JobId id)
 	if (id == JOB_TICK && pqw_tick_period_ms == 0 && !r.isnull[1] &&
 		r.value[1] >= 1 && r.value[1] <= 60000)
 		config_tick_period_ms = (int) r.value[1];
+
+	if (id == JOB_TICK)
+	{
+		if (r.has_row && !r.isnull[0] && r.value[0] > 0)
+			commit_since_tick = false;
+		account(id, &r, true);
+		last_tick_call = now;
+		job->timer.completed(now, job_period_ms(id));
+		if (pqw_wake_on_commit)
+			schedule_by_policy(job, now);
+		return;
+	}
 
 	if (id == JOB_RETRY && r.has_row && !r.isnull[0] && r.value[0] > 0 &&
 		++job->drain_calls < pqw_retry_max_calls)
@@ -432,7 +552,7 @@ pqw_ticker_main(Datum main_arg)
 	s->latch = MyLatch;
 	s->started_at = GetCurrentTimestamp();
 	if (s->state != PQW_STATE_NO_PGQUE)
-		s->state = PQW_STATE_RUNNING;
+		s->state = PQW_STATE_STARTING;
 	LWLockRelease(pqw_shared->lock);
 	before_shmem_exit(on_exit_clear_slot, (Datum) 0);
 
@@ -480,6 +600,8 @@ pqw_ticker_main(Datum main_arg)
 			continue;
 		}
 
+		if (pqw_wake_on_commit)
+			take_commit_wakeup();
 		for (int i = 0; i < NUM_JOBS; i++)
 		{
 			if (jobs[i].timer.due(pqw::monotonic_ms()))

@@ -1,14 +1,33 @@
 /*
- * wakeup.cpp: commit-time wake-ups.
+ * wakeup.cpp: commit-time wake-ups, in every backend.
  *
- * pgque_worker.register_handler() and unregister_handler() call
- * pgque_worker._handlers_changed(), which only notes the fact; when (and
- * only if) the transaction commits, the database's dispatcher is told to
- * reload its handlers and the launcher to start one if none runs. Waking
- * before the commit would let the dispatcher read the old registrations.
+ * 1. Handler registrations: pgque_worker.register_handler() and
+ *    unregister_handler() call pgque_worker._handlers_changed(), which only
+ *    notes the fact; when (and only if) the transaction commits, the
+ *    database's dispatcher reloads its handlers and the launcher starts one
+ *    if none runs. Waking before the commit would show the old rows.
+ *
+ * 2. Wake on commit (pgque_worker.wake_on_commit): an INSERT into a PgQue
+ *    event table (schema pgque or pgq, table event_*) -- whether through
+ *    pgque.send(), send_batch(), insert_event(), a trigger or a direct
+ *    INSERT -- or a call of pgque.force_tick()/force_next_tick() marks the
+ *    transaction; when it commits, the database's ticker is woken at once.
+ *    Statements that insert elsewhere pay one syscache lookup per result
+ *    relation; other statements pay a comparison. Not seen: COPY into an
+ *    event table and rows applied by logical replication (no executor
+ *    start); for those the ticker's idle policy and
+ *    pgque_worker.max_idle_interval bound the delay.
  */
 #include "wakeup.h"
 
+extern "C" {
+#include "executor/executor.h"
+#include "parser/parsetree.h"
+#include "parser/parse_func.h"
+#include "utils/inval.h"
+}
+
+#include "guc.h"
 #include "shmem.h"
 
 extern "C" {
@@ -16,6 +35,136 @@ PG_FUNCTION_INFO_V1(pqw_handlers_changed);
 }
 
 static bool handlers_changed = false;
+static bool events_enqueued = false;
+
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
+
+/* Per-backend cache of the catalog objects we recognise. */
+static bool cache_valid = false;
+static bool cache_filling = false;
+static Oid	pgque_nsp = InvalidOid;
+static Oid	pgq_nsp = InvalidOid;
+static Oid	force_fn[2] = {InvalidOid, InvalidOid};
+
+static void
+invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	cache_valid = false;
+}
+
+static Oid
+lookup_force_fn(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	List	   *fname = list_make2(makeString(pstrdup("pgque")), makeString(pstrdup(name)));
+
+	return LookupFuncName(fname, 1, argtypes, true);
+}
+
+/* Fills the cache; only inside a transaction, never recursively. */
+static bool
+ensure_cache(void)
+{
+	if (cache_valid)
+		return true;
+	if (cache_filling || !IsTransactionState() || !OidIsValid(MyDatabaseId))
+		return false;
+	cache_filling = true;
+	pgque_nsp = get_namespace_oid("pgque", true);
+	pgq_nsp = get_namespace_oid("pgq", true);
+	force_fn[0] = OidIsValid(pgque_nsp) ? lookup_force_fn("force_tick") : InvalidOid;
+	force_fn[1] = OidIsValid(pgque_nsp) ? lookup_force_fn("force_next_tick") : InvalidOid;
+	cache_filling = false;
+	cache_valid = true;
+	return true;
+}
+
+static bool
+is_event_table(Oid relid)
+{
+	Oid			nsp = get_rel_namespace(relid);
+	char	   *name;
+	bool		result;
+
+	if (!OidIsValid(nsp) || (nsp != pgque_nsp && nsp != pgq_nsp))
+		return false;
+	name = get_rel_name(relid);
+	result = name != NULL && strncmp(name, "event_", 6) == 0;
+	if (name)
+		pfree(name);
+	return result;
+}
+
+static void
+pqw_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (pqw_wake_on_commit && !events_enqueued &&
+		queryDesc->operation == CMD_INSERT && queryDesc->plannedstmt != NULL &&
+		ensure_cache() && (OidIsValid(pgque_nsp) || OidIsValid(pgq_nsp)))
+	{
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->resultRelations)
+		{
+			RangeTblEntry *rte = rt_fetch(lfirst_int(lc), queryDesc->plannedstmt->rtable);
+
+			if (rte->rtekind == RTE_RELATION && is_event_table(rte->relid))
+			{
+				events_enqueued = true;
+				break;
+			}
+		}
+	}
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* Only pgque.force_tick() and force_next_tick() get the fmgr hook. */
+static bool
+pqw_needs_fmgr_hook(Oid fn_oid)
+{
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	if (!pqw_wake_on_commit || !ensure_cache())
+		return false;
+	return fn_oid == force_fn[0] || fn_oid == force_fn[1];
+}
+
+static void
+pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
+{
+	if (event == FHET_START &&
+		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
+		events_enqueued = true;
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, arg);
+}
+
+/* Commit of a transaction that enqueued: wake this database's ticker. */
+static void
+wake_ticker(void)
+{
+	int			t;
+	Latch	   *latch = NULL;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	t = pqw_find_slot(MyDatabaseId, PQW_KIND_TICKER);
+	if (t >= 0)
+	{
+		pqw_shared->slots[t].events_pending = true;
+		latch = pqw_shared->slots[t].latch;
+	}
+	LWLockRelease(pqw_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
 
 static void
 on_xact_event(XactEvent event, void *arg)
@@ -25,6 +174,8 @@ on_xact_event(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (events_enqueued && pqw_shared != NULL)
+				wake_ticker();
 			if (handlers_changed && pqw_shared != NULL)
 			{
 				int			t;
@@ -38,10 +189,12 @@ on_xact_event(XactEvent event, void *arg)
 				pqw_wake_launcher();
 			}
 			handlers_changed = false;
+			events_enqueued = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			handlers_changed = false;
+			events_enqueued = false;
 			break;
 		default:
 			break;
@@ -52,6 +205,15 @@ void
 pqw_wakeup_install(void)
 {
 	RegisterXactCallback(on_xact_event, NULL);
+	/* registered in the postmaster, inherited by every backend */
+	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate_cache, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, invalidate_cache, (Datum) 0);
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = pqw_executor_start;
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = pqw_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = pqw_fmgr_hook;
 }
 
 /* Notes that this transaction changed handler registrations. */

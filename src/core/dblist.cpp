@@ -78,7 +78,11 @@ bool parse_db_list(const std::string &text, DbList &out, std::string &error)
             return false;
         }
         if (name.size() > kMaxNameBytes) {
-            error = "database name \"" + name.substr(0, 20) + "...\" is longer than 63 bytes";
+            // Cut the quoted prefix on a UTF-8 character boundary.
+            std::size_t cut = 20;
+            while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80)
+                --cut;
+            error = "database name \"" + name.substr(0, cut) + "...\" is longer than 63 bytes";
             return false;
         }
         if (!quoted && name == "*")

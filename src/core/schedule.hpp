@@ -31,7 +31,11 @@ public:
     void failed(Millis now, Millis delay) noexcept;
 
     // Run again immediately (used while draining, and by wake-ups).
-    void run_now(Millis now) noexcept { if (next_due_ > now) next_due_ = now; }
+    void run_now(Millis now) noexcept { run_at(now); }
+    // Run no later than `t` (only ever moves the due time earlier).
+    void run_at(Millis t) noexcept { if (next_due_ > t) next_due_ = t; }
+    // Replace the due time (a policy computed it); the grid restarts there.
+    void set_next_due(Millis t) noexcept { next_due_ = t; }
 
     // The period changed: keep the phase but never wait longer than the new
     // period from now.

@@ -12,7 +12,9 @@ use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
-my $node = new_node('reload');
+# Period mode: these tests count ticker() calls per period, which wake on
+# commit (tested in sql/060_wake.sql) would skip while idle.
+my $node = new_node('reload', conf => "pgque_worker.wake_on_commit = off");
 $node->start;
 $node->safe_psql('postgres', 'create database app');
 install_pgque($node, 'app');

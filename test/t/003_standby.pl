@@ -11,7 +11,9 @@ use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
-my $primary = new_node('primary', allows_streaming => 1);
+# Period mode, so the primary's idle ticker visibly keeps calling.
+my $primary = new_node('primary', allows_streaming => 1,
+	conf => "pgque_worker.wake_on_commit = off");
 $primary->start;
 $primary->safe_psql('postgres', 'create database app');
 install_pgque($primary, 'app');

@@ -78,3 +78,13 @@ TEST(DbList, FailedParseLeavesOutputUntouched)
     ASSERT_EQ(l.names.size(), 1u);
     EXPECT_EQ(l.names[0], "keep");
 }
+
+TEST(DbList, TooLongNameMessageKeepsUtf8Whole)
+{
+    std::string name = "a";
+    for (int i = 0; i < 40; ++i)
+        name += "\xd1\x8f";  // CYRILLIC SMALL LETTER YA, 2 bytes
+    std::string err = bad(name);
+    // the prefix quoted is "a" + 9 whole letters (19 bytes), never half of one
+    EXPECT_EQ(err, "database name \"a" + name.substr(1, 18) + "...\" is longer than 63 bytes");
+}

@@ -115,3 +115,19 @@ TEST(WaitUntilEarliest, PicksEarliestAndClamps)
     EXPECT_EQ(pqw::wait_until_earliest(0, due, 3, 50), 50);
     EXPECT_EQ(pqw::wait_until_earliest(0, due, 0, 50), 50);
 }
+
+TEST(PeriodicJob, RunAtOnlyMovesEarlierAndSetNextDueReplaces)
+{
+    PeriodicJob j;
+    j.start(0);
+    j.completed(0, 1000);
+    j.run_at(1500);
+    EXPECT_EQ(j.next_due(), 1000);
+    j.run_at(400);
+    EXPECT_EQ(j.next_due(), 400);
+    j.set_next_due(5000);
+    EXPECT_EQ(j.next_due(), 5000);
+    // the grid continues from the new due time
+    j.completed(5001, 1000);
+    EXPECT_EQ(j.next_due(), 6000);
+}
