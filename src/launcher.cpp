@@ -409,6 +409,17 @@ launcher_pass(bool force_scan)
 			continue;
 		if (!pqw_enabled || !role_ok || lslots[i].next_start < 0)
 			continue;
+		{
+			TimestampTz hold = pqw_shared->slots[i].hold_until;
+			TimestampTz ts = GetCurrentTimestamp();
+
+			if (hold > ts)
+			{
+				/* DROP/RENAME/TEMPLATE of it in progress: come back after */
+				lslots[i].next_start = now + (hold - ts) / 1000 + 1;
+				continue;
+			}
+		}
 		if (now >= lslots[i].next_start)
 			start_worker(i, roleoid, now);
 	}

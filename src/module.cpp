@@ -8,6 +8,7 @@
 #include "launcher.h"
 #include "shmem.h"
 #include "wakeup.h"
+#include "ddl_hook.h"
 
 #include "core/dblist.hpp"
 
@@ -212,5 +213,6 @@ _PG_init(void)
 	define_settings();
 	pqw_shmem_install_hooks();
 	pqw_wakeup_install();
+	pqw_ddl_hook_install();
 	pqw_register_launcher();
 }

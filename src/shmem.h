@@ -55,6 +55,8 @@ typedef struct PqwSlot
 	char		last_error[PQW_ERRLEN];
 	TimestampTz last_error_at;
 
+	/* no (re)start before this: database-level DDL is running */
+	TimestampTz hold_until;
 	/* ticker slot: the database has enabled handlers, wants a dispatcher */
 	bool		want_dispatcher;
 	/* ticker slot: a commit enqueued events since the ticker last looked */
