@@ -31,7 +31,9 @@ create function pgque_worker.status(
     out messages_nacked bigint,
     out max_subxids integer,
     out subxid_overflows bigint,
-    out wakeups bigint)
+    out wakeups bigint,
+    out tick_seconds_total double precision,
+    out tick_seconds_max double precision)
 returns setof record
 language c strict volatile
 as 'MODULE_PATHNAME', 'pqw_status';
@@ -290,3 +292,178 @@ grant select on pgque_worker.handler_stats to public;
 
 revoke all on function pgque_worker._queue_exists(text) from public;
 grant execute on function pgque_worker._queue_exists(text) to public;
+
+-- ---------------------------------------------------------------------------
+-- Pause and resume, per database, persisted across restarts
+-- ---------------------------------------------------------------------------
+
+create function pgque_worker._restart_workers(dboid oid) returns void
+language c strict volatile
+as 'MODULE_PATHNAME', 'pqw_restart_workers';
+revoke all on function pgque_worker._restart_workers(oid) from public;
+
+-- Stops ticking, maintenance and dispatch in a database until resume(),
+-- also across server restarts (a per-database setting,
+-- pgque_worker.database_paused). PgQue's own per-queue ticker_paused is
+-- honoured as always.
+create function pgque_worker.pause(database name default current_database())
+returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  db oid;
+begin
+  select oid into db from pg_database where datname = database;
+  if db is null then
+    raise exception 'database "%" does not exist', database using errcode = 'invalid_catalog_name';
+  end if;
+  execute format('alter database %I set pgque_worker.database_paused = on', database);
+  perform pgque_worker._restart_workers(db);
+end
+$$;
+
+create function pgque_worker.resume(database name default current_database())
+returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  db oid;
+begin
+  select oid into db from pg_database where datname = database;
+  if db is null then
+    raise exception 'database "%" does not exist', database using errcode = 'invalid_catalog_name';
+  end if;
+  execute format('alter database %I reset pgque_worker.database_paused', database);
+  perform pgque_worker._restart_workers(db);
+end
+$$;
+
+revoke all on function pgque_worker.pause(name) from public;
+revoke all on function pgque_worker.resume(name) from public;
+grant execute on function pgque_worker.pause(name) to pgque_admin;
+grant execute on function pgque_worker.resume(name) to pgque_admin;
+
+-- ---------------------------------------------------------------------------
+-- Metrics: the same numbers as rows and as Prometheus text
+-- ---------------------------------------------------------------------------
+
+-- Per database (every database, from shared memory), per queue and per
+-- handler (this database).
+create view pgque_worker.metrics_view as
+with st as (select * from pgque_worker.status()),
+     t as (select * from st where kind = 'ticker'),
+     d as (select * from st where kind = 'dispatcher')
+select 'pgque_worker_ticker_calls_total'::text as metric, 'counter'::text as type,
+       'ticker() calls'::text as help, jsonb_build_object('database', datname) as labels,
+       tick_calls::float8 as value from t
+union all
+select 'pgque_worker_ticks_total', 'counter', 'ticks materialized',
+       jsonb_build_object('database', datname), ticks::float8 from t
+union all
+select 'pgque_worker_ticker_wakeups_total', 'counter', 'ticker wake-ups by commits that enqueued',
+       jsonb_build_object('database', datname), wakeups::float8 from t
+union all
+select 'pgque_worker_last_tick_age_seconds', 'gauge', 'seconds since the last materialized tick',
+       jsonb_build_object('database', datname),
+       extract(epoch from clock_timestamp() - last_tick_at)::float8 from t where last_tick_at is not null
+union all
+select 'pgque_worker_tick_call_duration_seconds_sum', 'counter', 'time in successful ticker() calls',
+       jsonb_build_object('database', datname), tick_seconds_total from t
+union all
+select 'pgque_worker_tick_call_duration_seconds_count', 'counter', 'successful ticker() calls',
+       jsonb_build_object('database', datname), tick_calls::float8 from t
+union all
+select 'pgque_worker_tick_call_duration_seconds_max', 'gauge', 'longest ticker() call',
+       jsonb_build_object('database', datname), tick_seconds_max from t
+union all
+select 'pgque_worker_retry_events_moved_total', 'counter', 'events moved back from the retry queue',
+       jsonb_build_object('database', datname), retry_events_moved::float8 from t
+union all
+select 'pgque_worker_maint_runs_total', 'counter', 'pgque.maint() runs',
+       jsonb_build_object('database', datname), maint_runs::float8 from t
+union all
+select 'pgque_worker_rotation_runs_total', 'counter', 'pgque.maint_rotate_tables_step2() runs',
+       jsonb_build_object('database', datname), rotate_runs::float8 from t
+union all
+select 'pgque_worker_errors_total', 'counter', 'failed calls',
+       jsonb_build_object('database', datname, 'worker', kind), errors::float8 from st
+union all
+select 'pgque_worker_up', 'gauge', '1 while the worker runs and is not failing',
+       jsonb_build_object('database', datname, 'worker', kind, 'state', state),
+       case when state = 'running' then 1 else 0 end::float8 from st
+union all
+select 'pgque_worker_dispatched_messages_total', 'counter', 'messages handled by the dispatcher',
+       jsonb_build_object('database', datname), messages_ok::float8 from d
+union all
+select 'pgque_worker_queue_ticker_lag_seconds', 'gauge', 'age of the queue''s last tick',
+       jsonb_build_object('database', current_database(), 'queue', q.queue_name),
+       extract(epoch from q.ticker_lag)::float8
+  from pgque.get_queue_info() q
+union all
+select 'pgque_worker_queue_new_events', 'gauge', 'events not yet in a tick',
+       jsonb_build_object('database', current_database(), 'queue', q.queue_name), q.ev_new::float8
+  from pgque.get_queue_info() q
+union all
+select 'pgque_worker_queue_dead_letters', 'gauge', 'events in the dead-letter table',
+       jsonb_build_object('database', current_database(), 'queue', q.queue_name),
+       (select count(*) from pgque.dead_letter dl where dl.dl_queue_id = q.queue_id)::float8
+  from pgque.queue q
+union all
+select 'pgque_worker_handler_messages_total', 'counter', 'messages handled',
+       jsonb_build_object('database', current_database(), 'queue', h.queue_name,
+                          'consumer', h.consumer_name, 'result', 'ok'), h.messages_ok::float8
+  from pgque_worker.handler_stats h
+union all
+select 'pgque_worker_handler_messages_total', 'counter', 'messages handled',
+       jsonb_build_object('database', current_database(), 'queue', h.queue_name,
+                          'consumer', h.consumer_name, 'result', 'nacked'), h.messages_nacked::float8
+  from pgque_worker.handler_stats h
+union all
+select 'pgque_worker_handler_seconds_total', 'counter', 'time spent in the handler',
+       jsonb_build_object('database', current_database(), 'queue', h.queue_name,
+                          'consumer', h.consumer_name), h.handler_seconds
+  from pgque_worker.handler_stats h
+union all
+select 'pgque_worker_handler_batches_total', 'counter', 'batches finished',
+       jsonb_build_object('database', current_database(), 'queue', h.queue_name,
+                          'consumer', h.consumer_name), h.batches::float8
+  from pgque_worker.handler_stats h
+union all
+select 'pgque_worker_handler_errors_total', 'counter', 'dispatch failures outside the handler',
+       jsonb_build_object('database', current_database(), 'queue', h.queue_name,
+                          'consumer', h.consumer_name), h.errors::float8
+  from pgque_worker.handler_stats h
+union all
+select 'pgque_worker_consumer_lag_seconds', 'gauge', 'age of the last tick the consumer finished',
+       jsonb_build_object('database', current_database(), 'queue', c.queue_name,
+                          'consumer', c.consumer_name), extract(epoch from c.lag)::float8
+  from pgque_worker.handler h
+  cross join lateral pgque.get_consumer_info(h.queue_name, h.consumer_name) c;
+
+-- Prometheus text exposition format (one scrape).
+create function pgque_worker.metrics() returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with m as (select * from pgque_worker.metrics_view),
+  lines as (
+    select metric, 0 as ord, format('# HELP %s %s', metric, min(help)) as line
+      from m group by metric
+    union all
+    select metric, 1, format('# TYPE %s %s', metric, min(type)) from m group by metric
+    union all
+    select metric, 2, metric
+           || coalesce('{' || (select string_agg(format('%s="%s"', k,
+                 replace(replace(replace(v, '\', '\\'), '"', '\"'), E'\n', '\n')), ',' order by k)
+                 from jsonb_each_text(labels) as l(k, v)) || '}', '')
+           || ' ' || case when value is null then 'NaN' else value::text end
+      from m)
+  select string_agg(line, E'\n' order by metric, ord, line) || E'\n' from lines
+$$;
+
+revoke all on pgque_worker.metrics_view from public;
+revoke all on function pgque_worker.metrics() from public;
+grant select on pgque_worker.metrics_view to pg_monitor, pgque_admin;
+grant execute on function pgque_worker.metrics() to pg_monitor, pgque_admin;

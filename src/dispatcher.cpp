@@ -782,7 +782,7 @@ pqw_dispatcher_main(Datum main_arg)
 				proc_exit(0);
 			}
 		}
-		if (!pqw_enabled)
+		if (!pqw_enabled || pqw_database_paused)
 		{
 			if (s->state != PQW_STATE_PAUSED)
 				pqw_slot_set_state(my_slot, PQW_STATE_PAUSED);

@@ -20,6 +20,8 @@ extern int	pqw_lock_timeout_ms;
 extern int	pqw_log_quiet_interval_ms;
 extern int	pqw_chunk_messages;
 extern bool pqw_wake_on_commit;
+extern bool pqw_takeover;
+extern bool pqw_database_paused;
 extern int	pqw_min_tick_interval_ms;
 extern int	pqw_max_idle_interval_ms;
 extern int	pqw_handler_timeout_ms;

@@ -31,6 +31,8 @@ int			pqw_lock_timeout_ms = 1000;
 int			pqw_log_quiet_interval_ms = 60000;
 int			pqw_chunk_messages = 1000;
 bool		pqw_wake_on_commit = true;
+bool		pqw_takeover = false;
+bool		pqw_database_paused = false;
 int			pqw_min_tick_interval_ms = 1;
 int			pqw_max_idle_interval_ms = 60000;
 int			pqw_handler_timeout_ms = 30000;
@@ -171,6 +173,15 @@ define_settings(void)
 							"A repeated identical error is logged at most once per this interval (0 .. 1 day).",
 							NULL, &pqw_log_quiet_interval_ms, 60000, 0, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgque_worker.takeover",
+							 "Take over databases another scheduler (pg_cron, pg_timetable) ticks, by calling pgque.stop().",
+							 "Off: such a database is left alone, with a WARNING, until the other scheduler is gone.",
+							 &pqw_takeover, false, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgque_worker.database_paused",
+							 "Set per database by pgque_worker.pause() and resume(); do not set it by hand.",
+							 NULL, &pqw_database_paused, false, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("pgque_worker.wake_on_commit",
 							 "Wake the ticker when a transaction that enqueued events commits, and skip idle ticker calls.",
 							 "Off: pgque.ticker() is called every tick period.",

@@ -99,6 +99,8 @@ pqw_state_name(PqwState state)
 			return "no worker slot";
 		case PQW_STATE_NO_HANDLERS:
 			return "no handlers";
+		case PQW_STATE_YIELDING:
+			return "other scheduler";
 	}
 	return "unknown";
 }

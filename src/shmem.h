@@ -28,7 +28,8 @@ typedef enum PqwState
 	PQW_STATE_BACKOFF,		/* last call failed, waiting to retry */
 	PQW_STATE_STOPPED,		/* worker exited; launcher decides what next */
 	PQW_STATE_NO_SLOT,		/* no background worker slot available */
-	PQW_STATE_NO_HANDLERS	/* dispatcher: no enabled handler left */
+	PQW_STATE_NO_HANDLERS,	/* dispatcher: no enabled handler left */
+	PQW_STATE_YIELDING		/* ticker: another scheduler owns PgQue here */
 } PqwState;
 
 typedef struct PqwSlot
@@ -62,6 +63,8 @@ typedef struct PqwSlot
 	/* ticker slot: a commit enqueued events since the ticker last looked */
 	bool		events_pending;
 	int64		wakeups;		/* ticker: commit wake-ups taken */
+	int64		tick_us_sum;	/* ticker: time in successful ticker() calls */
+	int64		tick_us_max;
 	/* dispatcher slot: handler registrations changed, reload them */
 	bool		reload_handlers;
 	int64		batches;		/* dispatcher: batches finished */

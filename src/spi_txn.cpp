@@ -37,23 +37,27 @@ pqw_capture_error(MemoryContext keep, PqwCallResult *result)
 	FreeErrorData(edata);
 }
 
-static int64
-datum_to_int64(Datum d, Oid type)
+/* Integer value of a result column; false for other types (void, ...). */
+static bool
+datum_to_int64(Datum d, Oid type, int64 *out)
 {
 	switch (type)
 	{
 		case INT8OID:
-			return DatumGetInt64(d);
+			*out = DatumGetInt64(d);
+			return true;
 		case INT4OID:
-			return DatumGetInt32(d);
+			*out = DatumGetInt32(d);
+			return true;
 		case INT2OID:
-			return DatumGetInt16(d);
+			*out = DatumGetInt16(d);
+			return true;
 		case BOOLOID:
-			return DatumGetBool(d) ? 1 : 0;
+			*out = DatumGetBool(d) ? 1 : 0;
+			return true;
 		default:
-			/* callers cast to an integer type; anything else is a bug */
-			elog(ERROR, "pgque_worker: unexpected result type %u", type);
-			return 0;
+			*out = 0;
+			return false;
 	}
 }
 
@@ -88,8 +92,10 @@ call_fn(void *arg)
 			bool		isnull;
 			Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
 
-			a->result->isnull[i] = isnull;
-			a->result->value[i] = isnull ? 0 : datum_to_int64(d, TupleDescAttr(desc, i)->atttypid);
+			a->result->value[i] = 0;
+			/* a column of another type (e.g. void) reads as NULL */
+			a->result->isnull[i] = isnull ||
+				!datum_to_int64(d, TupleDescAttr(desc, i)->atttypid, &a->result->value[i]);
 		}
 	}
 }

@@ -10,7 +10,7 @@ PG_FUNCTION_INFO_V1(pqw_status);
 PG_FUNCTION_INFO_V1(pqw_wake);
 }
 
-#define STATUS_COLS 23
+#define STATUS_COLS 25
 
 static Datum
 ts_or_null(TimestampTz t, bool *isnull)
@@ -78,6 +78,8 @@ pqw_status(PG_FUNCTION_ARGS)
 		values[c++] = Int32GetDatum(s->max_subxids);
 		values[c++] = Int64GetDatum(s->subxid_overflows);
 		values[c++] = Int64GetDatum(s->wakeups);
+		values[c++] = Float8GetDatum((double) s->tick_us_sum / 1000000.0);
+		values[c++] = Float8GetDatum((double) s->tick_us_max / 1000000.0);
 		Assert(c == STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -47,7 +47,7 @@ static const char *const tick_sql = "select pgque.ticker()";
 static const char *const tick_config_sql =
 	"select pgque.ticker(), (select c.tick_period_ms from pgque.config c limit 1)";
 
-static pqw::PeriodicJob handlers_check;	/* does the database want a dispatcher? */
+static pqw::PeriodicJob handlers_check;	/* handlers? another scheduler? */
 
 static int	my_slot = -1;
 static char my_dbname[NAMEDATALEN];
@@ -348,11 +348,15 @@ run_job(JobId id)
 	PqwCallResult r;
 	const char *sql = job->sql;
 	pqw::Millis now;
+	TimestampTz t0;
+	int64		call_us;
 
 	if (id == JOB_TICK && pqw_tick_period_ms == 0)
 		sql = tick_config_sql;
 
+	t0 = GetCurrentTimestamp();
 	pqw_call(sql, 0, NULL, NULL, job_timeout_ms(id), &r);
+	call_us = GetCurrentTimestamp() - t0;
 	now = pqw::monotonic_ms();
 
 	if (!r.ok)
@@ -378,6 +382,13 @@ run_job(JobId id)
 
 	if (id == JOB_TICK)
 	{
+		PqwSlot    *sl = &pqw_shared->slots[my_slot];
+
+		LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+		sl->tick_us_sum += call_us;
+		if (call_us > sl->tick_us_max)
+			sl->tick_us_max = call_us;
+		LWLockRelease(pqw_shared->lock);
 		if (r.has_row && !r.isnull[0] && r.value[0] > 0)
 			commit_since_tick = false;
 		account(id, &r, true);
@@ -401,45 +412,111 @@ run_job(JobId id)
 	job->timer.completed(now, job_period_ms(id));
 }
 
-/* In a transaction: are there enabled handlers (pgque_worker installed
- * here and pgque_worker.handler has enabled rows)? */
-static void
-handlers_fn(void *arg)
+/* What the periodic look at the database found. */
+typedef struct DbCheck
 {
-	bool	   *want = (bool *) arg;
-	Oid			nsp = get_namespace_oid("pgque_worker", true);
+	bool		want_dispatcher;	/* enabled rows in pgque_worker.handler */
+	char		other[64];		/* another scheduler owning PgQue here, or "" */
+} DbCheck;
 
-	*want = false;
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("handler", nsp)))
-		return;
-	if (SPI_execute("select exists (select 1 from pgque_worker.handler where enabled)",
-					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+static bool
+spi_bool(const char *sql)
+{
+	bool		isnull;
+	Datum		d;
 
-		*want = !isnull && DatumGetBool(d);
-	}
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
 }
 
+/*
+ * In a transaction: are there enabled handlers, and does another scheduler
+ * own PgQue here (pgque.config.scheduler set by pgque.start(), or pg_cron
+ * jobs named pgque* for this database)?
+ */
 static void
-check_handlers(void)
+db_check_fn(void *arg)
 {
-	bool		want = false;
-	PqwCallResult r;
+	DbCheck    *c = (DbCheck *) arg;
+	Oid			nsp = get_namespace_oid("pgque_worker", true);
 
-	if (pqw_in_transaction("pgque_worker: looking for handlers", handlers_fn, &want,
+	c->want_dispatcher = false;
+	c->other[0] = '\0';
+	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("handler", nsp)))
+		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
+
+	if (SPI_execute("select scheduler from pgque.config where scheduler is not null limit 1",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			strlcpy(c->other, v, sizeof(c->other));
+	}
+	nsp = get_namespace_oid("cron", true);
+	if (c->other[0] == '\0' && OidIsValid(nsp) && OidIsValid(get_relname_relid("job", nsp)) &&
+		spi_bool("select exists (select 1 from cron.job where jobname like 'pgque%'"
+				 " and database = current_database())"))
+		strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
+}
+
+static char other_scheduler[64] = "";	/* as last seen */
+static pqw::LogLimiter takeover_limiter;
+
+static void
+check_database(void)
+{
+	DbCheck		c;
+	PqwCallResult r;
+	PqwSlot    *s = &pqw_shared->slots[my_slot];
+
+	if (pqw_in_transaction("pgque_worker: looking at the database", db_check_fn, &c,
 						   pqw_statement_timeout_ms, &r))
 	{
-		PqwSlot    *s = &pqw_shared->slots[my_slot];
-
-		if (s->want_dispatcher != want)
+		if (s->want_dispatcher != c.want_dispatcher)
 		{
 			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-			s->want_dispatcher = want;
+			s->want_dispatcher = c.want_dispatcher;
 			LWLockRelease(pqw_shared->lock);
 			pqw_wake_launcher();
 		}
+		if (c.other[0] != '\0' && pqw_takeover)
+		{
+			PqwCallResult r2;
+
+			if (pqw_call("select pgque.stop()", 0, NULL, NULL, pqw_statement_timeout_ms, &r2))
+			{
+				ereport(LOG,
+						(errmsg("pgque_worker: took over ticking of database \"%s\" from %s (pgque.stop() called)",
+								my_dbname, c.other)));
+				c.other[0] = '\0';
+			}
+			else if (takeover_limiter.on_error(pqw::fingerprint(r2.message), pqw::monotonic_ms()) !=
+					 pqw::LogDecision::kSuppress)
+				ereport(WARNING,
+						(errmsg("pgque_worker: could not take over database \"%s\" from %s: %s",
+								my_dbname, c.other, r2.message),
+						 errhint("pgque.stop() failed; stop the other scheduler by hand.")));
+		}
+		if (c.other[0] != '\0' && strcmp(other_scheduler, c.other) != 0)
+		{
+			char		line[PQW_ERRLEN];
+
+			ereport(WARNING,
+					(errmsg("pgque_worker: database \"%s\" is ticked by %s, pgque_worker leaves it alone",
+							my_dbname, c.other),
+					 errdetail("Two tickers on one database contend."),
+					 errhint("Run \"select pgque.stop()\" in that database to switch to pgque_worker, or set pgque_worker.takeover = on.")));
+			snprintf(line, sizeof(line), "yielding to %s", c.other);
+			pqw_slot_set_error(my_slot, line);
+		}
+		else if (c.other[0] == '\0' && other_scheduler[0] != '\0')
+			ereport(LOG,
+					(errmsg("pgque_worker: %s no longer ticks database \"%s\", pgque_worker does",
+							other_scheduler, my_dbname)));
+		strlcpy(other_scheduler, c.other, sizeof(other_scheduler));
 	}
 	handlers_check.completed(pqw::monotonic_ms(), pqw_discovery_interval_ms);
 }
@@ -567,6 +644,8 @@ pqw_ticker_main(Datum main_arg)
 	init_jobs(pqw::monotonic_ms());
 	handlers_check.start(pqw::monotonic_ms());
 	set_lock_timeout();
+	if (pqw_database_paused)
+		ereport(LOG, (errmsg("pgque_worker: database \"%s\" is paused (pgque_worker.pause())", my_dbname)));
 
 	for (;;)
 	{
@@ -600,6 +679,16 @@ pqw_ticker_main(Datum main_arg)
 			continue;
 		}
 
+		if (handlers_check.due(pqw::monotonic_ms()))
+			check_database();
+		if (pqw_database_paused || other_scheduler[0] != '\0')
+		{
+			/* pgque_worker.pause() of this database, or another ticker */
+			set_state_if_changed(pqw_database_paused ? PQW_STATE_PAUSED : PQW_STATE_YIELDING);
+			wait_ms(pqw_discovery_interval_ms);
+			paused = true;
+			continue;
+		}
 		if (pqw_wake_on_commit)
 			take_commit_wakeup();
 		for (int i = 0; i < NUM_JOBS; i++)
@@ -608,8 +697,6 @@ pqw_ticker_main(Datum main_arg)
 				run_job((JobId) i);
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (handlers_check.due(pqw::monotonic_ms()))
-			check_handlers();
 		set_state_if_changed(any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 
 		now = pqw::monotonic_ms();

@@ -32,6 +32,28 @@ extern "C" {
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_handlers_changed);
+PG_FUNCTION_INFO_V1(pqw_restart_workers);
+}
+
+/* Databases whose workers restart when this transaction commits. */
+#define MAX_RESTARTS 8
+static Oid	restart_dbs[MAX_RESTARTS];
+static int	nrestart = 0;
+
+/* Ends the workers of the noted databases; the launcher starts them again
+ * and they read their per-database settings anew. */
+static void
+restart_noted_workers(void)
+{
+	if (pqw_shared == NULL || nrestart == 0)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		for (int j = 0; j < nrestart; j++)
+			if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].dboid == restart_dbs[j] &&
+				pqw_shared->slots[i].pid != 0)
+				(void) kill(pqw_shared->slots[i].pid, SIGTERM);
+	LWLockRelease(pqw_shared->lock);
 }
 
 static bool handlers_changed = false;
@@ -188,11 +210,14 @@ on_xact_event(XactEvent event, void *arg)
 				pqw_wake_dispatcher(MyDatabaseId, true);
 				pqw_wake_launcher();
 			}
+			restart_noted_workers();
+			nrestart = 0;
 			handlers_changed = false;
 			events_enqueued = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			nrestart = 0;
 			handlers_changed = false;
 			events_enqueued = false;
 			break;
@@ -222,5 +247,20 @@ pqw_handlers_changed(PG_FUNCTION_ARGS)
 {
 	(void) fcinfo;
 	handlers_changed = true;
+	PG_RETURN_VOID();
+}
+
+/* pgque_worker._restart_workers(dboid): restart that database's workers
+ * when this transaction commits (after pause() / resume()). */
+PQW_EXPORT Datum
+pqw_restart_workers(PG_FUNCTION_ARGS)
+{
+	Oid			dboid = PG_GETARG_OID(0);
+
+	for (int j = 0; j < nrestart; j++)
+		if (restart_dbs[j] == dboid)
+			PG_RETURN_VOID();
+	if (nrestart < MAX_RESTARTS)
+		restart_dbs[nrestart++] = dboid;
 	PG_RETURN_VOID();
 }

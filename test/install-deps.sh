@@ -7,7 +7,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential g++ make cmake libgtest-dev \
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgq3 \
-  libipc-run-perl perl \
+  postgresql-15-cron libipc-run-perl perl \
   clang-tidy libclang-common-14-dev cppcheck binutils >/dev/null
 # test/static-checks.sh: clang-tidy 14 finds stddef.h & co. in
 # libclang-common-14-dev (a dependency of clang-tidy-14, named for clarity)

@@ -1,0 +1,150 @@
+# Operations: never double-tick beside another scheduler (pg_cron jobs or
+# pgque.config.scheduler, with and without takeover), pause and resume
+# persisted across a restart, Prometheus metrics, and running out of
+# background worker slots. Also follows README's "Adopting pgque_worker"
+# (from pg_cron) on a fresh cluster.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $node = new_node('ops', conf => qq{
+shared_preload_libraries = 'pg_cron,pgque_worker'
+cron.database_name = 'app'
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+$node->safe_psql('app', q{
+select pgque.create_queue('q');
+select pgque.set_queue_config('q', 'ticker_max_count', '1');
+select pgque.subscribe('q', 'c');
+});
+
+sub st
+{
+	my ($col) = @_;
+	return $node->safe_psql('app',
+		"select $col from pgque_worker.status() where datname = 'app' and kind = 'ticker'");
+}
+
+sub delivered
+{
+	my ($payload) = @_;
+	$node->safe_psql('app', qq{select pgque.send('q', '$payload'::text)});
+	wait_until($node, 'app', qq{select count(*) from take('q', 'c') where take = '$payload'}, '1',
+		"delivery of $payload");
+	pass("delivered: $payload");
+}
+
+sub not_delivered
+{
+	my ($payload, $why) = @_;
+	$node->safe_psql('app', qq{select pgque.send('q', '$payload'::text)});
+	my $n = 0;
+	for (1 .. 15)
+	{
+		$n += $node->safe_psql('app', q{select count(*) from pgque.get_queue_info('q') where ev_new = 0 and ticker_lag < interval '200 ms'}) ;
+		usleep(100_000);
+	}
+	my $calls0 = st('tick_calls');
+	usleep(500_000);
+	is(st('tick_calls'), $calls0, "no ticker() call while $why");
+}
+
+delivered('first');
+
+# --- adopting from pg_cron: the jobs pgque.start() makes (Debian's pg_cron
+# 1.4 rejects PgQue's '1 second' schedule, so they are made by hand with a
+# schedule it accepts, as pgque.start() would name them)
+$node->safe_psql('app', 'create extension pg_cron');
+my $pos;
+$pos = log_position($node);
+$node->safe_psql('app', q{
+select cron.schedule_in_database('pgque_ticker', '* * * * *', 'select 1', 'app');
+select cron.schedule_in_database('pgque_maint', '* * * * *', 'select 1', 'app');
+});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'other scheduler', 'yielding to pg_cron jobs');
+wait_for_log($node, qr/database "app" is ticked by pg_cron jobs, pgque_worker leaves it alone.*\n.*DETAIL.*\n.*HINT:  Run "select pgque.stop\(\)"/, $pos);
+pass('one WARNING with a hint');
+not_delivered('while-cron', 'pg_cron jobs own the database');
+# the README's adoption step: remove the other scheduler
+$node->safe_psql('app', q{select cron.unschedule('pgque_ticker'); select cron.unschedule('pgque_maint')});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'running', 'ticking again once the jobs are gone');
+wait_until($node, 'app', q{select count(*) from take('q', 'c') where take = 'while-cron'}, '1',
+	'the message sent meanwhile is delivered');
+pass('started by itself within the discovery interval after the jobs went');
+
+# --- pgque.config.scheduler set (pgque.start() ran): yield, then takeover
+$node->safe_psql('app', q{update pgque.config set scheduler = 'pg_timetable'});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'other scheduler', 'yielding to pgque.config.scheduler');
+like(st('last_error'), qr/yielding to pg_timetable/, 'status() says why');
+$node->safe_psql('app', q{update pgque.config set scheduler = null});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'running', 'back once the scheduler is cleared');
+$node->safe_psql('app', q{update pgque.config set scheduler = 'pg_cron'});
+$pos = log_position($node);
+$node->safe_psql('postgres', q{alter system set pgque_worker.takeover = on; select pg_reload_conf()});
+wait_for_log($node, qr/took over ticking of database "app" from pg_cron \(pgque.stop\(\) called\)/, $pos);
+is($node->safe_psql('app', q{select scheduler is null from pgque.config}), 't',
+	'takeover = on: pgque.stop() cleared the other scheduler');
+delivered('after-takeover');
+$node->safe_psql('postgres', q{alter system reset pgque_worker.takeover; select pg_reload_conf()});
+
+# --- pause and resume, persisted across a restart
+$node->safe_psql('app', q{select pgque_worker.pause()});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'paused', 'pause() pauses the database');
+not_delivered('while-paused', 'paused');
+$node->restart;
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'paused', 'still paused after a restart');
+$node->safe_psql('app', q{select pgque_worker.resume()});
+wait_until($node, 'app', q{select count(*) from take('q', 'c') where take = 'while-paused'}, '1',
+	'resume() delivers what waited');
+pass('resume() resumes');
+my ($ret, $out, $err) = $node->psql('app', q{select pgque_worker.pause('no_such_db')});
+like($err, qr/database "no_such_db" does not exist/, 'pause() of a missing database: clear error');
+
+# --- metrics
+my $m = $node->safe_psql('app', q{select pgque_worker.metrics()});
+like($m, qr/^# TYPE pgque_worker_ticks_total counter$/m, 'metrics: TYPE lines');
+like($m, qr/^pgque_worker_ticks_total\{database="app"\} [1-9][0-9]*$/m, 'metrics: ticks of app');
+like($m, qr/^pgque_worker_queue_ticker_lag_seconds\{database="app",queue="q"\} [0-9.e+-]+$/m,
+	'metrics: per-queue ticker lag');
+my @bad = grep { !/^# (HELP|TYPE) / && !/^[a-z_]+(\{[^}]*\})? (NaN|-?[0-9.]+(e[+-]?[0-9]+)?)$/ } split /\n/, $m;
+is(scalar(@bad), 0, 'every line is valid exposition format') or note join("\n", @bad);
+is($node->safe_psql('app', q{select count(distinct metric) >= 15 from pgque_worker.metrics_view}), 't',
+	'metrics_view has the same numbers as rows');
+
+$node->stop;
+
+# --- running out of background worker slots
+my $small = new_node('small', conf => 'max_worker_processes = 3');
+$small->start;
+for my $db (qw(s1 s2 s3))
+{
+	$small->safe_psql('postgres', "create database $db");
+	install_pgque($small, $db);
+}
+$pos = 0;
+wait_for_log($small, qr/no background worker slot for database "[^"]+".*\n.*DETAIL:  pgque_worker needs \d+ background workers/, $pos);
+pass('one clear WARNING with the number needed');
+wait_until($small, 's1', q{select count(*) > 0 from pgque_worker.status() where state = 'no worker slot'}, 't',
+	'status() shows unserved databases');
+wait_until($small, 's1', q{select count(*) > 0 from pgque_worker.status() where state = 'running'}, 't',
+	'and serves the databases it can');
+my $log = slurp_file($small->logfile);
+my $warnings = () = $log =~ /no background worker slot/g;
+cmp_ok($warnings, '<=', 3, "the WARNING is not repeated on every retry ($warnings)");
+$small->stop;
+
+done_testing();
