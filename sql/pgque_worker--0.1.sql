@@ -306,9 +306,11 @@ revoke all on function pgque_worker._restart_workers(oid) from public;
 -- also across server restarts (a per-database setting,
 -- pgque_worker.database_paused). PgQue's own per-queue ticker_paused is
 -- honoured as always.
-create function pgque_worker.pause(database name default current_database())
+-- Sets or clears the database's paused setting and restarts its workers
+-- (at commit) so they read it.
+create function pgque_worker._set_paused(database name, paused boolean)
 returns void
-language plpgsql security definer
+language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -318,27 +320,25 @@ begin
   if db is null then
     raise exception 'database "%" does not exist', database using errcode = 'invalid_catalog_name';
   end if;
-  execute format('alter database %I set pgque_worker.database_paused = on', database);
+  if paused then
+    execute format('alter database %I set pgque_worker.database_paused = on', database);
+  else
+    execute format('alter database %I reset pgque_worker.database_paused', database);
+  end if;
   perform pgque_worker._restart_workers(db);
 end
 $$;
+revoke all on function pgque_worker._set_paused(name, boolean) from public;
+
+create function pgque_worker.pause(database name default current_database())
+returns void language sql security definer
+set search_path = pg_catalog, pg_temp
+as $$ select pgque_worker._set_paused(database, true) $$;
 
 create function pgque_worker.resume(database name default current_database())
-returns void
-language plpgsql security definer
+returns void language sql security definer
 set search_path = pg_catalog, pg_temp
-as $$
-declare
-  db oid;
-begin
-  select oid into db from pg_database where datname = database;
-  if db is null then
-    raise exception 'database "%" does not exist', database using errcode = 'invalid_catalog_name';
-  end if;
-  execute format('alter database %I reset pgque_worker.database_paused', database);
-  perform pgque_worker._restart_workers(db);
-end
-$$;
+as $$ select pgque_worker._set_paused(database, false) $$;
 
 revoke all on function pgque_worker.pause(name) from public;
 revoke all on function pgque_worker.resume(name) from public;

@@ -132,24 +132,6 @@ static const char *const stat_error_sql =
 	" on conflict (queue_name, consumer_name) do update set"
 	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = now()";
 
-static void
-on_exit_clear_slot(int code, Datum arg)
-{
-	PqwSlot    *s;
-
-	(void) code;
-	(void) arg;
-	if (my_slot < 0 || pqw_shared == NULL)
-		return;
-	s = &pqw_shared->slots[my_slot];
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->pid = 0;
-	s->latch = NULL;
-	if (s->state != PQW_STATE_NO_HANDLERS)
-		s->state = PQW_STATE_STOPPED;
-	LWLockRelease(pqw_shared->lock);
-}
-
 /* ---------------------------------------------------------------------
  * Loading the registrations
  * --------------------------------------------------------------------- */
@@ -740,15 +722,7 @@ pqw_dispatcher_main(Datum main_arg)
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 
 	s = &pqw_shared->slots[my_slot];
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	strlcpy(my_dbname, s->dbname, sizeof(my_dbname));
-	s->pid = MyProcPid;
-	s->latch = MyLatch;
-	s->started_at = GetCurrentTimestamp();
-	s->state = PQW_STATE_RUNNING;
-	s->reload_handlers = false;
-	LWLockRelease(pqw_shared->lock);
-	before_shmem_exit(on_exit_clear_slot, (Datum) 0);
+	pqw_slot_attach(my_slot, PQW_STATE_RUNNING, my_dbname);
 
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
 										 ALLOCSET_DEFAULT_SIZES);

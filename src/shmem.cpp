@@ -159,3 +159,37 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
 	}
 	LWLockRelease(pqw_shared->lock);
 }
+
+static void
+slot_detach(int code, Datum arg)
+{
+	PqwSlot    *s;
+
+	(void) code;
+	if (pqw_shared == NULL)
+		return;
+	s = &pqw_shared->slots[DatumGetInt32(arg)];
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	s->pid = 0;
+	s->latch = NULL;
+	if (s->state != PQW_STATE_NO_PGQUE && s->state != PQW_STATE_NO_HANDLERS)
+		s->state = PQW_STATE_STOPPED;
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_slot_attach(int slot, PqwState state, char *dbname)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	strlcpy(dbname, s->dbname, NAMEDATALEN);
+	s->pid = MyProcPid;
+	s->latch = MyLatch;
+	s->started_at = GetCurrentTimestamp();
+	s->reload_handlers = false;
+	if (s->state != PQW_STATE_NO_PGQUE)
+		s->state = state;
+	LWLockRelease(pqw_shared->lock);
+	before_shmem_exit(slot_detach, Int32GetDatum(slot));
+}

@@ -102,6 +102,12 @@ int			pqw_find_slot(Oid dboid, PqwKind kind);
 /* Wakes the dispatcher of a database, if one runs (e.g. after a tick). */
 void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
 
+/* Worker start: claim `slot` (pid, latch, start time, `state` unless the
+ * slot says "no pgque"), copy its database name into dbname[NAMEDATALEN],
+ * and arrange for the slot to be released at exit (state "stopped" unless
+ * the worker left on purpose: "no pgque", "no handlers"). */
+void		pqw_slot_attach(int slot, PqwState state, char *dbname);
+
 /* Worker-side helpers: update own slot under the lock. */
 void		pqw_slot_set_state(int slot, PqwState state);
 void		pqw_slot_set_error(int slot, const char *message);

@@ -127,24 +127,6 @@ job_timeout_ms(JobId id)
 	return id == JOB_TICK ? pqw_ticker_timeout_ms : pqw_statement_timeout_ms;
 }
 
-static void
-on_exit_clear_slot(int code, Datum arg)
-{
-	PqwSlot    *s;
-
-	(void) code;
-	(void) arg;
-	if (my_slot < 0 || pqw_shared == NULL)
-		return;
-	s = &pqw_shared->slots[my_slot];
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->pid = 0;
-	s->latch = NULL;
-	if (s->state != PQW_STATE_NO_PGQUE)
-		s->state = PQW_STATE_STOPPED;
-	LWLockRelease(pqw_shared->lock);
-}
-
 /* Is PgQue installed here? Leaving on a transient error would be wrong,
  * so an error counts as "yes". */
 static bool
@@ -608,7 +590,6 @@ pqw_ticker_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext loop_cxt;
 	char		start_role[NAMEDATALEN];
-	PqwSlot    *s;
 	bool		paused = false;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
@@ -622,16 +603,7 @@ pqw_ticker_main(Datum main_arg)
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 	pgstat_report_appname("pgque_worker ticker");
 
-	s = &pqw_shared->slots[my_slot];
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	strlcpy(my_dbname, s->dbname, sizeof(my_dbname));
-	s->pid = MyProcPid;
-	s->latch = MyLatch;
-	s->started_at = GetCurrentTimestamp();
-	if (s->state != PQW_STATE_NO_PGQUE)
-		s->state = PQW_STATE_STARTING;
-	LWLockRelease(pqw_shared->lock);
-	before_shmem_exit(on_exit_clear_slot, (Datum) 0);
+	pqw_slot_attach(my_slot, PQW_STATE_STARTING, my_dbname);
 
 	if (!pgque_installed())
 		leave_no_pgque();

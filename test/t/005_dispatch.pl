@@ -26,7 +26,7 @@ $node->safe_psql('postgres', 'create database app');
 install_pgque($node, 'app');
 
 $node->safe_psql('app', q{
-create table got (consumer text, payload text, msg_id bigint);
+create table got (consumer text, payload text, msg_id bigint, batch_id bigint);
 create function h_msg(m pgque.message) returns void language plpgsql as $$
 begin
   if m.payload like 'bad%' then
@@ -36,7 +36,7 @@ begin
 end $$;
 create function h_batch(ms pgque.message[]) returns void language plpgsql as $$
 begin
-  insert into got select 'batch', m.payload, m.msg_id from unnest(ms) m;
+  insert into got select 'batch', m.payload, m.msg_id, m.batch_id from unnest(ms) m;
 end $$;
 });
 
@@ -163,9 +163,10 @@ while (time < $deadline)
 is($node->safe_psql('app', q{select count(*) = count(distinct payload) from got}) . '/'
 	  . $node->safe_psql('app', q{select count(*) from got}),
 	"t/$big", "a batch of $big events handled once each");
-my $batches = $node->safe_psql('app',
-	q{select batches from pgque_worker.handler_stats where queue_name = 'qbig'});
-is($batches, '1', 'it was one batch');
+# (an empty batch may come first: a tick taken while the big transaction
+# was still open does not include it)
+my $batches = $node->safe_psql('app', q{select count(distinct batch_id) from got});
+is($batches, '1', "it was one batch, handled in chunks");
 if (@rss >= 4)
 {
 	my $early = $rss[ int(@rss / 4) ];
