@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Writes $BENCH_OUT/results.md and the plots from the res_* tables of the
+# benchmark database (called by run.sh with BENCH_PSQL set).
+set -euo pipefail
+out=$BENCH_OUT
+psql() { $BENCH_PSQL -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# labels and the stats everything else reads
+psql <<'SQL' >/dev/null 2>&1
+create or replace function public.bench_label(m text) returns text language sql as $$
+  select case
+    when m = 'woc' then 'pgque_worker, wake on commit'
+    when m = 'wocx' then 'pgque_worker ticker, wake on commit, external 1 ms poller (no dispatcher)'
+    when m like 'p%' then format('pgque_worker, period %s ms', substr(m, 2))
+    when m like 'cron%' then format('pg_cron path, %s ms', substr(m, 5)) end $$;
+create table if not exists lat_stats as
+select mode, rate, count(*) n,
+       percentile_disc(0.50) within group (order by ms) p50,
+       percentile_disc(0.95) within group (order by ms) p95,
+       percentile_disc(0.99) within group (order by ms) p99,
+       max(ms) mx
+  from lat_all group by mode, rate;
+create table if not exists mode_order as
+select m, ord from unnest(array['woc','p100','p10','p1','wocx','cron100','cron10','cron1']) with ordinality o(m, ord);
+SQL
+
+md=$out/results.md
+{
+echo "# pgque_worker benchmarks"
+echo
+echo "Made by \`${BENCH_COMMAND:-sudo PGQUE_SQL=/tmp/pgque.sql bench/run.sh}\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+echo
+echo "| | |"
+echo "|---|---|"
+echo "| machine | $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r) |"
+echo "| PostgreSQL | $(psql -c 'show server_version') (Debian), fsync on, shared_buffers 256MB, other settings default |"
+pgver=$(grep -m1 -oiE "pgque[ ._-]*v?[0-9]+\.[0-9]+(\.[0-9]+)?" "$BENCH_PGQUE_SQL" || true)
+echo "| PgQue | \`$(basename "$BENCH_PGQUE_SQL")\` ${pgver:+($pgver) }sha256 $(sha256sum "$BENCH_PGQUE_SQL" | cut -c1-12) |"
+echo "| pgque_worker | installed build (repository HEAD at the run: $(git -C "$BENCH_HERE" log -1 --format='%h %cs' 2>/dev/null || echo '?')); wake_on_commit setting present: $([ "$BENCH_HAS_WOC" = 1 ] && echo yes || echo NO); min_tick_interval present: $([ "$BENCH_HAS_MTI" = 1 ] && echo yes || echo no); pgque_worker.so sha256 ${BENCH_SO_SHA:-?}$([ "${BENCH_SO_SHA:-}" = "${BENCH_SO_SHA_END:-}" ] || echo " (replaced during the run by ${BENCH_SO_SHA_END:-?}: the idle-CPU part ran on the newer one after a restart)") |"
+echo "| durations | latency runs ${LOAD_SECONDS} s each, idle tick/WAL windows ${TICK_IDLE_SECONDS} s, idle CPU ${IDLE_SECONDS} s, dispatch ${DISPATCH_MESSAGES} messages (batches of ${DISPATCH_BATCH}), pgbench ${PGBENCH_ROUNDS} x ${PGBENCH_SECONDS} s per setting (scale ${PGBENCH_SCALE}) |"
+echo
+echo "## End-to-end latency, ticks and WAL"
+echo
+echo "Server clock at \`pgque.send()\` (the payload) to server clock when the"
+echo "handler runs (pgque_worker modes: a registered message handler inserting"
+echo "\`clock_timestamp()\`) or when \`pgque.receive()\` returns the event (pg_cron"
+echo "path: a session running \`CALL pgque.ticker_loop()\` back to back with"
+echo "\`pgque_worker.enabled = off\`, and an external libpq consumer polling"
+echo "\`receive\` every 1 ms). Queue: \`ticker_max_count = 1\`, \`ticker_max_lag = 1 ms\`."
+echo "Each send is its own transaction, at a fixed rate. *ticks/commit*: ticks"
+echo "written on the queue per enqueuing commit. WAL: whole cluster, including the"
+echo "sends and the handler's inserts. Idle: ${TICK_IDLE_SECONDS} s without traffic, right after"
+echo "switching to the mode. *sender max late*: how far the fixed-rate sender fell behind"
+echo "its schedule; *load avg*: 1-minute load average of the machine after the run."
+echo
+echo "| mode | events/s | sent | delivered | p50 ms | p95 ms | p99 ms | max ms | ticks/s | ticks/commit | WAL B/event | idle ticks/s | idle WAL B/s | sender max late ms | load avg |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+psql <<'SQL'
+select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+       public.bench_label(r.mode), r.rate, r.sent, r.delivered,
+       round(s.p50::numeric, 1), round(s.p95::numeric, 1), round(s.p99::numeric, 1), round(s.mx::numeric, 1),
+       round((r.ticks / r.seconds)::numeric, 1), round(r.ticks::numeric / nullif(r.sent, 0), 3),
+       round(r.wal::numeric / nullif(r.delivered, 0)),
+       round((i.ticks / i.seconds)::numeric, 2), round((i.wal / i.seconds)::numeric),
+       round(r.max_late_ms::numeric, 1), r.load1)
+  from res_lat r join lat_stats s using (mode, rate) left join res_idle i using (mode)
+  join mode_order o on o.m = r.mode
+ order by r.rate, o.ord;
+SQL
+echo
+echo "![latency](latency.png)"
+echo
+echo "## Idle CPU"
+echo
+echo "utime + stime from \`/proc/<pid>/stat\` over ${IDLE_SECONDS} s, no traffic. pgque_worker: every"
+echo "process whose \`pg_stat_activity.backend_type\` starts with \`pgque_worker\` (launcher,"
+echo "one ticker and one dispatcher per database), default settings. Each database"
+echo "has 4 queues (\`ticker_max_count = 1\`, \`ticker_max_lag = 1 ms\`) and a handler on"
+echo "one of them. pg_cron path: the backend of the session calling"
+echo "\`CALL pgque.ticker_loop()\` back to back in one such database."
+echo
+echo "| what | PgQue databases | % of one core | CPU s | processes (CPU s) |"
+echo "|---|---:|---:|---:|---|"
+psql -c "select format('| %s | %s | %s | %s | %s |', what, dbs, round(pct::numeric, 2), round(cpu_seconds::numeric, 2), detail) from res_cpu order by ctid"
+echo
+echo "![idle CPU](idle_cpu.png)"
+echo
+echo "## Dispatch throughput"
+echo
+echo "The same ${DISPATCH_MESSAGES} messages (payload ~80 bytes, ${DISPATCH_BATCH} per batch, ticked"
+echo "before the clock starts) consumed by each method in turn; the handler inserts each"
+echo "payload into a table. Time: from the start (handler enabled / client started) to"
+echo "the last insert, server clock."
+echo
+echo "| method | messages | seconds | messages/s | vs external | vs PL/pgSQL loop |"
+echo "|---|---:|---:|---:|---:|---:|"
+psql <<'SQL'
+with t as (select method, messages, seconds, messages / nullif(seconds, 0) rate from res_thr),
+     ext as (select rate from t where method = 'ext'),
+     plp as (select rate from t where method = 'plp')
+select format('| %s | %s | %s | %s | %sx | %s |',
+       case method when 'ext' then 'external libpq consumer (receive / INSERT per message / ack)'
+                   when 'plp' then 'PL/pgSQL loop (receive / handler in BEGIN ... EXCEPTION per message / ack)'
+                   when 'msg' then 'pgque_worker message handler'
+                   when 'bat' then 'pgque_worker batch handler'
+                   when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
+                   when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
+       messages, round(seconds::numeric, 2), round(t.rate::numeric),
+       round((t.rate / ext.rate)::numeric, 1), round((t.rate / plp.rate)::numeric, 2))
+  from t, ext, plp
+ order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat'], method);
+SQL
+echo
+echo "## Cost of the commit hook"
+echo
+echo "pgbench built-in TPC-B-like, \`-c 2 -j 2 -M prepared\`, \`synchronous_commit = off\` (so"
+echo "it is CPU-bound and a per-commit cost shows), in the PgQue database while"
+echo "pgque_worker serves it; rounds alternate the order of the two settings."
+echo
+echo "| round | TPS wake_on_commit off | TPS on | on / off |"
+echo "|---:|---:|---:|---:|"
+psql <<'SQL'
+select format('| %s | %s | %s | %s |', round, round(off.tps::numeric), round(on_.tps::numeric),
+              round((on_.tps / nullif(off.tps, 0))::numeric, 4))
+  from res_pgbench off join res_pgbench on_ using (round)
+ where off.woc = 'off' and on_.woc = 'on' order by round;
+select format('| median | %s | %s | %s |', round(a::numeric), round(b::numeric), round((b / nullif(a, 0))::numeric, 4))
+  from (select percentile_cont(0.5) within group (order by tps) filter (where woc = 'off') a,
+               percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench) x;
+SQL
+echo
+echo "## Targets"
+echo
+echo "| target | reached | met |"
+echo "|---|---|---|"
+psql -v has_woc="$BENCH_HAS_WOC" <<'SQL'
+with w as (select * from lat_stats where mode = 'woc'),
+     wl as (select * from res_lat where mode = 'woc'),
+     cpu5 as (select pct from res_cpu where what like 'pgque_worker%' and dbs = 5),
+     t as (select method, messages / nullif(seconds, 0) rate from res_thr),
+     pg as (select percentile_cont(0.5) within group (order by tps) filter (where woc = 'off') a,
+                   percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench)
+select format('| wake on commit p50 <= 2 ms at both rates | %s | %s |',
+              coalesce((select string_agg(format('%s/s: %s ms', rate, round(p50::numeric, 3)), ', ' order by rate) from w), 'not measured'),
+              case when not exists (select from w) then 'n/a' when (select bool_and(p50 <= 2) from w) then 'yes' else 'NO' end)
+union all
+select format('| wake on commit p99 <= 10 ms at both rates | %s | %s |',
+              coalesce((select string_agg(format('%s/s: %s ms', rate, round(p99::numeric, 3)), ', ' order by rate) from w), 'not measured'),
+              case when not exists (select from w) then 'n/a' when (select bool_and(p99 <= 10) from w) then 'yes' else 'NO' end)
+union all
+select format('| wake on commit: ticks <= enqueuing commits | %s | %s |',
+              coalesce((select string_agg(format('%s/s: %s ticks / %s commits', rate, ticks, sent), ', ' order by rate) from wl), 'not measured'),
+              case when not exists (select from wl) then 'n/a' when (select bool_and(ticks <= sent) from wl) then 'yes' else 'NO' end)
+union all
+select format('| idle, 5 PgQue databases: all pgque_worker processes < 1%% of a core | %s%% | %s |',
+              (select round(pct::numeric, 2) from cpu5), case when (select pct from cpu5) < 1 then 'yes' else 'NO' end)
+union all
+select format('| message handler >= 50%% of the PL/pgSQL loop | %s%% | %s |',
+              round(100 * (select rate from t where method = 'msg') / (select rate from t where method = 'plp'))::numeric,
+              case when (select rate from t where method = 'msg') >= 0.5 * (select rate from t where method = 'plp') then 'yes' else 'NO' end)
+union all
+select format('| message handler >= 10x external consumer | %sx | %s |',
+              round(((select rate from t where method = 'msg') / (select rate from t where method = 'ext'))::numeric, 1),
+              case when (select rate from t where method = 'msg') >= 10 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
+union all
+select format('| batch handler >= 30x external consumer | %sx | %s |',
+              round(((select rate from t where method = 'bat') / (select rate from t where method = 'ext'))::numeric, 1),
+              case when (select rate from t where method = 'bat') >= 30 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
+union all
+select format('| pgbench TPS hook on >= 99%% of off | %s%% | %s |',
+              round((100 * b / nullif(a, 0))::numeric, 1),
+              case when :'has_woc' = '0' then 'n/a (setting absent)'
+                   when b >= 0.99 * a then 'yes' else 'NO' end)
+  from pg;
+SQL
+} > "$md.tmp"
+mv "$md.tmp" "$md"
+
+# ---------------------------------------------------------------- plots
+for r in $(psql -c "select distinct rate from lat_stats order by 1"); do
+  psql -F $'\t' -c "select case when mode = 'woc' then 'wake on commit' when mode = 'wocx' then 'woc + ext. poller' when mode like 'p%' then 'worker ' || substr(mode, 2) || ' ms'
+                  else 'pg_cron ' || substr(mode, 5) || ' ms' end, p50, p95, p99, mx
+        from lat_stats s join mode_order o on o.m = s.mode where rate = $r order by o.ord" > "$tmp/lat_$r.tsv"
+done
+psql -F $'\t' -c "select case when what like 'pgque_worker%' then 'pgque_worker, ' || dbs || ' db' else replace(what, 'pg_cron path ticker session, ', 'ticker_loop ') end, pct from res_cpu order by ctid" > "$tmp/cpu.tsv"
+
+rates=$(psql -c "select string_agg(distinct rate::text, ' ') from lat_stats")
+n=$(wc -w <<<"$rates")
+[ "$n" -gt 0 ] || n=1
+{
+  echo "set terminal pngcairo size 1300,$((480 * n)) font 'Sans,10'"
+  echo "set output '$out/latency.png'"
+  echo "set datafile separator '\t'"
+  echo "set multiplot layout $n,1"
+  echo "set style data histograms; set style histogram clustered gap 1; set style fill solid 0.85 border -1"
+  echo "set logscale y; set yrange [0.1:*]; set grid ytics; set ylabel 'ms (log scale)'"
+  echo "set key top left; set xtics noenhanced"
+  for r in $rates; do
+    echo "set title 'End-to-end latency at $r events/s (server clock at send to handler / receive)'"
+    echo "plot '$tmp/lat_$r.tsv' using 2:xtic(1) title 'p50' lc rgb '#4878d0', '' using 3 title 'p95' lc rgb '#ee854a', '' using 4 title 'p99' lc rgb '#d65f5f', '' using 5 title 'max' lc rgb '#956cb4'"
+  done
+  echo "unset multiplot"
+} > "$tmp/lat.gp"
+gnuplot "$tmp/lat.gp"
+cat > "$tmp/cpu.gp" <<GP
+set terminal pngcairo size 1000,500 font 'Sans,10'
+set output '$out/idle_cpu.png'
+set datafile separator '\t'
+set style data histograms; set style fill solid 0.85 border -1; set boxwidth 0.7
+set grid ytics; set ylabel '% of one core'; set key off; set xtics noenhanced
+set title 'Idle CPU over ${IDLE_SECONDS} s (4 low-latency queues per database, no traffic)'
+set yrange [0:*]
+plot '$tmp/cpu.tsv' using 2:xtic(1) lc rgb '#4878d0', '' using 0:2:(sprintf('%.2f', \$2)) with labels offset 0,0.7
+GP
+gnuplot "$tmp/cpu.gp"

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# pgque_worker benchmark suite. Run as root:
+#
+#   sudo PGQUE_SQL=/path/to/pgque.sql bench/run.sh   # real PgQue (the reported numbers)
+#   sudo bench/run.sh                                # the test fixture
+#   sudo BENCH_QUICK=1 bench/run.sh                  # short trial run (< 5 min)
+#
+# Installs what it needs from Debian (gnuplot-nox, libpq-dev), compiles
+# bench/pgq_client.c, starts a temporary cluster (/tmp/pgque_worker-bench,
+# port 5477) with the installed pgque_worker preloaded, installs PgQue, runs
+# every measurement, prints a markdown table, writes bench/results/results.md
+# and bench/results/*.png, and stops the cluster.
+#
+# Durations (seconds unless said):
+#   BENCH_LOAD_SECONDS (10)        each latency run (per mode and rate)
+#   BENCH_RATES ("100 1000")       events/s of the latency runs
+#   BENCH_TICK_IDLE_SECONDS (10)   idle window per mode for ticks/s and WAL/s
+#   BENCH_IDLE_SECONDS (60)        each idle-CPU measurement
+#   BENCH_DISPATCH_MESSAGES (50000), BENCH_DISPATCH_BATCH (1000 per batch)
+#   BENCH_PGBENCH_SECONDS (30), BENCH_PGBENCH_ROUNDS (3), BENCH_PGBENCH_SCALE (10)
+#   BENCH_MODES ("woc p100 p10 p1 wocx cron100 cron10 cron1"; wocx = the worker ticking
+#                with wake on commit, consumed by the external 1 ms poller: the
+#                ticker alone, without the dispatcher)
+#   BENCH_PORT (5477), BENCH_DIR (/tmp/pgque_worker-bench), BENCH_KEEP=1 keeps the cluster
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench=$here/bench
+out=${BENCH_OUT:-$bench/results}
+bin=/usr/lib/postgresql/15/bin
+dir=${BENCH_DIR:-/tmp/pgque_worker-bench}
+port=${BENCH_PORT:-5477}
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  : "${BENCH_LOAD_SECONDS:=3}" "${BENCH_TICK_IDLE_SECONDS:=3}" "${BENCH_IDLE_SECONDS:=10}"
+  : "${BENCH_DISPATCH_MESSAGES:=10000}" "${BENCH_PGBENCH_SECONDS:=5}" "${BENCH_PGBENCH_ROUNDS:=1}"
+  : "${BENCH_PGBENCH_SCALE:=2}"
+fi
+LOAD_SECONDS=${BENCH_LOAD_SECONDS:-10}
+RATES=${BENCH_RATES:-100 1000}
+TICK_IDLE_SECONDS=${BENCH_TICK_IDLE_SECONDS:-10}
+IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
+DISPATCH_MESSAGES=${BENCH_DISPATCH_MESSAGES:-50000}
+DISPATCH_BATCH=${BENCH_DISPATCH_BATCH:-1000}
+PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-30}
+PGBENCH_ROUNDS=${BENCH_PGBENCH_ROUNDS:-3}
+PGBENCH_SCALE=${BENCH_PGBENCH_SCALE:-10}
+MODES=${BENCH_MODES:-woc p100 p10 p1 wocx cron100 cron10 cron1}
+PGQUE_SQL=${PGQUE_SQL:-$here/test/fixtures/pgque_fixture.sql}
+
+[ "$(id -u)" = 0 ] || { echo "run as root (installs packages, runs the cluster as postgres)"; exit 1; }
+[ -x "$bin/postgres" ] || { echo "PostgreSQL 15 server not found in $bin"; exit 1; }
+[ -f /usr/lib/postgresql/15/lib/pgque_worker.so ] || { echo "pgque_worker is not installed (make install)"; exit 1; }
+[ -f "$PGQUE_SQL" ] || { echo "PGQUE_SQL=$PGQUE_SQL not found"; exit 1; }
+
+log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+as_pg() { su postgres -s /bin/bash -c "$*"; }
+
+# ---------------------------------------------------------------- packages
+need=()
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+[ -f "$($bin/pg_config --includedir)/libpq-fe.h" ] || need+=(libpq-dev)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+[ -x "$bin/pgbench" ] || need+=(postgresql-contrib-15)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- cluster
+conninfo="host=$dir port=$port user=postgres"
+psql_base="$bin/psql -X -q -At -v ON_ERROR_STOP=1 -h $dir -p $port -U postgres"
+q() { local db=$1; shift; $psql_base -d "$db" -c "$*"; }
+client=$dir/pgq_client
+raw=$out/raw.log
+bg_pids=()
+
+cleanup() {
+  local rc=$?
+  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$bin/pg_ctl -D $dir/data -m fast stop >/dev/null" || true
+  fi
+  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$dir"
+  exit $rc
+}
+trap cleanup EXIT
+
+if [ -f "$dir/data/postmaster.pid" ]; then
+  as_pg "$bin/pg_ctl -D $dir/data -m fast stop >/dev/null" || true
+fi
+rm -rf "$dir"
+mkdir -p "$dir" "$out"
+chown postgres "$dir"
+: > "$raw"
+cp "$PGQUE_SQL" "$dir/pgque.sql"
+chown postgres "$dir/pgque.sql"
+cc -O2 -Wall -o "$client" "$bench/pgq_client.c" -I"$($bin/pg_config --includedir)" -lpq -lpthread
+
+as_pg "$bin/initdb -D $dir/data -A trust >/dev/null"
+cat >> "$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pgque_worker'
+max_worker_processes = 24
+shared_buffers = 256MB
+log_min_messages = warning
+include_if_exists = 'bench.conf'
+CONF
+touch "$dir/data/bench.conf"
+chown postgres "$dir/data/bench.conf"
+as_pg "$bin/pg_ctl -D $dir/data -l $dir/server.log -w start >/dev/null"
+
+# Settings of the run: bench.conf, rewritten and reloaded. Names that the
+# installed build does not know are ignored by the server (a log line).
+declare -A CONF=()
+apply_conf() {
+  local f=$dir/data/bench.conf k
+  : > "$f"
+  for k in "${!CONF[@]}"; do echo "$k = '${CONF[$k]}'" >> "$f"; done
+  q postgres "select pg_reload_conf()" >/dev/null
+  sleep 0.5
+}
+has_setting() { [ "$(q postgres "select count(*) from pg_settings where name = '$1'")" = 1 ]; }
+
+install_pgque() {
+  local db=$1
+  q postgres "create database $db"
+  as_pg "PGOPTIONS='-c client_min_messages=warning' $psql_base -d $db -1 -f $dir/pgque.sql" >/dev/null
+}
+
+SO_SHA=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)
+log "setting up (PgQue: $PGQUE_SQL; pgque_worker.so $SO_SHA)"
+install_pgque bench
+q bench "create extension pgque_worker" >/dev/null
+$psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
+q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
+q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
+q bench "create table res_thr (method text, messages int, seconds float8)"
+q bench "create table res_pgbench (round int, woc text, tps float8)"
+q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
+q bench "create table res_pgbench_load (round int, woc text, load1 float8)"
+q bench "select pgque_worker.wake_launcher()" >/dev/null
+HAS_WOC=0; has_setting pgque_worker.wake_on_commit && HAS_WOC=1
+HAS_MTI=0; has_setting pgque_worker.min_tick_interval && HAS_MTI=1
+log "wake_on_commit in the installed build: $HAS_WOC; min_tick_interval: $HAS_MTI"
+
+# ticks materialized so far on queue $2 of db $1, and the WAL position
+ticks() { q "$1" "select coalesce(sum(last_tick_id), 0) from pgque.get_queue_info() where queue_name = '$2'"; }
+lsn() { q postgres "select pg_current_wal_lsn()"; }
+wal_diff() { q postgres "select pg_wal_lsn_diff('$2', '$1')::bigint"; }
+
+wait_for() { # wait_for SECONDS SQL-DB SQL EXPECTED
+  local deadline=$((SECONDS + $1)) v
+  while :; do
+    v=$(q "$2" "$3")
+    [ "$v" = "$4" ] && return 0
+    [ $SECONDS -ge $deadline ] && { log "timeout waiting for $3 = $4 (got $v)"; return 1; }
+    sleep 0.05
+  done
+}
+
+cron_pid=
+start_cron_ticker() { # db: a session calling CALL pgque.ticker_loop() back to back
+  PGAPPNAME=bench_cron_ticker $psql_base -d "$1" -f <(yes 'CALL pgque.ticker_loop();') >/dev/null 2>>"$raw" &
+  cron_pid=$!
+  bg_pids+=("$cron_pid")
+  wait_for 10 postgres "select count(*) > 0 from pg_stat_activity where application_name = 'bench_cron_ticker'" t
+}
+stop_cron_ticker() {
+  q postgres "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'bench_cron_ticker'" >/dev/null
+  kill "$cron_pid" 2>/dev/null || true
+  wait "$cron_pid" 2>/dev/null || true
+}
+
+poll_pid=
+start_poll() { # file: external consumer polling receive every 1 ms
+  "$client" poll "$conninfo dbname=bench" lat ext 1000 > "$1" 2>>"$raw" &
+  poll_pid=$!
+  bg_pids+=("$poll_pid")
+}
+stop_poll() { kill -TERM "$poll_pid" 2>/dev/null || true; wait "$poll_pid" 2>/dev/null || true; }
+
+# ============================================================ 1. latency, ticks, WAL
+q bench "select public.bench_queue('lat')" >/dev/null
+q bench "select pgque_worker.register_handler('lat', 'h', 'public.bench_lat_handler(pgque.message)')" >/dev/null
+ext_subscribed=0
+
+ext_mode() { [[ $1 == cron* || $1 == wocx ]]; }
+
+configure_mode() {
+  local m=$1
+  CONF=()
+  case $m in
+    woc|wocx) CONF[pgque_worker.enabled]=on;  CONF[pgque_worker.wake_on_commit]=on;  CONF[pgque_worker.tick_period]=0 ;;
+    p*)     CONF[pgque_worker.enabled]=on;  CONF[pgque_worker.wake_on_commit]=off; CONF[pgque_worker.tick_period]=${m#p} ;;
+    cron*)  CONF[pgque_worker.enabled]=off; CONF[pgque_worker.wake_on_commit]=off ;;
+  esac
+  apply_conf
+}
+
+run_rate() { # mode rate
+  local m=$1 rate=$2 l0 l1 t0 t1 res sent late got nconn=1 f=$dir/poll.$1.$2 start
+  [ "$rate" -ge 500 ] && nconn=4
+  q bench "truncate lat"
+  ext_mode "$m" && start_poll "$f"
+  sleep 0.3
+  t0=$(ticks bench lat); l0=$(lsn); start=$(date +%s.%N)
+  res=$("$client" send "$conninfo dbname=bench" lat "$rate" "$LOAD_SECONDS" "$nconn")
+  sent=$(awk '{print $2}' <<<"$res"); late=$(awk '{print $6}' <<<"$res")
+  # wait until every event was delivered (or 15 s)
+  local deadline=$((SECONDS + 15))
+  while :; do
+    if ext_mode "$m"; then got=$(wc -l < "$f"); else got=$(q bench "select count(*) from lat"); fi
+    [ "$got" -ge "$sent" ] || [ $SECONDS -ge $deadline ] && break
+    sleep 0.05
+  done
+  t1=$(ticks bench lat); l1=$(lsn)
+  local secs; secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
+  if ext_mode "$m"; then
+    stop_poll
+    $psql_base -d bench -c "\\copy lat_all(ms) from '$f'"
+    q bench "update lat_all set mode = '$m', rate = $rate where mode is null"
+  else
+    q bench "insert into lat_all select '$m', $rate, extract(epoch from handled - sent) * 1000 from lat"
+  fi
+  q bench "insert into res_lat values ('$m', $rate, $sent, $got, $secs, $t1 - $t0, $(wal_diff "$l0" "$l1"), $late, $(cut -d' ' -f1 /proc/loadavg))"
+  log "  $m $rate/s: sent $sent delivered $got ticks $((t1 - t0)) (sender max late ${late} ms)"
+}
+
+for m in $MODES; do
+  if [[ $m == woc* ]] && [ $HAS_WOC = 0 ]; then
+    log "mode woc skipped: pgque_worker.wake_on_commit is not in the installed build"
+    continue
+  fi
+  log "latency mode $m"
+  configure_mode "$m"
+  if ext_mode "$m" && [ $ext_subscribed = 0 ]; then
+      q bench "select pgque_worker.unregister_handler('lat', 'h', unsubscribe => true)" >/dev/null
+      q bench "select pgque.subscribe('lat', 'ext')" >/dev/null
+      ext_subscribed=1
+  fi
+  if [[ $m == cron* ]]; then
+    q bench "select pgque.set_tick_period_ms(${m#cron})" >/dev/null
+    start_cron_ticker bench
+  fi
+  sleep 2
+  # idle window: no traffic (the pg_cron path's consumer keeps polling)
+  ext_mode "$m" && start_poll /dev/null
+  t0=$(ticks bench lat); l0=$(lsn)
+  sleep "$TICK_IDLE_SECONDS"
+  t1=$(ticks bench lat); l1=$(lsn)
+  ext_mode "$m" && stop_poll
+  q bench "insert into res_idle values ('$m', $TICK_IDLE_SECONDS, $t1 - $t0, $(wal_diff "$l0" "$l1"))"
+  for r in $RATES; do run_rate "$m" "$r"; done
+  if [[ $m == cron* ]]; then
+    stop_cron_ticker
+    q bench "select pgque.set_tick_period_ms(100)" >/dev/null
+  else
+    q bench "select datname, kind, state, tick_calls, ticks, errors, last_error from pgque_worker.status()" >> "$raw"
+  fi
+done
+
+# ============================================================ 2. dispatch throughput
+log "dispatch throughput: $DISPATCH_MESSAGES messages in batches of $DISPATCH_BATCH"
+CONF=(); apply_conf
+q bench "select public.bench_queue('keep')" >/dev/null
+q bench "select pgque_worker.register_handler('keep', 'k', 'public.bench_noop(pgque.message)')" >/dev/null
+q bench "select public.bench_queue('thr')" >/dev/null
+q bench "select pgque_worker.register_handler('thr', 'msg', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+q bench "select pgque_worker.register_handler('thr', 'bat', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+q bench "select pgque.subscribe('thr', 'ext')" >/dev/null
+q bench "select pgque.subscribe('thr', 'plp')" >/dev/null
+q bench "select pgque.subscribe('thr', 'ext_tcp')" >/dev/null
+q bench "select pgque.subscribe('thr', 'ext_each')" >/dev/null
+sleep 1
+nb=$(( (DISPATCH_MESSAGES + DISPATCH_BATCH - 1) / DISPATCH_BATCH ))
+for i in $(seq 1 "$nb"); do
+  echo "select pgque.send_batch('thr', array(select 'msg-' || lpad(g::text, 8, '0') || '-' || repeat('x', 64) from generate_series(($i - 1) * $DISPATCH_BATCH + 1, least($i * $DISPATCH_BATCH, $DISPATCH_MESSAGES)) g));"
+  echo "select pgque.ticker();"
+done | $psql_base -d bench >/dev/null
+wait_for 30 bench "select ev_new from pgque.get_queue_info('thr')" 0
+sleep 0.5
+
+thr_worker() { # consumer
+  q bench "truncate sink"
+  local t0; t0=$(q bench "select clock_timestamp()")
+  q bench "update pgque_worker.handler set enabled = true where queue_name = 'thr' and consumer_name = '$1'"
+  wait_for 600 bench "select count(*) from sink" "$DISPATCH_MESSAGES" || true
+  q bench "update pgque_worker.handler set enabled = false where queue_name = 'thr' and consumer_name = '$1'"
+  q bench "insert into res_thr select '$1', count(*), extract(epoch from max(at) - '$t0') from sink"
+}
+thr_client() { # consumer command...
+  local c=$1; shift
+  q bench "truncate sink"
+  local t0; t0=$(q bench "select clock_timestamp()")
+  "$@" >> "$raw"
+  q bench "insert into res_thr select '$c', count(*), extract(epoch from max(at) - '$t0') from sink"
+}
+thr_client ext timeout 900 "$client" drain "$conninfo dbname=bench" thr ext "$DISPATCH_MESSAGES"
+log "  external libpq consumer done"
+thr_client ext_tcp timeout 900 "$client" drain "host=127.0.0.1 port=$port user=postgres dbname=bench" thr ext_tcp "$DISPATCH_MESSAGES"
+thr_client ext_each timeout 1800 "$client" drain "$conninfo dbname=bench" thr ext_each "$DISPATCH_MESSAGES" each
+log "  external libpq consumer variants done"
+thr_client plp timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp', $DISPATCH_MESSAGES)"
+log "  PL/pgSQL loop done"
+thr_worker msg
+log "  message handler done"
+thr_worker bat
+log "  batch handler done"
+q bench "select * from pgque_worker.handler_stats" >> "$raw"
+
+# ============================================================ 3. commit hook cost
+log "pgbench: $PGBENCH_ROUNDS rounds x ${PGBENCH_SECONDS}s, wake_on_commit off/on"
+$bin/pgbench -q -i -s "$PGBENCH_SCALE" -h "$dir" -p "$port" -U postgres bench >/dev/null 2>&1
+q bench "vacuum analyze" >/dev/null
+for r in $(seq 1 "$PGBENCH_ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order="off on"; else order="on off"; fi
+  for w in $order; do
+    CONF=([pgque_worker.wake_on_commit]=$w); apply_conf
+    tps=$(PGOPTIONS='-c synchronous_commit=off' $bin/pgbench -n -M prepared -c 2 -j 2 -T "$PGBENCH_SECONDS" \
+            -h "$dir" -p "$port" -U postgres bench 2>>"$raw" | awk '/^tps = / {print $3; exit}')
+    q bench "insert into res_pgbench values ($r, '$w', ${tps:-0})"
+    q bench "insert into res_pgbench_load values ($r, '$w', $(cut -d' ' -f1 /proc/loadavg))"
+    log "  round $r wake_on_commit=$w: $tps tps"
+  done
+done
+
+# ============================================================ 4. idle CPU
+log "idle CPU: ${IDLE_SECONDS}s per measurement"
+# a fresh server: the extension script must match the library in memory
+# (the installed build may have been replaced since the start)
+as_pg "$bin/pg_ctl -D $dir/data -l $dir/server.log -w -m fast restart >/dev/null"
+echo "library sha256 at idle phase: $(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)" >> "$raw"
+for i in 1 2 3 4 5; do
+  install_pgque "idle$i"
+  $psql_base -d "idle$i" -f "$bench/sql/idle_setup.sql" >/dev/null
+done
+worker_sql="select pid, backend_type from pg_stat_activity where backend_type like 'pgque_worker%'"
+measure_cpu() { # what dbs sql
+  local res total pct detail
+  res=$("$bench/cpu_sample.pl" "$IDLE_SECONDS" "$3" $psql_base -d postgres)
+  echo "$1 $2: $res" >> "$raw"
+  total=$(awk -F'\t' '$1 == "total" {print $2}' <<<"$res")
+  pct=$(awk -F'\t' '$1 == "total" {print $3}' <<<"$res")
+  detail=$(awk -F'\t' '$1 != "total" {printf "%s%s: %s s (%s)", sep, $1, $2, $3; sep="; "}' <<<"$res")
+  q bench "insert into res_cpu values ('$1', $2, $IDLE_SECONDS, $total, $pct, '$detail')"
+  log "  $1, $2 db: $pct % of a core ($detail)"
+}
+for n in 1 5; do
+  CONF=([pgque_worker.databases]=$(seq -s, -f 'idle%g' 1 $n)); apply_conf
+  q idle1 "select pgque_worker.wake_launcher()" >/dev/null
+  wait_for 30 postgres "select count(*) from pg_stat_activity where backend_type in ('pgque_worker ticker', 'pgque_worker dispatcher')" $((2 * n)) || true
+  sleep 5
+  q postgres "select backend_type, datname from pg_stat_activity where backend_type like 'pgque_worker%' order by 1, 2" >> "$raw"
+  measure_cpu "pgque_worker (all processes)" $n "$worker_sql"
+done
+CONF=([pgque_worker.databases]=idle1 [pgque_worker.enabled]=off); apply_conf
+for p in 100 10 1; do
+  q idle1 "select pgque.set_tick_period_ms($p)" >/dev/null
+  start_cron_ticker idle1
+  sleep 2
+  measure_cpu "pg_cron path ticker session, ${p} ms" 1 \
+    "select pid, 'ticker_loop session' from pg_stat_activity where application_name = 'bench_cron_ticker'"
+  stop_cron_ticker
+done
+CONF=(); apply_conf
+
+# ============================================================ report
+log "writing $out/results.md and plots"
+q bench "select * from res_lat" >> "$raw"
+q bench "select * from res_idle" >> "$raw"
+q bench "select * from res_thr" >> "$raw"
+export BENCH_PSQL="$psql_base -d bench" BENCH_OUT="$out" BENCH_HAS_WOC=$HAS_WOC BENCH_HAS_MTI=$HAS_MTI \
+       BENCH_PGQUE_SQL="$PGQUE_SQL" BENCH_HERE="$here" LOAD_SECONDS TICK_IDLE_SECONDS IDLE_SECONDS \
+       DISPATCH_MESSAGES DISPATCH_BATCH PGBENCH_SECONDS PGBENCH_ROUNDS PGBENCH_SCALE
+BENCH_SO_SHA=$SO_SHA BENCH_SO_SHA_END=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12) "$bench/report.sh"
+cat "$out/results.md"
+log "done"

@@ -1,0 +1,72 @@
+-- Objects of the benchmark database (after PgQue and pgque_worker).
+create table public.lat (sent timestamptz not null, handled timestamptz not null);
+create table public.sink (payload text, at timestamptz not null default clock_timestamp());
+-- latencies of every run, in ms
+create table public.lat_all (mode text, rate int, ms float8);
+
+-- latency handler: server clock at send (the payload) and when the handler runs
+create function public.bench_lat_handler(m pgque.message) returns void
+language plpgsql as $$
+begin
+  insert into public.lat values (m.payload::timestamptz, clock_timestamp());
+end $$;
+
+-- throughput handlers: insert each payload
+create function public.bench_sink_msg(m pgque.message) returns void
+language plpgsql as $$
+begin
+  insert into public.sink(payload) values (m.payload);
+end $$;
+
+create function public.bench_sink_batch(ms pgque.message[]) returns void
+language plpgsql as $$
+begin
+  insert into public.sink(payload) select x.payload from unnest(ms) x;
+end $$;
+
+-- no-op handler of the keep-alive queue (keeps a dispatcher running)
+create function public.bench_noop(m pgque.message) returns void
+language plpgsql as $$ begin end $$;
+
+-- The ceiling for per-message dispatch: an in-database loop doing receive,
+-- the handler in a BEGIN ... EXCEPTION block per message (nack on error),
+-- ack, commit per batch.
+create procedure public.bench_plpgsql_loop(q text, c text, n bigint)
+language plpgsql as $$
+declare
+  m pgque.message;
+  bid bigint;
+  got bigint;
+  done bigint := 0;
+begin
+  while done < n loop
+    bid := null;
+    got := 0;
+    for m in select * from pgque.receive(q, c, 2147483647) loop
+      bid := m.batch_id;
+      got := got + 1;
+      begin
+        perform public.bench_sink_msg(m);
+      exception when others then
+        perform pgque.nack(m.batch_id, m, interval '60 seconds', sqlerrm);
+      end;
+    end loop;
+    if bid is not null then
+      perform pgque.ack(bid);
+    end if;
+    done := done + got;
+    commit;
+    if got = 0 then
+      perform pg_sleep(0.001);
+    end if;
+  end loop;
+end $$;
+
+-- low-latency queue policy
+create function public.bench_queue(q text) returns void
+language plpgsql as $$
+begin
+  perform pgque.create_queue(q);
+  perform pgque.set_queue_config(q, 'ticker_max_count', '1');
+  perform pgque.set_queue_config(q, 'ticker_max_lag', '1 ms');
+end $$;
