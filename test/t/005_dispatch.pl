@@ -130,6 +130,40 @@ wait_until($node, 'app', q{select count(*) from got}, '3000', 'all 3000 handled 
 is($node->safe_psql('app', q{select count(distinct payload) from got}), '3000',
 	'after two kill -9 mid-batch every message was handled exactly once');
 
+# ---- fairness: a deep backlog on one queue does not starve another
+$node->safe_psql('app', q{
+alter system set pgque_worker.chunk_messages = 100;
+select pg_reload_conf();
+create function h_deep(m pgque.message) returns void language plpgsql as $$
+begin
+  perform pg_sleep(0.001);
+  insert into got values ('deep', m.payload, m.msg_id);
+end $$;
+select pgque.create_queue('qdeep');
+select pgque.create_queue('qshallow');
+select pgque.set_queue_config('qshallow', 'ticker_max_count', '1');
+select pgque_worker.register_handler('qdeep', 'deep', 'h_deep(pgque.message)');
+select pgque_worker.register_handler('qshallow', 'shallow', 'h_msg(pgque.message)');
+truncate got;
+});
+$node->safe_psql('app',
+	q{select pgque.send_batch('qdeep', array_agg('d' || i)) from generate_series(1, 5000) i});
+wait_until($node, 'app', q{select count(*) > 0 from got where consumer = 'deep'}, 't', 'deep backlog started');
+my $ts = time;
+$node->safe_psql('app', q{select pgque.send('qshallow', 'shallow-1'::text)});
+wait_until($node, 'app', q{select count(*) from got where payload = 'shallow-1'}, '1', 'shallow message');
+my $shallow_s = time - $ts;
+my $deep_done = $node->safe_psql('app', q{select count(*) from got where consumer = 'deep'});
+cmp_ok($deep_done, '<', 5000,
+	sprintf('the other queue is served while the backlog runs (after %.2f s, %d of 5000 deep done)', $shallow_s, $deep_done));
+wait_until($node, 'app', q{select count(*) from got where consumer = 'deep'}, '5000', 'deep backlog done');
+$node->safe_psql('app', q{
+select pgque_worker.unregister_handler('qdeep', 'deep');
+select pgque_worker.unregister_handler('qshallow', 'shallow');
+alter system reset pgque_worker.chunk_messages;
+select pg_reload_conf();
+});
+
 # ---- a batch of $big events: memory stays flat
 $node->safe_psql('app', q{
 select pgque_worker.unregister_handler('qkill', 'slow');
