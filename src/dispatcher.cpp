@@ -107,6 +107,12 @@ static const char *const batch_cursor_sql =
 	" e.ev_extra1, e.ev_extra2, e.ev_extra3, e.ev_extra4)::pgque.message, e.ev_id"
 	" from pgque.get_batch_events($1) e where e.ev_id > $2 order by e.ev_id";
 
+static const char *const next_batch_sql = "select pgque.next_batch($1, $2)";
+static const char *const ack_sql = "select pgque.ack($1)";
+static const char *const progress_sql =
+	"select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
+	" where queue_name = $1 and consumer_name = $2";
+
 static const char *const stat_sql =
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, batches, chunks,"
 	" messages_ok, messages_nacked, handler_seconds, last_batch_at, batch_id,"
@@ -414,8 +420,8 @@ open_batch(Handler *h, ChunkResult *res)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	arm();
-	if (SPI_execute_with_args("select pgque.next_batch($1, $2)", 2, types, args,
-							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (pqw_exec_cached(next_batch_sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "pgque.next_batch() returned no row");
 	batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
@@ -426,9 +432,7 @@ open_batch(Handler *h, ChunkResult *res)
 	}
 
 	/* Progress recorded by a chunk of this batch that committed earlier. */
-	if (SPI_execute_with_args("select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
-							  " where queue_name = $1 and consumer_name = $2",
-							  2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+	if (pqw_exec_cached(progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		bool		n1,
@@ -443,8 +447,8 @@ open_batch(Handler *h, ChunkResult *res)
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int64GetDatum(after);
 	close_cursor_if_open(h->portal);
-	portal = SPI_cursor_open_with_args(h->portal, batch_cursor_sql, 2, ctypes, args, NULL,
-									   false, CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL);
+	portal = pqw_cursor_open_cached(h->portal, batch_cursor_sql, 2, ctypes, args,
+									CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL);
 	if (portal == NULL)
 		elog(ERROR, "could not open a cursor over batch " INT64_FORMAT, batch_id);
 	disarm();
@@ -548,7 +552,7 @@ chunk_fn(void *arg)
 		Datum		a = Int64GetDatum(h->batch_id);
 		Oid			t = INT8OID;
 
-		if (SPI_execute_with_args("select pgque.ack($1)", 1, &t, &a, NULL, false, 1) != SPI_OK_SELECT)
+		if (pqw_exec_cached(ack_sql, 1, &t, &a, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "pgque.ack() failed");
 		SPI_cursor_close(portal);
 	}
@@ -569,7 +573,7 @@ chunk_fn(void *arg)
 		snulls[6] = snulls[7] = snulls[8] = 'n';
 	if (run.nfail == 0)
 		snulls[9] = 'n';
-	if (SPI_execute_with_args(stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
+	if (pqw_exec_cached(stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record handler progress");
 	disarm();
 

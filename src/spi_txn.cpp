@@ -61,6 +61,55 @@ datum_to_int64(Datum d, Oid type, int64 *out)
 	}
 }
 
+/* Plans kept for the life of the process, keyed by the SQL's address. */
+#define PLAN_CACHE_SIZE 32
+typedef struct PqwKeptPlan
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+} PqwKeptPlan;
+static PqwKeptPlan plan_cache[PLAN_CACHE_SIZE];
+static int	nplans = 0;
+
+static SPIPlanPtr
+cached_plan(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < nplans; i++)
+		if (plan_cache[i].sql == sql)
+			return plan_cache[i].plan;
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (nplans < PLAN_CACHE_SIZE)
+	{
+		/* PostgreSQL's plan cache revalidates it when what it uses changes */
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		plan_cache[nplans].sql = sql;
+		plan_cache[nplans].plan = plan;
+		nplans++;
+	}
+	return plan;
+}
+
+int
+pqw_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls, bool read_only, long tcount)
+{
+	return SPI_execute_plan(cached_plan(sql, nargs, argtypes, 0), values, nulls,
+							read_only, tcount);
+}
+
+Portal
+pqw_cursor_open_cached(const char *name, const char *sql, int nargs, Oid *argtypes,
+					   Datum *values, int cursor_options)
+{
+	return SPI_cursor_open(name, cached_plan(sql, nargs, argtypes, cursor_options),
+						   values, NULL, false);
+}
+
 typedef struct CallArgs
 {
 	const char *sql;
@@ -76,10 +125,9 @@ call_fn(void *arg)
 	CallArgs   *a = (CallArgs *) arg;
 	int			rc;
 
-	rc = SPI_execute_with_args(a->sql, a->nargs, a->argtypes, a->values,
-							   NULL, false, 1);
+	rc = pqw_exec_cached(a->sql, a->nargs, a->argtypes, a->values, NULL, false, 1);
 	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0 && SPI_tuptable != NULL)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;

@@ -37,6 +37,18 @@ typedef void (*PqwTxnFn) (void *arg);
 bool		pqw_in_transaction(const char *activity, PqwTxnFn fn, void *arg,
 							   int timeout_ms, PqwCallResult *result);
 
+/*
+ * Inside a connected SPI: runs `sql` (a static string: plans are cached by
+ * its address, prepared once per process and kept) with parameters. Use it
+ * for statements run on every tick or chunk; parameter types must be fixed.
+ */
+int			pqw_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							const char *nulls, bool read_only, long tcount);
+
+/* The same cache for a cursor (e.g. CURSOR_OPT_HOLD). */
+Portal		pqw_cursor_open_cached(const char *name, const char *sql, int nargs,
+								   Oid *argtypes, Datum *values, int cursor_options);
+
 /* Copies the current error into `result` and cleans up after it: used by
  * PG_CATCH blocks that handle an error without rethrowing. */
 void		pqw_capture_error(MemoryContext keep, PqwCallResult *result);
