@@ -708,21 +708,12 @@ leave_no_handlers(void)
 PQW_EXPORT void
 pqw_dispatcher_main(Datum main_arg)
 {
-	PqwWorkerArgs args;
-	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext loop_cxt;
 	PqwSlot    *s;
 	pqw::Millis last_load;
 	char		start_role[NAMEDATALEN];
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	my_slot = args.slot;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, args.roleoid, 0);
-	pgstat_report_appname("pgque_worker dispatcher");
+	my_slot = pqw_worker_connect(main_arg, "pgque_worker dispatcher");
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 
 	s = &pqw_shared->slots[my_slot];

@@ -425,6 +425,20 @@ launcher_pass(bool force_scan)
 	}
 }
 
+int
+pqw_worker_connect(Datum main_arg, const char *appname)
+{
+	PqwWorkerArgs args;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.roleoid, 0);
+	pgstat_report_appname(appname);
+	return args.slot;
+}
+
 /* Exit handler: forget the launcher's latch. */
 static void
 launcher_on_exit(int code, Datum arg)

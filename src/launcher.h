@@ -13,6 +13,11 @@ typedef struct PqwWorkerArgs
 	Oid			roleoid;		/* role to connect as; InvalidOid: bootstrap superuser */
 } PqwWorkerArgs;
 
+/* Start of a database worker: reads its PqwWorkerArgs, sets up SIGHUP
+ * (reload) and SIGTERM (die), connects to the database as the given role
+ * and names itself `appname`. Returns its slot. */
+int			pqw_worker_connect(Datum main_arg, const char *appname);
+
 /* Registers the static launcher worker; called from _PG_init. */
 void		pqw_register_launcher(void);
 

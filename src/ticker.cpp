@@ -586,22 +586,13 @@ set_state_if_changed(PqwState state)
 PQW_EXPORT void
 pqw_ticker_main(Datum main_arg)
 {
-	PqwWorkerArgs args;
-	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext loop_cxt;
 	char		start_role[NAMEDATALEN];
 	bool		paused = false;
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	my_slot = args.slot;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, args.roleoid, 0);
+	my_slot = pqw_worker_connect(main_arg, "pgque_worker ticker");
 
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
-	pgstat_report_appname("pgque_worker ticker");
 
 	pqw_slot_attach(my_slot, PQW_STATE_STARTING, my_dbname);
 

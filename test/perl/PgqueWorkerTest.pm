@@ -14,7 +14,7 @@ use Time::HiRes qw(time usleep);
 use Exporter 'import';
 
 our @EXPORT = qw(new_node install_pgque ticker_pid wait_until status_row
-  log_position log_since wait_for_log);
+  log_position log_since wait_for_log send_and_take);
 
 # A cluster with pgque_worker preloaded and fast discovery for tests.
 sub new_node
@@ -89,6 +89,18 @@ sub status_row
 	my ($node, $from, $db, $col) = @_;
 	return $node->safe_psql($from,
 		"select $col from pgque_worker.status() where kind = 'ticker' and datname = '$db'");
+}
+
+# Sends $payload to queue q of $db and waits until consumer c takes it
+# (with take(), which acks).
+sub send_and_take
+{
+	my ($node, $db, $payload) = @_;
+	$node->safe_psql($db, qq{select pgque.send('q', '$payload'::text)});
+	wait_until($node, $db,
+		qq{select count(*) from take('q', 'c') where take = '$payload'},
+		'1', "delivery of $payload");
+	return;
 }
 
 sub log_position

@@ -72,10 +72,7 @@ sub delivered
 {
 	my ($label) = @_;
 	$n++;
-	$node->safe_psql('app', qq{select pgque.send('q', 'msg$n'::text)});
-	wait_until($node, 'app',
-		qq{select count(*) from take('q', 'c') where take = 'msg$n'},
-		'1', "delivery $label");
+	send_and_take($node, 'app', "msg$n");
 	pass("delivery works $label");
 }
 

@@ -57,10 +57,7 @@ sub delivered
 {
 	my ($label) = @_;
 	$n++;
-	$node->safe_psql('app', qq{select pgque.send('q', 'msg$n'::text)});
-	wait_until($node, 'app',
-		qq{select count(*) from take('q', 'c') where take = 'msg$n'},
-		'1', "delivery $label");
+	send_and_take($node, 'app', "msg$n");
 	pass("a message is delivered $label");
 }
 

@@ -36,9 +36,7 @@ sub st
 sub delivered
 {
 	my ($payload) = @_;
-	$node->safe_psql('app', qq{select pgque.send('q', '$payload'::text)});
-	wait_until($node, 'app', qq{select count(*) from take('q', 'c') where take = '$payload'}, '1',
-		"delivery of $payload");
+	send_and_take($node, 'app', $payload);
 	pass("delivered: $payload");
 }
 
