@@ -103,6 +103,7 @@ create table pgque_worker.handler_stat (
     batch_id            bigint,      -- batch in flight (chunked), null when none
     batch_last_msg_id   bigint,      -- last event of it handled and committed
     batch_messages_done bigint,
+    paused_reason       text,        -- why the dispatcher skips it now, null when it runs
     primary key (queue_name, consumer_name)
 );
 
@@ -170,6 +171,17 @@ begin
   end if;
   if not has_function_privilege(current_user, handler, 'execute') then
     raise exception 'role "%" may not execute function %', current_user, handler::text
+      using errcode = 'insufficient_privilege';
+  end if;
+  -- a handler runs only as a role that could run it in a session of its own
+  if not (select r.rolcanlogin from pg_roles r where r.oid = run_as) then
+    raise exception 'role "%" may not log in, so it cannot run a handler', run_as
+      using errcode = 'insufficient_privilege',
+            hint = 'Register the handler as a role with LOGIN (and CONNECT on this database).';
+  end if;
+  if not has_database_privilege(run_as::oid, current_database(), 'connect') then
+    raise exception 'role "%" may not connect to database "%", so it cannot run a handler',
+                    run_as, current_database()
       using errcode = 'insufficient_privilege';
   end if;
 end
@@ -283,7 +295,8 @@ select h.queue_name, h.consumer_name, h.handler, h.is_batch, h.enabled, h.run_as
        coalesce(s.errors, 0) as errors,
        coalesce(s.handler_seconds, 0) as handler_seconds,
        s.last_batch_at, s.last_error, s.last_error_at,
-       s.batch_id as batch_in_flight, s.batch_messages_done as batch_messages_done
+       s.batch_id as batch_in_flight, s.batch_messages_done as batch_messages_done,
+       s.paused_reason
   from pgque_worker.handler h
   left join pgque_worker.handler_stat s using (queue_name, consumer_name)
  where pg_has_role(current_user, h.run_as, 'member')

@@ -23,6 +23,17 @@
  * it rolled back and bisected to find the failing messages (per message
  * after a timeout), which are nacked with the handler's retry_after and the
  * error text. The happy path never opens a subtransaction per message.
+ *
+ * Whose rights (see README, Security model): the chunk transaction runs as
+ * the owner of schema pgque, security-restricted, commit included (PgQue's
+ * next_batch, the cursor, nack and ack are that owner's code); the handler
+ * runs as its registering role, security-restricted, and every setting it
+ * changes is undone when it returns; our own bookkeeping runs as the
+ * worker's role. The batch cursor has an unguessable name and is hidden
+ * from pg_cursors; a handler that still moves or closes it is caught and
+ * its chunk rolled back. A handler that ignores cancellation is stopped
+ * at 2 x handler_timeout by ending this process; the next dispatcher nacks
+ * the message it hung on without calling the handler again.
  */
 #include "dispatcher.h"
 
@@ -30,6 +41,13 @@
 #include "launcher.h"
 #include "shmem.h"
 #include "spi_txn.h"
+#include "trust.h"
+
+extern "C" {
+#include "common/pg_prng.h"
+#include "storage/lock.h"
+#include "utils/portal.h"
+}
 
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
@@ -43,13 +61,22 @@ typedef struct Handler
 	bool		is_batch;
 	Interval	retry_after;
 	Oid			run_as;
-	char		portal[NAMEDATALEN];
+	char		portal[NAMEDATALEN];	/* random per batch: unguessable */
 	bool		cursor_open;	/* holdable cursor over the batch in flight */
 	bool		needs_close;	/* a failed transaction left it mispositioned */
+	/* the cursor as we left it: a handler that moved it is caught */
+	Portal		portal_ptr;
+	TimestampTz portal_created;
+	uint64		portal_pos;
 	int64		batch_id;
 	pqw::Millis next_try;
 	int			failures;
 	pqw::LogLimiter limiter;
+	char		paused_reason[128];	/* role may not log in / connect: skipped */
+	/* events a predecessor was stopped in (hard limit): [first, last] */
+	int64		hung_batch;
+	int64		hung_first;
+	int64		hung_last;
 } Handler;
 
 /* What one chunk transaction did. */
@@ -61,6 +88,8 @@ typedef struct ChunkResult
 	int64		nok;
 	int64		nfail;
 	bool		finished;		/* batch acked */
+	const char *paused;			/* the handler's role may not run it now */
+	bool		hung_done;		/* the chunk a predecessor hung in is done */
 	double		handler_secs;
 	int			max_subxids;	/* subtransaction XIDs at commit */
 	bool		overflowed;
@@ -84,10 +113,13 @@ typedef struct ChunkRun
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
+	int64	   *ids;			/* event ids of msgs */
+	bool	   *skip;			/* not to be handed to the handler again */
 	Failure    *fails;
 	int			nfail;
 	bool		timed_out;
 	MemoryContext call_cxt;
+	PqwHandlerCall call;		/* what the hard limit would name */
 } ChunkRun;
 
 static int	my_slot = -1;
@@ -98,6 +130,8 @@ static MemoryContext handlers_cxt = NULL;
 static Oid	msg_typoid = InvalidOid;
 static Oid	msg_array_typoid = InvalidOid;
 static Oid	reader_roleoid = InvalidOid;
+static bool pgque_untrusted = false;	/* as the last load found */
+static TimeoutId hard_limit_timeout;
 
 /* Handlers run with this search_path, whatever the worker's is. */
 static const char *const handler_search_path = "\"$user\", public";
@@ -112,13 +146,17 @@ static const char *const ack_sql = "select pgque.ack($1)";
 static const char *const progress_sql =
 	"select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
 	" where queue_name = $1 and consumer_name = $2";
+static const char *const paused_sql =
+	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, paused_reason)"
+	" values ($1, $2, $3) on conflict (queue_name, consumer_name) do update set"
+	" paused_reason = excluded.paused_reason";
 
 static const char *const stat_sql =
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, batches, chunks,"
 	" messages_ok, messages_nacked, handler_seconds, last_batch_at, batch_id,"
 	" batch_last_msg_id, batch_messages_done, last_error, last_error_at)"
-	" values ($1, $2, $3, 1, $4, $5, $6, case when $3 > 0 then now() end, $7, $8, $9,"
-	" $10, case when $10 is not null then now() end)"
+	" values ($1, $2, $3, 1, $4, $5, $6, case when $3 > 0 then pg_catalog.now() end, $7, $8, $9,"
+	" $10, case when $10 is not null then pg_catalog.now() end)"
 	" on conflict (queue_name, consumer_name) do update set"
 	" batches = s.batches + excluded.batches, chunks = s.chunks + 1,"
 	" messages_ok = s.messages_ok + excluded.messages_ok,"
@@ -130,13 +168,13 @@ static const char *const stat_sql =
 	"   when s.batch_id = excluded.batch_id then coalesce(s.batch_messages_done, 0) + excluded.batch_messages_done"
 	"   else excluded.batch_messages_done end,"
 	" last_error = coalesce(excluded.last_error, s.last_error),"
-	" last_error_at = coalesce(excluded.last_error_at, s.last_error_at)";
+	" last_error_at = coalesce(excluded.last_error_at, s.last_error_at), paused_reason = null";
 
 static const char *const stat_error_sql =
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, errors, last_error, last_error_at)"
-	" values ($1, $2, 1, $3, now())"
+	" values ($1, $2, 1, $3, pg_catalog.now())"
 	" on conflict (queue_name, consumer_name) do update set"
-	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = now()";
+	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = pg_catalog.now()";
 
 /* ---------------------------------------------------------------------
  * Loading the registrations
@@ -170,10 +208,11 @@ load_handlers_fn(void *arg)
 						ObjectIdGetDatum(nsp)) : InvalidOid;
 	msg_array_typoid = OidIsValid(msg_typoid) ? get_array_type(msg_typoid) : InvalidOid;
 	reader_roleoid = get_role_oid("pgque_reader", true);
+	pgque_untrusted = pqw_pgque_trust() == PQW_TRUST_REFUSED;
 
-	nsp = get_namespace_oid("pgque_worker", true);
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("handler", nsp)) ||
-		!OidIsValid(msg_typoid))
+	/* Registrations count only in a table our extension made. */
+	if (!pqw_extension_installed("pgque_worker", &nsp) ||
+		!OidIsValid(get_relname_relid("handler", nsp)) || !OidIsValid(msg_typoid))
 		return;
 
 	if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
@@ -197,7 +236,6 @@ load_handlers_fn(void *arg)
 		h->is_batch = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		h->retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
 		h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-		snprintf(h->portal, sizeof(h->portal), "pgque_worker_batch_%d", (int) i);
 		h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
 	}
 	MemoryContextSwitchTo(old);
@@ -208,7 +246,7 @@ load_handlers(void)
 {
 	PqwCallResult r;
 
-	if (!pqw_in_transaction("pgque_worker: loading handlers", load_handlers_fn, NULL,
+	if (!pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, NULL,
 							pqw_statement_timeout_ms, &r))
 	{
 		ereport(WARNING,
@@ -264,39 +302,82 @@ check_handler_usable(Handler *h)
 						h->queue, h->consumer)));
 }
 
-/* Calls the handler on msgs[lo, hi) as its role, with search_path pinned. */
+/*
+ * Why the handler's role may not run it now, or NULL. The rule: a handler
+ * runs only as a role that could run it in a session of its own here, i.e.
+ * one that exists, may log in and has CONNECT on this database. Otherwise
+ * the handler is paused (the reason shows in handler_stats) and resumes by
+ * itself once that is so again.
+ */
+static const char *
+role_unusable(Handler *h)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(h->run_as));
+	bool		can_login;
+
+	if (!HeapTupleIsValid(tup))
+		return "its role no longer exists";
+	can_login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!can_login)
+		return "its role may not log in (NOLOGIN)";
+	if (pg_database_aclcheck(MyDatabaseId, h->run_as, ACL_CONNECT) != ACLCHECK_OK)
+		return "its role has no CONNECT privilege on this database";
+	return NULL;
+}
+
+/* What the hard limit would report if the next handler call hung. */
+static void
+note_call(ChunkRun *run, int lo, int hi)
+{
+	run->call.first_id = run->ids[lo];
+	run->call.last_id = run->ids[hi - 1];
+	pqw_slot_note_call(my_slot, &run->call);
+}
+
+/*
+ * Calls the handler on msgs[lo, hi) (less the skipped ones) as its role,
+ * security-restricted, search_path pinned; undoes every setting it made
+ * and drops any session-level advisory lock it took before returning.
+ */
 static void
 call_handler(ChunkRun *run, int lo, int hi)
 {
 	Handler    *h = run->h;
-	Oid			save_uid;
-	int			save_sec;
-	int			nest;
+	PqwAs		as;
 	LOCAL_FCINFO(fcinfo, 1);
 
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	/* LOCAL_USERID_CHANGE: the handler cannot SET ROLE back to the worker's. */
-	SetUserIdAndSecContext(h->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", handler_search_path, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-
+	pqw_begin_as(h->run_as, handler_search_path, &as);
 	if (h->is_batch)
 	{
-		ArrayType  *arr = construct_array(run->msgs + lo, hi - lo, run->msg_type,
-										  run->typlen, run->typbyval, run->typalign);
+		Datum	   *elems = (Datum *) palloc(sizeof(Datum) * (hi - lo));
+		int			n = 0;
 
-		InitFunctionCallInfoData(*fcinfo, &run->flinfo, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = PointerGetDatum(arr);
-		fcinfo->args[0].isnull = false;
-		(void) FunctionCallInvoke(fcinfo);
+		for (int i = lo; i < hi; i++)
+			if (!run->skip[i])
+				elems[n++] = run->msgs[i];
+		if (n > 0)
+		{
+			ArrayType  *arr = construct_array(elems, n, run->msg_type,
+											  run->typlen, run->typbyval, run->typalign);
+
+			note_call(run, lo, hi);
+			InitFunctionCallInfoData(*fcinfo, &run->flinfo, 1, InvalidOid, NULL, NULL);
+			fcinfo->args[0].value = PointerGetDatum(arr);
+			fcinfo->args[0].isnull = false;
+			(void) FunctionCallInvoke(fcinfo);
+		}
 	}
 	else
 	{
 		for (int i = lo; i < hi; i++)
 		{
-			MemoryContext old = MemoryContextSwitchTo(run->call_cxt);
+			MemoryContext old;
 
+			if (run->skip[i])
+				continue;
+			note_call(run, i, i + 1);
+			old = MemoryContextSwitchTo(run->call_cxt);
 			InitFunctionCallInfoData(*fcinfo, &run->flinfo, 1, InvalidOid, NULL, NULL);
 			fcinfo->args[0].value = run->msgs[i];
 			fcinfo->args[0].isnull = false;
@@ -305,9 +386,22 @@ call_handler(ChunkRun *run, int lo, int hi)
 			MemoryContextReset(run->call_cxt);
 		}
 	}
+	pqw_end_as(&as);
+	/* The dispatcher takes none: any held now is the handler's. */
+	LockReleaseSession(USER_LOCKMETHOD);
+}
 
-	AtEOXact_GUC(true, nest);
-	SetUserIdAndSecContext(save_uid, save_sec);
+/* The hard limit: the handler ignored its timeout's cancel. Ends the
+ * process (FATAL at the next interrupt check cannot be caught by the
+ * handler); the next dispatcher reads which call it was. */
+static void
+hard_limit_reached(void)
+{
+	if (my_slot >= 0)
+		pqw_slot_mark_hung(my_slot);
+	InterruptPending = true;
+	ProcDiePending = true;
+	SetLatch(MyLatch);
 }
 
 /*
@@ -326,7 +420,9 @@ try_range(ChunkRun *run, int lo, int hi, char **reason)
 	PG_TRY();
 	{
 		enable_timeout_after(STATEMENT_TIMEOUT, pqw_handler_timeout_ms);
+		enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
 		call_handler(run, lo, hi);
+		disable_timeout(hard_limit_timeout, false);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -337,6 +433,7 @@ try_range(ChunkRun *run, int lo, int hi, char **reason)
 	{
 		ErrorData  *edata;
 
+		disable_timeout(hard_limit_timeout, false);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
@@ -356,6 +453,9 @@ try_range(ChunkRun *run, int lo, int hi, char **reason)
 static void
 add_failure(ChunkRun *run, int index, char *reason)
 {
+	if (run->skip[index])
+		return;					/* already failed */
+	run->skip[index] = true;
 	run->fails[run->nfail].index = index;
 	run->fails[run->nfail].reason = reason;
 	run->nfail++;
@@ -406,6 +506,42 @@ disarm(void)
 	disable_timeout(STATEMENT_TIMEOUT, false);
 }
 
+/* A fresh cursor name nobody can guess (a handler could otherwise FETCH
+ * from it by name; pg_cursors does not list it either). */
+static void
+new_portal_name(Handler *h)
+{
+	snprintf(h->portal, sizeof(h->portal), "pgque_worker_%016llx%016llx",
+			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state),
+			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+}
+
+/* Remembers where the batch cursor stands after our own fetch. */
+static void
+note_cursor(Handler *h, Portal p)
+{
+	h->portal_ptr = p;
+	h->portal_created = p->creation_time;
+	h->portal_pos = p->portalPos;
+}
+
+/* The batch cursor as we left it, or ERROR (the chunk rolls back and the
+ * batch is read again from its recorded progress). */
+static Portal
+cursor_as_left(Handler *h)
+{
+	Portal		p = SPI_cursor_find(h->portal);
+
+	if (p == NULL || p != h->portal_ptr || p->creation_time != h->portal_created ||
+		p->portalPos != h->portal_pos)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_CURSOR_STATE),
+				 errmsg("the batch cursor of queue \"%s\", consumer \"%s\" was moved or closed by its handler",
+						h->queue, h->consumer),
+				 errdetail("The chunk is rolled back and the batch is read again from its recorded progress.")));
+	return p;
+}
+
 static void
 open_batch(Handler *h, ChunkResult *res)
 {
@@ -416,6 +552,7 @@ open_batch(Handler *h, ChunkResult *res)
 	int64		batch_id;
 	int64		after = 0;
 	Portal		portal;
+	PqwAs		as;
 
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
@@ -431,7 +568,9 @@ open_batch(Handler *h, ChunkResult *res)
 		return;
 	}
 
-	/* Progress recorded by a chunk of this batch that committed earlier. */
+	/* Progress recorded by a chunk of this batch that committed earlier
+	 * (our table: read as the worker). */
+	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
 	if (pqw_exec_cached(progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -443,14 +582,18 @@ open_batch(Handler *h, ChunkResult *res)
 		if (!n1 && !n2 && b == batch_id)
 			after = last;
 	}
+	pqw_end_as(&as);
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int64GetDatum(after);
 	close_cursor_if_open(h->portal);
+	new_portal_name(h);
 	portal = pqw_cursor_open_cached(h->portal, batch_cursor_sql, 2, ctypes, args,
 									CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL);
 	if (portal == NULL)
 		elog(ERROR, "could not open a cursor over batch " INT64_FORMAT, batch_id);
+	portal->visible = false;
+	note_cursor(h, portal);
 	disarm();
 	h->cursor_open = true;
 	h->batch_id = batch_id;
@@ -486,6 +629,8 @@ chunk_fn(void *arg)
 	SPITupleTable *tt;
 	int64		last_id = 0;
 	TimestampTz t0;
+	bool		hung_here = false;
+	PqwAs		as;
 	Datum		sargs[10];
 	char		snulls[10];
 	Oid			stypes[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
@@ -496,6 +641,9 @@ chunk_fn(void *arg)
 		close_cursor_if_open(h->portal);
 		h->needs_close = false;
 	}
+	res->paused = role_unusable(h);
+	if (res->paused)
+		return;
 	check_handler_usable(h);
 
 	if (!h->cursor_open)
@@ -505,10 +653,9 @@ chunk_fn(void *arg)
 			return;
 	}
 
-	portal = SPI_cursor_find(h->portal);
-	if (portal == NULL)
-		elog(ERROR, "cursor over batch " INT64_FORMAT " is gone", h->batch_id);
+	portal = cursor_as_left(h);
 	SPI_cursor_fetch(portal, true, pqw_chunk_messages);
+	note_cursor(h, portal);
 	tt = SPI_tuptable;
 	res->n = (int64) SPI_processed;
 
@@ -516,16 +663,36 @@ chunk_fn(void *arg)
 	run.h = h;
 	run.n = (int) res->n;
 	run.msgs = (Datum *) palloc(sizeof(Datum) * (run.n > 0 ? run.n : 1));
+	run.ids = (int64 *) palloc(sizeof(int64) * (run.n > 0 ? run.n : 1));
+	run.skip = (bool *) palloc0(sizeof(bool) * (run.n > 0 ? run.n : 1));
 	run.fails = (Failure *) palloc(sizeof(Failure) * (run.n > 0 ? run.n : 1));
 	run.msg_type = msg_typoid;
+	strlcpy(run.call.queue, h->queue, NAMEDATALEN);
+	strlcpy(run.call.consumer, h->consumer, NAMEDATALEN);
+	run.call.batch_id = h->batch_id;
 	get_typlenbyvalalign(msg_typoid, &run.typlen, &run.typbyval, &run.typalign);
 	for (int i = 0; i < run.n; i++)
 	{
 		bool		isnull;
 
 		run.msgs[i] = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-		last_id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		run.ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		last_id = run.ids[i];
 	}
+
+	/* A predecessor was stopped at the hard limit inside this chunk: one
+	 * event is nacked without calling the handler again; a range is
+	 * narrowed down, one event (or half) at a time. */
+	if (h->hung_batch == h->batch_id)
+		for (int i = 0; i < run.n; i++)
+			if (run.ids[i] >= h->hung_first && run.ids[i] <= h->hung_last)
+			{
+				hung_here = true;
+				if (h->hung_first == h->hung_last)
+					add_failure(&run, i,
+								psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
+										 2 * pqw_handler_timeout_ms));
+			}
 
 	t0 = GetCurrentTimestamp();
 	if (run.n > 0)
@@ -535,12 +702,20 @@ chunk_fn(void *arg)
 		fmgr_info(h->func, &run.flinfo);
 		run.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgque_worker handler call",
 											 ALLOCSET_SMALL_SIZES);
-		if (!try_range(&run, 0, run.n, &why))
+		if (hung_here && h->hung_first != h->hung_last)
+		{
+			run.timed_out = true;
+			isolate(&run, 0, run.n, pstrdup("handler ignored cancellation and was stopped"));
+		}
+		else if (!try_range(&run, 0, run.n, &why))
 			isolate(&run, 0, run.n, why);
 	}
 	res->handler_secs = (double) (GetCurrentTimestamp() - t0) / 1000000.0;
 	res->nfail = run.nfail;
 	res->nok = run.n - run.nfail;
+
+	/* Nothing a handler did may have moved our cursor. */
+	portal = cursor_as_left(h);
 
 	if (run.nfail > 0)
 		nack_failures(&run, h->batch_id);
@@ -557,7 +732,8 @@ chunk_fn(void *arg)
 		SPI_cursor_close(portal);
 	}
 
-	/* Stats and progress, in the same transaction as the chunk's effects. */
+	/* Stats and progress, in the same transaction as the chunk's effects
+	 * (our table: written as the worker). */
 	memset(snulls, ' ', sizeof(snulls));
 	sargs[0] = CStringGetTextDatum(h->queue);
 	sargs[1] = CStringGetTextDatum(h->consumer);
@@ -573,8 +749,10 @@ chunk_fn(void *arg)
 		snulls[6] = snulls[7] = snulls[8] = 'n';
 	if (run.nfail == 0)
 		snulls[9] = 'n';
+	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
 	if (pqw_exec_cached(stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record handler progress");
+	pqw_end_as(&as);
 	disarm();
 
 	/* What the subtransaction cache of this backend holds at commit. */
@@ -583,6 +761,8 @@ chunk_fn(void *arg)
 
 	if (res->finished)
 		h->cursor_open = false;
+	/* once this commits, the stopped call is behind us */
+	res->hung_done = h->hung_batch != 0 && (res->finished || last_id >= h->hung_last);
 }
 
 /* ---------------------------------------------------------------------
@@ -613,7 +793,71 @@ record_error(Handler *h, const PqwCallResult *r)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	args[2] = CStringGetTextDatum(r->message);
-	(void) pqw_call(stat_error_sql, 3, types, args, pqw_statement_timeout_ms, &r2);
+	(void) pqw_call(stat_error_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r2);
+}
+
+/* The handler call a predecessor was stopped in, until its chunk is done. */
+static PqwHandlerCall hung_call;
+static bool have_hung = false;
+
+/* Gives the stopped call to its handler (again after every reload). */
+static void
+apply_hung_call(void)
+{
+	for (int i = 0; have_hung && i < nhandlers; i++)
+		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
+			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
+		{
+			handlers[i].hung_batch = hung_call.batch_id;
+			handlers[i].hung_first = hung_call.first_id;
+			handlers[i].hung_last = hung_call.last_id;
+		}
+}
+
+/* Start: did the hard limit end our predecessor? Count it against the
+ * handler, once. */
+static void
+take_hung_call(void)
+{
+	PqwCallResult r;
+
+	if (!pqw_slot_take_hung_call(my_slot, &hung_call))
+		return;
+	have_hung = true;
+	memset(&r, 0, sizeof(r));
+	r.sqlerrcode = ERRCODE_QUERY_CANCELED;
+	snprintf(r.message, sizeof(r.message),
+			 "handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout); the dispatcher was restarted",
+			 2 * pqw_handler_timeout_ms);
+	snprintf(r.detail, sizeof(r.detail), "Batch " INT64_FORMAT ", events " INT64_FORMAT " to " INT64_FORMAT
+			 " are handled again one at a time; an event it hangs on alone is nacked without calling it.",
+			 hung_call.batch_id, hung_call.first_id, hung_call.last_id);
+	for (int i = 0; i < nhandlers; i++)
+		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
+			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
+			record_error(&handlers[i], &r);
+}
+
+/* The handler's role may not run it (role_unusable): skip it, say why. */
+static void
+pause_handler(Handler *h, const char *why)
+{
+	PqwCallResult r;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+
+	h->next_try = pqw::monotonic_ms() + 5000;	/* looked at again */
+	if (strcmp(h->paused_reason, why) == 0)
+		return;
+	strlcpy(h->paused_reason, why, sizeof(h->paused_reason));
+	ereport(LOG,
+			(errmsg("pgque_worker: handler of queue \"%s\", consumer \"%s\" in database \"%s\" is paused: %s",
+					h->queue, h->consumer, my_dbname, why),
+			 errhint("It resumes by itself once its role may log in and connect again.")));
+	args[0] = CStringGetTextDatum(h->queue);
+	args[1] = CStringGetTextDatum(h->consumer);
+	args[2] = CStringGetTextDatum(why);
+	(void) pqw_call(paused_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r);
 }
 
 static void
@@ -649,8 +893,8 @@ dispatch_one(Handler *h)
 	res.h = h;
 	snprintf(activity, sizeof(activity), "pgque_worker: dispatching queue %s to %s",
 			 h->queue, h->consumer);
-	/* timeouts are armed inside, per step */
-	if (!pqw_in_transaction(activity, chunk_fn, &res, 0, &r))
+	/* timeouts are armed inside, per step; PgQue's owner runs the chunk */
+	if (!pqw_in_transaction(activity, PQW_AS_PGQUE_OWNER, chunk_fn, &res, 0, &r))
 	{
 		if (h->cursor_open)
 			h->needs_close = true;
@@ -671,6 +915,23 @@ dispatch_one(Handler *h)
 				(errmsg("pgque_worker: dispatching queue \"%s\" to consumer \"%s\" works again in database \"%s\"",
 						h->queue, h->consumer, my_dbname)));
 	h->failures = 0;
+	if (res.paused)
+	{
+		pause_handler(h, res.paused);
+		return false;
+	}
+	if (h->paused_reason[0] != '\0')
+	{
+		ereport(LOG,
+				(errmsg("pgque_worker: handler of queue \"%s\", consumer \"%s\" in database \"%s\" resumes",
+						h->queue, h->consumer, my_dbname)));
+		h->paused_reason[0] = '\0';
+	}
+	if (res.hung_done)
+	{
+		h->hung_batch = 0;
+		have_hung = false;
+	}
 	if (res.no_batch)
 		return false;
 	account(&res);
@@ -723,10 +984,13 @@ pqw_dispatcher_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker dispatcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	load_handlers();
 	last_load = pqw::monotonic_ms();
 	if (nhandlers == 0)
 		leave_no_handlers();
+	take_hung_call();
+	apply_hung_call();
 	ereport(LOG, (errmsg("pgque_worker: dispatcher started for database \"%s\" with %d handlers",
 						 my_dbname, nhandlers)));
 
@@ -768,12 +1032,24 @@ pqw_dispatcher_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			continue;
 		}
-		if (reload_requested() || pqw::monotonic_ms() - last_load > 60000)
+		if (reload_requested() || pqw::monotonic_ms() - last_load > 60000 ||
+			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
 			load_handlers();
 			last_load = pqw::monotonic_ms();
 			if (nhandlers == 0)
 				leave_no_handlers();
+			apply_hung_call();
+		}
+		if (pgque_untrusted)
+		{
+			/* the ticker says why, once; nothing is called here */
+			if (s->state != PQW_STATE_UNTRUSTED)
+				pqw_slot_set_state(my_slot, PQW_STATE_UNTRUSTED);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 pqw_discovery_interval_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
 		}
 
 		/* Round robin: one chunk per handler per pass. */

@@ -27,6 +27,7 @@ extern "C" {
 
 #include "guc.h"
 #include "shmem.h"
+#include "spi_txn.h"
 
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
@@ -435,6 +436,7 @@ pqw_worker_connect(Datum main_arg, const char *appname)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.roleoid, 0);
+	pqw_worker_session_init();
 	pgstat_report_appname(appname);
 	return args.slot;
 }

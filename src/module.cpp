@@ -9,6 +9,7 @@
 #include "shmem.h"
 #include "wakeup.h"
 #include "ddl_hook.h"
+#include "trust.h"
 
 #include "core/dblist.hpp"
 
@@ -224,6 +225,7 @@ _PG_init(void)
 	define_settings();
 	pqw_shmem_install_hooks();
 	pqw_wakeup_install();
+	pqw_trust_install();
 	pqw_ddl_hook_install();
 	pqw_register_launcher();
 }

@@ -101,6 +101,8 @@ pqw_state_name(PqwState state)
 			return "no handlers";
 		case PQW_STATE_YIELDING:
 			return "other scheduler";
+		case PQW_STATE_UNTRUSTED:
+			return "untrusted pgque";
 	}
 	return "unknown";
 }
@@ -192,4 +194,32 @@ pqw_slot_attach(int slot, PqwState state, char *dbname)
 		s->state = state;
 	LWLockRelease(pqw_shared->lock);
 	before_shmem_exit(slot_detach, Int32GetDatum(slot));
+}
+
+void
+pqw_slot_note_call(int slot, const PqwHandlerCall *call)
+{
+	pqw_shared->slots[slot].call = *call;
+}
+
+void
+pqw_slot_mark_hung(int slot)
+{
+	/* signal context: a plain store */
+	pqw_shared->slots[slot].call_hung = true;
+}
+
+bool
+pqw_slot_take_hung_call(int slot, PqwHandlerCall *call)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+	bool		hung;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	hung = s->call_hung;
+	if (hung)
+		*call = s->call;
+	s->call_hung = false;
+	LWLockRelease(pqw_shared->lock);
+	return hung;
 }

@@ -29,8 +29,19 @@ typedef enum PqwState
 	PQW_STATE_STOPPED,		/* worker exited; launcher decides what next */
 	PQW_STATE_NO_SLOT,		/* no background worker slot available */
 	PQW_STATE_NO_HANDLERS,	/* dispatcher: no enabled handler left */
-	PQW_STATE_YIELDING		/* ticker: another scheduler owns PgQue here */
+	PQW_STATE_YIELDING,		/* ticker: another scheduler owns PgQue here */
+	PQW_STATE_UNTRUSTED		/* PgQue objects of other owners: nothing called */
 } PqwState;
+
+/* A handler call: which handler, which batch, which events. */
+typedef struct PqwHandlerCall
+{
+	char		queue[NAMEDATALEN];
+	char		consumer[NAMEDATALEN];
+	int64		batch_id;
+	int64		first_id;
+	int64		last_id;
+} PqwHandlerCall;
 
 typedef struct PqwSlot
 {
@@ -72,6 +83,14 @@ typedef struct PqwSlot
 	int64		messages_nacked;	/* dispatcher: messages nacked */
 	int			max_subxids;	/* dispatcher: most subxact XIDs in one chunk */
 	int64		subxid_overflows;	/* dispatcher: chunks that overflowed the cache */
+
+	/*
+	 * dispatcher slot: the handler call in progress (written by the
+	 * dispatcher alone, before each call), and whether the hard limit ended
+	 * the process during it; read by the next dispatcher of the slot.
+	 */
+	PqwHandlerCall call;
+	bool		call_hung;
 } PqwSlot;
 
 typedef struct PqwShared
@@ -107,6 +126,15 @@ void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
  * and arrange for the slot to be released at exit (state "stopped" unless
  * the worker left on purpose: "no pgque", "no handlers"). */
 void		pqw_slot_attach(int slot, PqwState state, char *dbname);
+
+/* Dispatcher: the handler call about to start (no lock: only this process
+ * writes it, only its successor reads it). */
+void		pqw_slot_note_call(int slot, const PqwHandlerCall *call);
+/* Dispatcher, from the hard-limit timeout handler: the call hung. */
+void		pqw_slot_mark_hung(int slot);
+/* Dispatcher start: the call a predecessor was ended in, if any (and
+ * forgets it). */
+bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call);
 
 /* Worker-side helpers: update own slot under the lock. */
 void		pqw_slot_set_state(int slot, PqwState state);

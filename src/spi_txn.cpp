@@ -8,6 +8,96 @@
  */
 #include "spi_txn.h"
 
+#include "trust.h"
+
+Oid			pqw_worker_roleid = InvalidOid;
+
+/*
+ * Settings a database owner (ALTER DATABASE ... SET) or a role's settings
+ * could otherwise give the workers: each would stall them (read-only or
+ * serializable defaults, exit_on_error, plpgsql extra checks that reject
+ * PgQue's code) or redirect name resolution (search_path, role). Pinned at
+ * session level, so a reload or a per-database value cannot change them
+ * and code run under pqw_begin_as can change them only until it returns.
+ */
+static const char *const pinned_settings[][2] = {
+	{"role", "none"},
+	{"search_path", PQW_PINNED_SEARCH_PATH},
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_deferrable", "off"},
+	{"statement_timeout", "0"},		/* armed per call instead */
+	{"idle_in_transaction_session_timeout", "0"},
+	{"exit_on_error", "off"},
+	{"transform_null_equals", "off"},
+	{"row_security", "on"},
+	{"jit", "off"},
+	{"session_replication_role", "origin"},
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"plpgsql.extra_errors", "none"},
+	{"plpgsql.extra_warnings", "none"},
+	{"plpgsql.variable_conflict", "error"},
+};
+
+void
+pqw_worker_session_init(void)
+{
+	/* the login role, whatever "role" the database's settings named */
+	pqw_worker_roleid = GetSessionUserId();
+	for (size_t i = 0; i < lengthof(pinned_settings); i++)
+		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
+								 WARNING, false);
+}
+
+/* The role `run_as` stands for; ERROR when PgQue here is not trusted. */
+static Oid
+resolve_role(Oid run_as)
+{
+	if (run_as == PQW_AS_WORKER)
+		return pqw_worker_roleid;
+	if (run_as == PQW_AS_PGQUE_OWNER)
+	{
+		PqwTrust	t = pqw_pgque_trust();
+
+		if (t == PQW_TRUST_REFUSED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("PgQue in database \"%s\" is untrusted: %s",
+							get_database_name(MyDatabaseId), pqw_pgque_refusal()),
+					 errhint("Every object in schema pgque must belong to the schema's owner (or a superuser): pgque_worker runs PgQue as that owner.")));
+		if (t == PQW_TRUST_NO_PGQUE)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("PgQue is not installed in database \"%s\"",
+							get_database_name(MyDatabaseId))));
+		return pqw_pgque_owner();
+	}
+	return run_as;
+}
+
+void
+pqw_begin_as(Oid role, const char *search_path, PqwAs *as)
+{
+	Oid			uid = resolve_role(role);
+
+	GetUserIdAndSecContext(&as->save_uid, &as->save_sec);
+	SetUserIdAndSecContext(uid, as->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	as->nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+pqw_end_as(PqwAs *as)
+{
+	/* false: even a plain SET or set_config(..., false) is undone */
+	AtEOXact_GUC(false, as->nest);
+	SetUserIdAndSecContext(as->save_uid, as->save_sec);
+}
+
 void
 pqw_capture_error(MemoryContext keep, PqwCallResult *result)
 {
@@ -149,7 +239,7 @@ call_fn(void *arg)
 }
 
 bool
-pqw_call(const char *sql, int nargs, Oid *argtypes, Datum *values,
+pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 		 int timeout_ms, PqwCallResult *result)
 {
 	CallArgs	args;
@@ -159,15 +249,16 @@ pqw_call(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	args.argtypes = argtypes;
 	args.values = values;
 	args.result = result;
-	return pqw_in_transaction(sql, call_fn, &args, timeout_ms, result);
+	return pqw_in_transaction(sql, run_as, call_fn, &args, timeout_ms, result);
 }
 
 bool
-pqw_in_transaction(const char *activity, PqwTxnFn fn, void *arg,
+pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 				   int timeout_ms, PqwCallResult *result)
 {
 	MemoryContext volatile keep = CurrentMemoryContext;
 	volatile bool ok = false;
+	PqwAs		as;
 
 	memset(result, 0, sizeof(*result));
 	for (int i = 0; i < PQW_MAX_COLS; i++)
@@ -185,11 +276,18 @@ pqw_in_transaction(const char *activity, PqwTxnFn fn, void *arg,
 		/* SPI does not arm statement_timeout in a background worker. */
 		if (timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+		pqw_begin_as(run_as, PQW_PINNED_SEARCH_PATH, &as);
 		fn(arg);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		SPI_finish();
 		PopActiveSnapshot();
+		/* Settings undone before the commit (which would keep a SET); the
+		 * commit itself still runs as run_as, security-restricted: it may
+		 * run that role's code (a holdable cursor's query, a deferred
+		 * trigger). An abort restores the user by itself. */
+		AtEOXact_GUC(false, as.nest);
 		CommitTransactionCommand();
+		SetUserIdAndSecContext(as.save_uid, as.save_sec);
 		ok = true;
 	}
 	PG_CATCH();

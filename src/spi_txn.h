@@ -22,19 +22,67 @@ typedef struct PqwCallResult
 } PqwCallResult;
 
 /*
- * Runs `sql` (constant text, never built from user input; values go in
- * `values`) in a transaction of its own under a timeout of `timeout_ms`,
- * and reads up to PQW_MAX_COLS integer columns of the first row. Returns
- * result->ok. Never throws and never longjmps, except for FATAL errors
- * (e.g. SIGTERM), which end the process as they should.
+ * Whose rights a statement runs with. Every call says it:
+ *   PQW_AS_WORKER       the role the worker logged in as: only our own SQL on
+ *                       our own tables and the catalogs, never code a
+ *                       non-superuser can replace;
+ *   PQW_AS_PGQUE_OWNER  the owner of schema pgque, in a security-restricted
+ *                       operation: every PgQue call (the owner can replace
+ *                       that code, so it runs with the owner's rights and no
+ *                       more). Refused with an ERROR while PgQue here is not
+ *                       trusted (trust.h).
+ * Any other role oid: that role, security-restricted (a handler's role).
  */
-bool		pqw_call(const char *sql, int nargs, Oid *argtypes, Datum *values,
+#define PQW_AS_WORKER		InvalidOid
+#define PQW_AS_PGQUE_OWNER	((Oid) 1)
+
+/* The search_path of every worker session and every call: nothing a
+ * database, a role or a tenant creates can shadow the catalog. */
+#define PQW_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
+
+/* The role the worker logged in as (set by pqw_worker_session_init). */
+extern Oid	pqw_worker_roleid;
+
+/*
+ * Called once after a worker connects: pins the settings its session runs
+ * with, whatever ALTER DATABASE / ALTER ROLE ... SET say (search_path,
+ * read-only and isolation defaults, timeouts, exit_on_error, jit, plpgsql
+ * extra checks, role), and records the login role.
+ */
+void		pqw_worker_session_init(void);
+
+/* A switch of the current user for the statements that follow, inside a
+ * transaction: security-restricted, with its own settings nest level so
+ * whatever the code run under it SETs is undone by pqw_end_as. */
+typedef struct PqwAs
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
+} PqwAs;
+
+/* Switches to `role` (a role oid, PQW_AS_WORKER or PQW_AS_PGQUE_OWNER),
+ * with search_path `search_path` for the code run under it. */
+void		pqw_begin_as(Oid role, const char *search_path, PqwAs *as);
+/* Undoes every setting changed since pqw_begin_as, restores the user. */
+void		pqw_end_as(PqwAs *as);
+
+/*
+ * Runs `sql` (constant text, never built from user input; values go in
+ * `values`) as `run_as` in a transaction of its own under a timeout of
+ * `timeout_ms`, and reads up to PQW_MAX_COLS integer columns of the first
+ * row. Returns result->ok. Never throws and never longjmps, except for
+ * FATAL errors (e.g. SIGTERM), which end the process as they should.
+ */
+bool		pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 					 int timeout_ms, PqwCallResult *result);
 
-/* Runs `fn(arg)` in a transaction of its own with SPI connected, under the
- * same rules as pqw_call. `fn` may raise errors. */
+/* Runs `fn(arg)` in a transaction of its own with SPI connected, as
+ * `run_as` (for the whole transaction, commit included: a holdable cursor
+ * or deferred trigger of that code runs at commit), under the same rules as
+ * pqw_call. `fn` may raise errors and may switch users with pqw_begin_as. */
 typedef void (*PqwTxnFn) (void *arg);
-bool		pqw_in_transaction(const char *activity, PqwTxnFn fn, void *arg,
+bool		pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 							   int timeout_ms, PqwCallResult *result);
 
 /*

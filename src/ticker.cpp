@@ -19,6 +19,7 @@
 #include "launcher.h"
 #include "shmem.h"
 #include "spi_txn.h"
+#include "trust.h"
 
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
@@ -72,17 +73,21 @@ static bool commit_since_tick = false;
  * min(2 * previous gap, ticker_idle_period)), or at once if it has fewer
  * than two ticks. Returns milliseconds from now, for queues with pending
  * events and for idle queues (NULL when there are none).
+ *
+ * Run as PgQue's owner; every operator has an exact built-in match
+ * (numeric * numeric, interval / float8, float8 * interval), so no operator
+ * created in a schema on some search_path could be picked instead.
  */
 static const char *const policy_sql =
-	"select ceil(extract(epoch from min(d) filter (where pending)) * 1000)::int8,"
-	"       ceil(extract(epoch from min(d) filter (where not pending)) * 1000)::int8"
+	"select pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where pending)) * 1000::numeric)::int8,"
+	"       pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where not pending)) * 1000::numeric)::int8"
 	"  from (select coalesce(q.ev_new, 0) > 0 as pending,"
 	"         greatest(case"
 	"           when q.ev_new >= q.queue_ticker_max_count then interval '0'"
 	"           when q.ev_new > 0 then q.queue_ticker_max_lag - q.ticker_lag"
 	"           when g.gap is null then interval '0'"
-	"           else greatest(q.queue_ticker_max_lag / 2,"
-	"                         least(2 * g.gap, q.queue_ticker_idle_period)) - q.ticker_lag"
+	"           else greatest(q.queue_ticker_max_lag / 2::float8,"
+	"                         least(2::float8 * g.gap, q.queue_ticker_idle_period)) - q.ticker_lag"
 	"         end, interval '0') as d"
 	"    from pgque.get_queue_info() q"
 	"    left join lateral ("
@@ -127,23 +132,24 @@ job_timeout_ms(JobId id)
 	return id == JOB_TICK ? pqw_ticker_timeout_ms : pqw_statement_timeout_ms;
 }
 
-/* Is PgQue installed here? Leaving on a transient error would be wrong,
- * so an error counts as "yes". */
-static bool
-pgque_installed(void)
+static void
+trust_fn(void *arg)
+{
+	*(PqwTrust *) arg = pqw_pgque_trust();
+}
+
+/* Is PgQue here, and may we call it? Leaving on a transient error would be
+ * wrong, so an error counts as "trusted" (the calls then report it). */
+static PqwTrust
+pgque_trust(void)
 {
 	PqwCallResult r;
+	PqwTrust	t = PQW_TRUST_OK;
 
-	/* All the calls we make, and the config table: a PgQue whose install
-	 * is still running is not there yet. */
-	if (!pqw_call("select to_regprocedure('pgque.ticker()') is not null"
-				  " and to_regprocedure('pgque.maint_retry_events()') is not null"
-				  " and to_regprocedure('pgque.maint()') is not null"
-				  " and to_regprocedure('pgque.maint_rotate_tables_step2()') is not null"
-				  " and to_regclass('pgque.config') is not null",
-				  0, NULL, NULL, pqw_statement_timeout_ms, &r))
-		return true;
-	return r.has_row && !r.isnull[0] && r.value[0] != 0;
+	if (!pqw_in_transaction("pgque_worker: checking PgQue", PQW_AS_WORKER, trust_fn, &t,
+							pqw_statement_timeout_ms, &r))
+		return PQW_TRUST_OK;
+	return t;
 }
 
 static void
@@ -166,6 +172,46 @@ is_missing_object_error(int sqlerrcode)
 	return sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 		sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 		sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME;
+}
+
+static char untrusted_reason[256] = "";	/* "" while PgQue here is trusted */
+
+/* PgQue here has objects of other owners: call nothing, say so once. */
+static void
+enter_untrusted(void)
+{
+	char		line[PQW_ERRLEN];
+
+	if (strcmp(untrusted_reason, pqw_pgque_refusal()) != 0)
+	{
+		strlcpy(untrusted_reason, pqw_pgque_refusal(), sizeof(untrusted_reason));
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("pgque_worker: PgQue in database \"%s\" is untrusted, nothing is called there",
+						my_dbname),
+				 errdetail("%s; schema pgque belongs to role %s.", untrusted_reason,
+						   GetUserNameFromId(pqw_pgque_owner(), true) ?
+						   GetUserNameFromId(pqw_pgque_owner(), true) : "?"),
+				 errhint("pgque_worker runs PgQue as the owner of schema pgque; give every object in it to that owner (or a superuser).")));
+		snprintf(line, sizeof(line), "untrusted: %s", untrusted_reason);
+		pqw_slot_set_error(my_slot, line);
+	}
+	pqw_slot_set_state(my_slot, PQW_STATE_UNTRUSTED);
+}
+
+/* After a failed call: was it PgQue going away or becoming untrusted? */
+static void
+check_trust_after_failure(int sqlerrcode)
+{
+	PqwTrust	t;
+
+	if (!is_missing_object_error(sqlerrcode) && sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE)
+		return;
+	t = pgque_trust();
+	if (t == PQW_TRUST_NO_PGQUE)
+		leave_no_pgque();
+	if (t == PQW_TRUST_REFUSED)
+		enter_untrusted();
 }
 
 static void
@@ -271,7 +317,7 @@ schedule_by_policy(Job *job, pqw::Millis now)
 	pqw::Millis next = now + pqw_max_idle_interval_ms;
 	pqw::Millis grid_next = job->timer.next_due();
 
-	if (!pqw_call(policy_sql, 0, NULL, NULL, pqw_ticker_timeout_ms, &r))
+	if (!pqw_call(policy_sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, pqw_ticker_timeout_ms, &r))
 	{
 		/* keep ticking every period, and say so once */
 		if (policy_limiter.on_error(pqw::fingerprint(r.message), now) != pqw::LogDecision::kSuppress)
@@ -337,14 +383,15 @@ run_job(JobId id)
 		sql = tick_config_sql;
 
 	t0 = GetCurrentTimestamp();
-	pqw_call(sql, 0, NULL, NULL, job_timeout_ms(id), &r);
+	pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
 	call_us = GetCurrentTimestamp() - t0;
 	now = pqw::monotonic_ms();
 
 	if (!r.ok)
 	{
-		if (is_missing_object_error(r.sqlerrcode) && !pgque_installed())
-			leave_no_pgque();
+		check_trust_after_failure(r.sqlerrcode);
+		if (untrusted_reason[0] != '\0')
+			return;
 		report_failure(job, &r, now);
 		job->drain_calls = 0;
 		job->timer.failed(now, backoff_ms(id, job->timer.failures() + 1));
@@ -422,26 +469,42 @@ static void
 db_check_fn(void *arg)
 {
 	DbCheck    *c = (DbCheck *) arg;
-	Oid			nsp = get_namespace_oid("pgque_worker", true);
+	Oid			nsp;
 
 	c->want_dispatcher = false;
 	c->other[0] = '\0';
-	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("handler", nsp)))
+	/* Registrations count only where our extension made the table. */
+	if (pqw_extension_installed("pgque_worker", &nsp) &&
+		OidIsValid(get_relname_relid("handler", nsp)))
 		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
 
-	if (SPI_execute("select scheduler from pgque.config where scheduler is not null limit 1",
-					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	if (pqw_pgque_trust() == PQW_TRUST_OK)
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		PqwAs		as;
 
-		if (v)
-			strlcpy(c->other, v, sizeof(c->other));
+		pqw_begin_as(PQW_AS_PGQUE_OWNER, PQW_PINNED_SEARCH_PATH, &as);
+		if (SPI_execute("select scheduler from pgque.config where scheduler is not null limit 1",
+						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			if (v)
+				strlcpy(c->other, v, sizeof(c->other));
+		}
+		pqw_end_as(&as);
 	}
-	nsp = get_namespace_oid("cron", true);
-	if (c->other[0] == '\0' && OidIsValid(nsp) && OidIsValid(get_relname_relid("job", nsp)) &&
-		spi_bool("select exists (select 1 from cron.job where jobname like 'pgque%'"
-				 " and database = current_database())"))
-		strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
+	/* pg_cron's table only where pg_cron is installed: anyone with CREATE
+	 * could make a schema "cron" with a table "job". */
+	if (c->other[0] == '\0' && pqw_extension_installed("pg_cron", &nsp) &&
+		OidIsValid(get_relname_relid("job", nsp)))
+	{
+		char	   *sql = psprintf("select exists (select 1 from %s.job where jobname like 'pgque%%'"
+								   " and database = pg_catalog.current_database())",
+								   quote_identifier(get_namespace_name(nsp)));
+
+		if (spi_bool(sql))
+			strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
+	}
 }
 
 static char other_scheduler[64] = "";	/* as last seen */
@@ -454,7 +517,7 @@ check_database(void)
 	PqwCallResult r;
 	PqwSlot    *s = &pqw_shared->slots[my_slot];
 
-	if (pqw_in_transaction("pgque_worker: looking at the database", db_check_fn, &c,
+	if (pqw_in_transaction("pgque_worker: looking at the database", PQW_AS_WORKER, db_check_fn, &c,
 						   pqw_statement_timeout_ms, &r))
 	{
 		if (s->want_dispatcher != c.want_dispatcher)
@@ -468,7 +531,8 @@ check_database(void)
 		{
 			PqwCallResult r2;
 
-			if (pqw_call("select pgque.stop()", 0, NULL, NULL, pqw_statement_timeout_ms, &r2))
+			if (pqw_call("select pgque.stop()", PQW_AS_PGQUE_OWNER, 0, NULL, NULL,
+						 pqw_statement_timeout_ms, &r2))
 			{
 				ereport(LOG,
 						(errmsg("pgque_worker: took over ticking of database \"%s\" from %s (pgque.stop() called)",
@@ -596,9 +660,18 @@ pqw_ticker_main(Datum main_arg)
 
 	pqw_slot_attach(my_slot, PQW_STATE_STARTING, my_dbname);
 
-	if (!pgque_installed())
-		leave_no_pgque();
-	pqw_slot_set_state(my_slot, PQW_STATE_RUNNING);
+	switch (pgque_trust())
+	{
+		case PQW_TRUST_NO_PGQUE:
+			leave_no_pgque();
+			break;
+		case PQW_TRUST_REFUSED:
+			enter_untrusted();
+			break;
+		case PQW_TRUST_OK:
+			pqw_slot_set_state(my_slot, PQW_STATE_RUNNING);
+			break;
+	}
 
 	ereport(LOG, (errmsg("pgque_worker: ticker started for database \"%s\"", my_dbname)));
 
@@ -642,6 +715,25 @@ pqw_ticker_main(Datum main_arg)
 			continue;
 		}
 
+		if (untrusted_reason[0] != '\0')
+		{
+			/* looked at again after every discovery interval */
+			PqwTrust	t = pgque_trust();
+
+			if (t == PQW_TRUST_NO_PGQUE)
+				leave_no_pgque();
+			if (t == PQW_TRUST_REFUSED)
+			{
+				enter_untrusted();
+				wait_ms(pqw_discovery_interval_ms);
+				continue;
+			}
+			ereport(LOG,
+					(errmsg("pgque_worker: PgQue in database \"%s\" is trusted again, ticking resumes",
+							my_dbname)));
+			untrusted_reason[0] = '\0';
+			init_jobs(pqw::monotonic_ms());
+		}
 		if (handlers_check.due(pqw::monotonic_ms()))
 			check_database();
 		if (pqw_database_paused || other_scheduler[0] != '\0')
@@ -659,7 +751,11 @@ pqw_ticker_main(Datum main_arg)
 			if (jobs[i].timer.due(pqw::monotonic_ms()))
 				run_job((JobId) i);
 			CHECK_FOR_INTERRUPTS();
+			if (untrusted_reason[0] != '\0')
+				break;
 		}
+		if (untrusted_reason[0] != '\0')
+			continue;
 		set_state_if_changed(any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 
 		now = pqw::monotonic_ms();

@@ -1,0 +1,130 @@
+/*
+ * trust.cpp: the ownership check behind PQW_AS_PGQUE_OWNER (see trust.h).
+ */
+#include "trust.h"
+
+extern "C" {
+#include "utils/inval.h"
+}
+
+static PqwTrust trust = PQW_TRUST_NO_PGQUE;
+static bool trust_valid = false;
+static Oid	owner = InvalidOid;
+static char refusal[256] = "";
+
+/*
+ * One catalog read: the schema's owner, whether every call we make exists
+ * (an install still running is "no PgQue" yet), and the first object of
+ * the schema owned by a role other than that owner or a superuser. Only
+ * catalog tables and pg_catalog functions, schema-qualified.
+ */
+static const char *const trust_sql =
+	"with n as (select oid, nspowner from pg_catalog.pg_namespace where nspname = 'pgque'),"
+	" su as (select oid from pg_catalog.pg_roles where rolsuper)"
+	" select n.nspowner,"
+	"  pg_catalog.to_regprocedure('pgque.ticker()') is not null"
+	"  and pg_catalog.to_regprocedure('pgque.maint_retry_events()') is not null"
+	"  and pg_catalog.to_regprocedure('pgque.maint()') is not null"
+	"  and pg_catalog.to_regprocedure('pgque.maint_rotate_tables_step2()') is not null"
+	"  and pg_catalog.to_regclass('pgque.config') is not null,"
+	"  coalesce("
+	"   (select pg_catalog.format('function %s is owned by role %s', p.oid::pg_catalog.regprocedure, p.proowner::pg_catalog.regrole)"
+	"      from pg_catalog.pg_proc p where p.pronamespace = n.oid and p.proowner <> n.nspowner"
+	"       and p.proowner not in (select oid from su) limit 1),"
+	"   (select pg_catalog.format('relation %s is owned by role %s', c.oid::pg_catalog.regclass, c.relowner::pg_catalog.regrole)"
+	"      from pg_catalog.pg_class c where c.relnamespace = n.oid and c.relowner <> n.nspowner"
+	"       and c.relowner not in (select oid from su) limit 1),"
+	"   (select pg_catalog.format('type %s is owned by role %s', t.oid::pg_catalog.regtype, t.typowner::pg_catalog.regrole)"
+	"      from pg_catalog.pg_type t where t.typnamespace = n.oid and t.typowner <> n.nspowner"
+	"       and t.typowner not in (select oid from su) limit 1),"
+	"   (select pg_catalog.format('operator %s is owned by role %s', o.oid::pg_catalog.regoperator, o.oprowner::pg_catalog.regrole)"
+	"      from pg_catalog.pg_operator o where o.oprnamespace = n.oid and o.oprowner <> n.nspowner"
+	"       and o.oprowner not in (select oid from su) limit 1))"
+	" from n";
+
+static void
+invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	trust_valid = false;
+}
+
+PqwTrust
+pqw_pgque_trust(void)
+{
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+
+	if (trust_valid)
+		return trust;
+	if (SPI_execute(trust_sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the owners of schema pgque");
+	trust = PQW_TRUST_NO_PGQUE;
+	owner = InvalidOid;
+	refusal[0] = '\0';
+	if (SPI_processed == 1)
+	{
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) && !isnull)
+		{
+			char	   *why = SPI_getvalue(tup, desc, 3);
+
+			if (why == NULL)
+				trust = PQW_TRUST_OK;
+			else
+			{
+				trust = PQW_TRUST_REFUSED;
+				strlcpy(refusal, why, sizeof(refusal));
+			}
+		}
+	}
+	/* Set last: an error above leaves the answer to be checked again. */
+	trust_valid = true;
+	return trust;
+}
+
+Oid
+pqw_pgque_owner(void)
+{
+	return owner;
+}
+
+const char *
+pqw_pgque_refusal(void)
+{
+	return refusal;
+}
+
+bool
+pqw_extension_installed(const char *name, Oid *nsp)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(name);
+	*nsp = InvalidOid;
+	if (SPI_execute_with_args("select extnamespace from pg_catalog.pg_extension where extname = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return false;
+	*nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return true;
+}
+
+void
+pqw_trust_install(void)
+{
+	/* Owners, schemas and objects of PgQue live in these catalogs. */
+	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(RELOID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, invalidate, (Datum) 0);
+}

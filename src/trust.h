@@ -1,0 +1,38 @@
+/*
+ * trust.h: may pgque_worker call the PgQue of this database, and as whom?
+ *
+ * PgQue is plain SQL in schema pgque: whoever owns that schema (or an
+ * object in it) can replace the code the workers call. So every PgQue call
+ * runs as the owner of schema pgque, security-restricted (spi_txn.h,
+ * PQW_AS_PGQUE_OWNER), and a database whose PgQue objects belong to
+ * anyone else than that owner or a superuser is refused: nothing is called
+ * there. The answer is kept per process and looked at again only after a
+ * catalog change (syscache invalidation), so checking costs nothing per call.
+ */
+#pragma once
+
+#include "pg.h"
+
+typedef enum PqwTrust
+{
+	PQW_TRUST_NO_PGQUE = 0,		/* no (complete) PgQue here */
+	PQW_TRUST_OK,				/* PgQue calls run as pqw_pgque_owner() */
+	PQW_TRUST_REFUSED			/* objects of other owners: call nothing */
+} PqwTrust;
+
+/* Inside a transaction with SPI connected, as the worker's role. */
+PqwTrust	pqw_pgque_trust(void);
+
+/* The owner of schema pgque, as last checked (valid when trusted). */
+Oid			pqw_pgque_owner(void);
+
+/* Why PgQue here was refused, as last checked ("" otherwise). */
+const char *pqw_pgque_refusal(void);
+
+/* Inside a transaction with SPI connected: is extension `name` installed in this database?
+ * Its schema goes to *nsp. A hand-made schema of the same name is not an
+ * extension: only pg_extension counts. */
+bool		pqw_extension_installed(const char *name, Oid *nsp);
+
+/* _PG_init: catalog changes make the next call check again. */
+void		pqw_trust_install(void);
