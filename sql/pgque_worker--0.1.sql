@@ -213,10 +213,15 @@ language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$ select exists (select 1 from pgque.get_queue_info() q where q.queue_name = $1) $$;
 
--- Wakes the dispatcher when the registering transaction commits.
+-- Wakes the dispatcher when the registering transaction commits. Called
+-- by _check_handler() as the registering role, which _validate_handler()
+-- has just required to be a pgque_reader member, and by _forget_handler()
+-- as its definer.
 create function pgque_worker._handlers_changed() returns void
 language c volatile
 as 'MODULE_PATHNAME', 'pqw_handlers_changed';
+revoke all on function pgque_worker._handlers_changed() from public;
+grant execute on function pgque_worker._handlers_changed() to pgque_reader;
 
 -- Registers (or updates) the handler of queue/consumer, subscribing the
 -- consumer if needed. The handler will run as the calling role.
