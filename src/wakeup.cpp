@@ -31,7 +31,6 @@ extern "C" {
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_handlers_changed);
-PG_FUNCTION_INFO_V1(pqw_restart_workers);
 }
 
 /* Databases whose workers restart when this transaction commits. */
@@ -288,17 +287,14 @@ pqw_handlers_changed(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* pgque_worker._restart_workers(dboid): restart that database's workers
- * when this transaction commits (after pause() / resume()). */
-PQW_EXPORT Datum
-pqw_restart_workers(PG_FUNCTION_ARGS)
+/* Restarts the workers of `dboid` when this transaction commits (after
+ * pause() / resume(), so they read the database's settings anew). */
+void
+pqw_restart_workers_at_commit(Oid dboid)
 {
-	Oid			dboid = PG_GETARG_OID(0);
-
 	for (int j = 0; j < nrestart; j++)
 		if (restart_dbs[j] == dboid)
-			PG_RETURN_VOID();
+			return;
 	if (nrestart < MAX_RESTARTS)
 		restart_dbs[nrestart++] = dboid;
-	PG_RETURN_VOID();
 }
