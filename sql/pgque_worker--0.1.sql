@@ -225,10 +225,15 @@ language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$ select exists (select 1 from pgque.get_queue_info() q where q.queue_name = $1) $$;
 
--- Wakes the dispatcher when the registering transaction commits.
+-- Wakes the dispatcher when the registering transaction commits. Called
+-- by _check_handler() as the registering role, which _validate_handler()
+-- has just required to be a pgque_reader member, and by _forget_handler()
+-- as its definer.
 create function pgque_worker._handlers_changed() returns void
 language c volatile
 as 'MODULE_PATHNAME', 'pqw_handlers_changed';
+revoke all on function pgque_worker._handlers_changed() from public;
+grant execute on function pgque_worker._handlers_changed() to pgque_reader;
 
 -- Registers (or updates) the handler of queue/consumer, subscribing the
 -- consumer if needed. The handler will run as the calling role.
@@ -310,46 +315,28 @@ grant execute on function pgque_worker._queue_exists(text) to public;
 -- Pause and resume, per database, persisted across restarts
 -- ---------------------------------------------------------------------------
 
-create function pgque_worker._restart_workers(dboid oid) returns void
-language c strict volatile
-as 'MODULE_PATHNAME', 'pqw_restart_workers';
-revoke all on function pgque_worker._restart_workers(oid) from public;
-
 -- Stops ticking, maintenance and dispatch in a database until resume(),
 -- also across server restarts (a per-database setting,
 -- pgque_worker.database_paused). PgQue's own per-queue ticker_paused is
 -- honoured as always.
--- Sets or clears the database's paused setting and restarts its workers
--- (at commit) so they read it.
+-- Sets or resets the database's paused setting and restarts its workers
+-- (at commit) so they read it. Not security definer: it checks the
+-- invoker (a superuser, the database's owner, or a pgque_admin member for
+-- the current database) and runs only the ALTER DATABASE as superuser.
 create function pgque_worker._set_paused(database name, paused boolean)
 returns void
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  db oid;
-begin
-  select oid into db from pg_database where datname = database;
-  if db is null then
-    raise exception 'database "%" does not exist', database using errcode = 'invalid_catalog_name';
-  end if;
-  if paused then
-    execute format('alter database %I set pgque_worker.database_paused = on', database);
-  else
-    execute format('alter database %I reset pgque_worker.database_paused', database);
-  end if;
-  perform pgque_worker._restart_workers(db);
-end
-$$;
+language c volatile
+as 'MODULE_PATHNAME', 'pqw_set_paused';
 revoke all on function pgque_worker._set_paused(name, boolean) from public;
+grant execute on function pgque_worker._set_paused(name, boolean) to pgque_admin;
 
 create function pgque_worker.pause(database name default current_database())
-returns void language sql security definer
+returns void language sql security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select pgque_worker._set_paused(database, true) $$;
 
 create function pgque_worker.resume(database name default current_database())
-returns void language sql security definer
+returns void language sql security invoker
 set search_path = pg_catalog, pg_temp
 as $$ select pgque_worker._set_paused(database, false) $$;
 

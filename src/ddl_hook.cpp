@@ -6,6 +6,12 @@
  * (SIGTERM), holds the launcher off restarting them for a few seconds, and
  * waits until they are gone. If the command then fails, the launcher
  * starts them again once the hold ends.
+ *
+ * The hook acts only for a statement that will go ahead as far as the
+ * caller's rights and the transaction state go: it first makes the checks
+ * PostgreSQL 15's dbcommands.c and utility.c make before looking for other
+ * sessions. Otherwise any role could stop a database's workers, again and
+ * again, with a DROP DATABASE it is not allowed to run.
  */
 #include "ddl_hook.h"
 
@@ -66,34 +72,129 @@ database_oid(const char *name)
 	return name ? get_database_oid(name, true) : InvalidOid;
 }
 
-/* The database a statement needs free of sessions, if any. */
+/* An option of CREATE DATABASE as text, or NULL when not given (no
+ * template means template1, which is never served). */
+static const char *
+createdb_option(CreatedbStmt *stmt, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *d = (DefElem *) lfirst(lc);
+
+		if (strcmp(d->defname, name) == 0 && d->arg != NULL)
+			return defGetString(d);
+	}
+	return NULL;
+}
+
+/* PostgreSQL 15's have_createdb_privilege() (static in dbcommands.c). */
+static bool
+caller_may_create_databases(void)
+{
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (HeapTupleIsValid(tup))
+	{
+		result = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+static bool
+database_is_template(Oid dboid)
+{
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		result = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+/*
+ * PostgreSQL 15's PreventInTransactionBlock() without the error: DROP and
+ * CREATE DATABASE refuse to run in a transaction block, a subtransaction,
+ * a pipeline or a function (context other than top level).
+ */
+static bool
+may_run_outside_transaction_block(ProcessUtilityContext context)
+{
+	return !IsTransactionBlock() && !IsSubTransaction() &&
+		(MyXactFlags & XACT_FLAGS_PIPELINING) == 0 &&
+		context == PROCESS_UTILITY_TOPLEVEL;
+}
+
+/*
+ * The database `stmt` needs free of other sessions, if the caller may run
+ * it here and now; InvalidOid when the statement is not one of those, or
+ * when PostgreSQL will refuse it on its own before it looks for sessions
+ * (then the workers stay and the command raises its own error). The checks
+ * and their order are those of PostgreSQL 15: utility.c
+ * (PreventInTransactionBlock), dropdb(), RenameDatabase(), createdb().
+ */
 static Oid
-database_needing_exclusivity(Node *stmt)
+database_to_clear_for(Node *stmt, ProcessUtilityContext context)
 {
 	switch (nodeTag(stmt))
 	{
 		case T_DropdbStmt:
-			return database_oid(((DropdbStmt *) stmt)->dbname);
+			{
+				Oid			dboid = database_oid(((DropdbStmt *) stmt)->dbname);
+
+				if (!OidIsValid(dboid) || !may_run_outside_transaction_block(context) ||
+					!pg_database_ownercheck(dboid, GetUserId()) ||
+					database_is_template(dboid) || dboid == MyDatabaseId)
+					return InvalidOid;
+				return dboid;
+			}
 		case T_RenameStmt:
 			{
 				RenameStmt *r = (RenameStmt *) stmt;
+				Oid			dboid;
 
-				if (r->renameType == OBJECT_DATABASE)
-					return database_oid(r->subname);
-				return InvalidOid;
+				if (r->renameType != OBJECT_DATABASE)
+					return InvalidOid;
+				dboid = database_oid(r->subname);
+				/* caller_may_create_databases() is true for superusers */
+				if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()) ||
+					!caller_may_create_databases() ||
+					OidIsValid(database_oid(r->newname)) || dboid == MyDatabaseId)
+					return InvalidOid;
+				return dboid;
 			}
 		case T_CreatedbStmt:
 			{
-				ListCell   *lc;
+				CreatedbStmt *c = (CreatedbStmt *) stmt;
+				const char *owner;
+				Oid			dboid;
 
-				foreach(lc, ((CreatedbStmt *) stmt)->options)
+				dboid = database_oid(createdb_option(c, "template"));
+				if (!OidIsValid(dboid) || !may_run_outside_transaction_block(context) ||
+					!caller_may_create_databases())
+					return InvalidOid;
+				/* createdb(): the caller must be able to become the new owner */
+				owner = createdb_option(c, "owner");
+				if (owner != NULL)
 				{
-					DefElem    *d = (DefElem *) lfirst(lc);
+					Oid			owner_oid = get_role_oid(owner, true);
 
-					if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
-						return database_oid(defGetString(d));
+					if (!OidIsValid(owner_oid) || !is_member_of_role(GetUserId(), owner_oid))
+						return InvalidOid;
 				}
-				return InvalidOid;
+				/* copying a non-template needs its owner (or a superuser) */
+				if (!database_is_template(dboid) && !pg_database_ownercheck(dboid, GetUserId()))
+					return InvalidOid;
+				return dboid;
 			}
 		default:
 			return InvalidOid;
@@ -105,9 +206,9 @@ pqw_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 					ProcessUtilityContext context, ParamListInfo params,
 					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	Oid			dboid = database_needing_exclusivity(pstmt->utilityStmt);
+	Oid			dboid = database_to_clear_for(pstmt->utilityStmt, context);
 
-	if (OidIsValid(dboid) && dboid != MyDatabaseId)
+	if (OidIsValid(dboid))
 		clear_database(dboid);
 	if (prev_utility)
 		prev_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

@@ -23,7 +23,6 @@
 extern "C" {
 #include "executor/executor.h"
 #include "parser/parsetree.h"
-#include "parser/parse_func.h"
 #include "utils/inval.h"
 }
 
@@ -32,7 +31,6 @@ extern "C" {
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_handlers_changed);
-PG_FUNCTION_INFO_V1(pqw_restart_workers);
 }
 
 /* Databases whose workers restart when this transaction commits. */
@@ -63,9 +61,17 @@ static ExecutorStart_hook_type prev_executor_start = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
-/* Per-backend cache of the catalog objects we recognise. */
+/*
+ * Per-backend cache of the catalog objects we recognise. It is filled from
+ * hooks that run in every user's statements, so the fill looks up catalogs
+ * directly, without privilege checks (a role without USAGE on schema pgque
+ * must not get an error on an unrelated INSERT), and anything not found
+ * just means "no wake-up".
+ */
 static bool cache_valid = false;
 static bool cache_filling = false;
+/* Bumped by every invalidation: a fill that saw one mid-way is not kept. */
+static uint64 cache_inval_count = 0;
 static Oid	pgque_nsp = InvalidOid;
 static Oid	pgq_nsp = InvalidOid;
 static Oid	force_fn[2] = {InvalidOid, InvalidOid};
@@ -77,32 +83,63 @@ invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
 	(void) cacheid;
 	(void) hashvalue;
 	cache_valid = false;
+	cache_inval_count++;
 }
 
+/* pgque.<name>(text) by its catalog key; LookupFuncName() would check
+ * USAGE on the schema as the current user. */
 static Oid
-lookup_force_fn(const char *name)
+lookup_force_fn(Oid nsp, const char *name)
 {
 	Oid			argtypes[1] = {TEXTOID};
-	List	   *fname = list_make2(makeString(pstrdup("pgque")), makeString(pstrdup(name)));
+	oidvector  *args;
+	Oid			fn;
 
-	return LookupFuncName(fname, 1, argtypes, true);
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	args = buildoidvector(argtypes, 1);
+	fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
+						 PointerGetDatum(args), ObjectIdGetDatum(nsp));
+	pfree(args);
+	return fn;
 }
 
-/* Fills the cache; only inside a transaction, never recursively. */
+/*
+ * Fills the cache; only inside a transaction, never recursively (a catalog
+ * look-up can reach our own hooks). Only syscache look-ups run here: they
+ * report a missing object as InvalidOid and check no privileges, so what
+ * can still raise is what any catalog access can (out of memory, a corrupt
+ * catalog), which ends the transaction anyway; PG_FINALLY then clears
+ * cache_filling, which would otherwise stay set and switch this backend's
+ * wake-ups off for good.
+ */
 static bool
 ensure_cache(void)
 {
+	uint64		inval_before;
+
 	if (cache_valid)
 		return true;
 	if (cache_filling || !IsTransactionState() || !OidIsValid(MyDatabaseId))
 		return false;
+	inval_before = cache_inval_count;
 	cache_filling = true;
-	pgque_nsp = get_namespace_oid("pgque", true);
-	pgq_nsp = get_namespace_oid("pgq", true);
-	force_fn[0] = OidIsValid(pgque_nsp) ? lookup_force_fn("force_tick") : InvalidOid;
-	force_fn[1] = OidIsValid(pgque_nsp) ? lookup_force_fn("force_next_tick") : InvalidOid;
-	cache_filling = false;
-	cache_valid = true;
+	PG_TRY();
+	{
+		/* a syscache look-up, no privilege check */
+		pgque_nsp = get_namespace_oid("pgque", true);
+		pgq_nsp = get_namespace_oid("pgq", true);
+		force_fn[0] = lookup_force_fn(pgque_nsp, "force_tick");
+		force_fn[1] = lookup_force_fn(pgque_nsp, "force_next_tick");
+	}
+	PG_FINALLY();
+	{
+		cache_filling = false;
+	}
+	PG_END_TRY();
+	/* the values serve this call either way; an invalidation during the
+	 * fill makes the next call fill again */
+	cache_valid = (cache_inval_count == inval_before);
 	return true;
 }
 
@@ -250,17 +287,14 @@ pqw_handlers_changed(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* pgque_worker._restart_workers(dboid): restart that database's workers
- * when this transaction commits (after pause() / resume()). */
-PQW_EXPORT Datum
-pqw_restart_workers(PG_FUNCTION_ARGS)
+/* Restarts the workers of `dboid` when this transaction commits (after
+ * pause() / resume(), so they read the database's settings anew). */
+void
+pqw_restart_workers_at_commit(Oid dboid)
 {
-	Oid			dboid = PG_GETARG_OID(0);
-
 	for (int j = 0; j < nrestart; j++)
 		if (restart_dbs[j] == dboid)
-			PG_RETURN_VOID();
+			return;
 	if (nrestart < MAX_RESTARTS)
 		restart_dbs[nrestart++] = dboid;
-	PG_RETURN_VOID();
 }

@@ -8,3 +8,6 @@
 
 /* Registers the transaction callback; called from _PG_init. */
 void		pqw_wakeup_install(void);
+
+/* Restarts the workers of a database when this transaction commits. */
+void		pqw_restart_workers_at_commit(Oid dboid);

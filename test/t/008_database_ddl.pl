@@ -2,6 +2,9 @@
 # CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME of a served
 # database (ticker and dispatcher connected) succeed, datallowconn = false
 # makes the workers leave, and a DDL that fails brings the workers back.
+# A DROP DATABASE that PostgreSQL refuses before looking for sessions (the
+# caller is not the owner, or it runs inside a transaction block) leaves
+# the workers alone.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -94,6 +97,28 @@ $node->safe_psql('d2', q{select pgque.send('q', 'after failed drop')});
 wait_until($node, 'd2', q{select count(*) from got where payload = 'after failed drop'}, '1',
 	'delivery after the failed DROP');
 pass('delivery goes on after a failed DROP DATABASE');
+
+# --- a DROP DATABASE PostgreSQL refuses on its own leaves the workers alone
+serve('d3');
+$node->safe_psql('postgres', 'create role nobody login');
+my $pid = ticker_pid($node, 'd3');
+($ret, $out, $err) = $node->psql('postgres', 'drop database d3', extra_params => [ '-U', 'nobody' ]);
+isnt($ret, 0, 'DROP DATABASE by a role that does not own the database fails');
+like($err, qr/must be owner of database d3/, 'with PostgreSQL\'s own reason');
+is(ticker_pid($node, 'd3'), $pid, 'the ticker was not stopped by the refused DROP');
+my $ticks = status_row($node, 'postgres', 'd3', 'ticks');
+$node->safe_psql('d3', q{select pgque.send('q', 'after refused drop')});
+wait_until($node, 'd3', q{select count(*) from got where payload = 'after refused drop'}, '1',
+	'delivery after the refused DROP');
+ok($node->poll_query_until('postgres',
+		qq{select ticks > $ticks from pgque_worker.status() where kind = 'ticker' and datname = 'd3'}),
+	'd3 keeps ticking after the refused DROP');
+is(ticker_pid($node, 'd3'), $pid, 'by the same ticker');
+
+($ret, $out, $err) = $node->psql('postgres', "begin;\ndrop database d3;\nrollback;");
+isnt($ret, 0, 'DROP DATABASE by the owner inside BEGIN fails');
+like($err, qr/DROP DATABASE cannot run inside a transaction block/, 'with PostgreSQL\'s own reason');
+is(ticker_pid($node, 'd3'), $pid, 'the ticker was not stopped by the DROP inside BEGIN');
 
 $node->stop;
 done_testing();

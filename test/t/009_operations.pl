@@ -1,6 +1,6 @@
 # Operations: never double-tick beside another scheduler (pg_cron jobs or
 # pgque.config.scheduler, with and without takeover), pause and resume
-# persisted across a restart, Prometheus metrics, and running out of
+# persisted across a restart and who may use them, Prometheus metrics, and running out of
 # background worker slots. Also follows README's "Adopting pgque_worker"
 # (from pg_cron) on a fresh cluster.
 use strict;
@@ -111,6 +111,52 @@ wait_until($node, 'app', q{select count(*) from take('q', 'c') where take = 'whi
 pass('resume() resumes');
 my ($ret, $out, $err) = $node->psql('app', q{select pgque_worker.pause('no_such_db')});
 like($err, qr/database "no_such_db" does not exist/, 'pause() of a missing database: clear error');
+
+# --- who may pause: superusers, the database's owner, pgque_admin members
+# for the current database only
+sub paused_setting
+{
+	my ($db) = @_;
+	return $node->safe_psql('app', qq{
+select count(*) from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase
+ where d.datname = '$db' and s.setrole = 0
+   and 'pgque_worker.database_paused=on' = any (s.setconfig)});
+}
+$node->safe_psql('postgres', q{
+create role ops login;
+grant pgque_admin to ops;
+create database other;
+});
+my @as_ops = (extra_params => [ '-U', 'ops' ]);
+($ret, $out, $err) = $node->psql('app', q{select pgque_worker.pause('other')}, @as_ops);
+isnt($ret, 0, 'a pgque_admin member may not pause a database it does not own');
+like($err, qr/permission denied to pause database "other"/, 'with a clear error');
+like($err, qr/HINT:  Only superusers, the owner of the database, and members of pgque_admin connected to that database/,
+	'and a hint saying who may');
+($ret, $out, $err) = $node->psql('app', q{select pgque_worker.resume('other')}, @as_ops);
+like($err, qr/permission denied to resume database "other"/, 'nor resume it');
+is(paused_setting('other'), '0', 'the refused pause() stored nothing');
+($ret, $out, $err) = $node->psql('app', q{select pgque_worker._set_paused('other', true)}, @as_ops);
+like($err, qr/permission denied to pause database "other"/, 'nor through _set_paused() directly');
+
+$node->safe_psql('app', q{select pgque_worker.pause()}, @as_ops);
+is(paused_setting('app'), '1', 'a pgque_admin member may pause the database it is connected to');
+$node->safe_psql('app', q{select pgque_worker.resume()}, @as_ops);
+is(paused_setting('app'), '0', 'and resume it');
+
+$node->safe_psql('postgres', q{alter database other owner to ops});
+$node->safe_psql('app', q{select pgque_worker.pause('other')}, @as_ops);
+is(paused_setting('other'), '1', 'the owner of another database may pause it');
+$node->safe_psql('app', q{select pgque_worker.resume('other')}, @as_ops);
+is(paused_setting('other'), '0', 'and resume it');
+
+$node->safe_psql('postgres', q{alter database other owner to current_user});
+$node->safe_psql('app', q{select pgque_worker.pause('other')});
+is(paused_setting('other'), '1', 'a superuser may pause any database');
+$node->safe_psql('app', q{select pgque_worker.resume('other')});
+is(paused_setting('other'), '0', 'and resume it');
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'},
+	'running', 'app runs again after the pause and resume by ops');
 
 # --- metrics
 my $m = $node->safe_psql('app', q{select pgque_worker.metrics()});
