@@ -144,6 +144,11 @@ begin
     raise exception 'retry_after must not be negative'
       using errcode = 'invalid_parameter_value';
   end if;
+  if not pg_has_role(current_user, 'pgque_reader', 'usage') then
+    raise exception 'role "%" may not consume queues', current_user
+      using errcode = 'insufficient_privilege',
+            hint = 'Grant pgque_reader to the role that registers handlers.';
+  end if;
   if not pgque_worker._queue_exists(queue) then
     raise exception 'queue "%" does not exist', queue
       using errcode = 'undefined_object',
@@ -163,11 +168,6 @@ begin
     raise exception 'a handler runs as the role that registers it'
       using errcode = 'insufficient_privilege',
             detail = format('run_as is %s, the current role is %s.', run_as, current_user);
-  end if;
-  if not pg_has_role(current_user, 'pgque_reader', 'usage') then
-    raise exception 'role "%" may not consume queues', current_user
-      using errcode = 'insufficient_privilege',
-            hint = 'Grant pgque_reader to the role that registers handlers.';
   end if;
   if not has_function_privilege(current_user, handler, 'execute') then
     raise exception 'role "%" may not execute function %', current_user, handler::text
@@ -219,9 +219,10 @@ $$;
 create trigger handler_forget after delete on pgque_worker.handler
   for each row execute function pgque_worker._forget_handler();
 
--- Does the queue exist? (definer rights: readers may not see pgque.queue)
+-- Does the queue exist? Invoker's rights (pgque_reader may call
+-- get_queue_info()): PgQue's code never runs with the extension owner's.
 create function pgque_worker._queue_exists(queue text) returns boolean
-language sql stable security definer
+language sql stable
 set search_path = pg_catalog, pg_temp
 as $$ select exists (select 1 from pgque.get_queue_info() q where q.queue_name = $1) $$;
 

@@ -10,6 +10,14 @@
 
 #include "trust.h"
 
+extern "C" {
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_db_role_setting.h"
+#include "utils/fmgroids.h"
+}
+
 Oid			pqw_worker_roleid = InvalidOid;
 
 /*
@@ -40,6 +48,58 @@ static const char *const pinned_settings[][2] = {
 	{"plpgsql.variable_conflict", "error"},
 };
 
+/*
+ * pgque_worker.database_paused as pause() stored it for this database.
+ * Read from the catalog: PostgreSQL applies a superuser-only setting of a
+ * database only to superuser sessions, and the worker's role may not be one.
+ */
+static bool
+database_paused_in_catalog(void)
+{
+	bool		paused = false;
+	HeapTuple	tup;
+	ScanKeyData key[2];
+	Relation	rel;
+	SysScanDesc scan;
+
+	StartTransactionCommand();
+	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_db_role_setting_setdatabase, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(MyDatabaseId));
+	ScanKeyInit(&key[1], Anum_pg_db_role_setting_setrole, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(InvalidOid));
+	scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_db_role_setting_setconfig,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+		{
+			ArrayType  *a = DatumGetArrayTypeP(d);
+			Datum	   *elems;
+			int			n;
+
+			deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
+			for (int i = 0; i < n; i++)
+			{
+				char	   *kv = TextDatumGetCString(elems[i]);
+				char	   *val = strchr(kv, '=');
+
+				if (val && (size_t) (val - kv) == strlen("pgque_worker.database_paused") &&
+					strncmp(kv, "pgque_worker.database_paused", val - kv) == 0)
+					(void) parse_bool(val + 1, &paused);
+			}
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return paused;
+}
+
 void
 pqw_worker_session_init(void)
 {
@@ -49,6 +109,9 @@ pqw_worker_session_init(void)
 		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
 								 WARNING, false);
+	(void) set_config_option("pgque_worker.database_paused",
+							 database_paused_in_catalog() ? "on" : "off",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true, WARNING, false);
 }
 
 /* The role `run_as` stands for; ERROR when PgQue here is not trusted. */
