@@ -50,6 +50,7 @@ extern "C" {
 }
 
 #include "core/backoff.hpp"
+#include "core/hung_call.hpp"
 #include "core/clock.hpp"
 #include "core/log_limiter.hpp"
 
@@ -73,10 +74,9 @@ typedef struct Handler
 	int			failures;
 	pqw::LogLimiter limiter;
 	char		paused_reason[128];	/* role may not log in / connect: skipped */
-	/* events a predecessor was stopped in (hard limit): [first, last] */
+	/* events a predecessor was stopped in (hard limit), in batch hung_batch */
 	int64		hung_batch;
-	int64		hung_first;
-	int64		hung_last;
+	pqw::HungRange hung;
 } Handler;
 
 /* What one chunk transaction did. */
@@ -211,8 +211,8 @@ load_handlers_fn(void *arg)
 	pgque_untrusted = pqw_pgque_trust() == PQW_TRUST_REFUSED;
 
 	/* Registrations count only in a table our extension made. */
-	if (!pqw_extension_installed("pgque_worker", &nsp) ||
-		!OidIsValid(get_relname_relid("handler", nsp)) || !OidIsValid(msg_typoid))
+	if (!OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")) ||
+		!OidIsValid(msg_typoid))
 		return;
 
 	if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
@@ -237,6 +237,7 @@ load_handlers_fn(void *arg)
 		h->retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
 		h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
+		h->hung = pqw::HungRange();
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -629,7 +630,7 @@ chunk_fn(void *arg)
 	SPITupleTable *tt;
 	int64		last_id = 0;
 	TimestampTz t0;
-	bool		hung_here = false;
+	bool		isolate_first = false;
 	PqwAs		as;
 	Datum		sargs[10];
 	char		snulls[10];
@@ -683,16 +684,20 @@ chunk_fn(void *arg)
 	/* A predecessor was stopped at the hard limit inside this chunk: one
 	 * event is nacked without calling the handler again; a range is
 	 * narrowed down, one event (or half) at a time. */
-	if (h->hung_batch == h->batch_id)
-		for (int i = 0; i < run.n; i++)
-			if (run.ids[i] >= h->hung_first && run.ids[i] <= h->hung_last)
-			{
-				hung_here = true;
-				if (h->hung_first == h->hung_last)
-					add_failure(&run, i,
-								psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
-										 2 * pqw_handler_timeout_ms));
-			}
+	for (int i = 0; h->hung_batch == h->batch_id && i < run.n; i++)
+		switch (pqw::hung_plan_for(h->hung, run.ids[i]))
+		{
+			case pqw::HungPlan::kNackAlone:
+				add_failure(&run, i,
+							psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
+									 2 * pqw_handler_timeout_ms));
+				break;
+			case pqw::HungPlan::kIsolate:
+				isolate_first = true;
+				break;
+			case pqw::HungPlan::kNormal:
+				break;
+		}
 
 	t0 = GetCurrentTimestamp();
 	if (run.n > 0)
@@ -702,7 +707,7 @@ chunk_fn(void *arg)
 		fmgr_info(h->func, &run.flinfo);
 		run.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgque_worker handler call",
 											 ALLOCSET_SMALL_SIZES);
-		if (hung_here && h->hung_first != h->hung_last)
+		if (isolate_first)
 		{
 			run.timed_out = true;
 			isolate(&run, 0, run.n, pstrdup("handler ignored cancellation and was stopped"));
@@ -762,7 +767,7 @@ chunk_fn(void *arg)
 	if (res->finished)
 		h->cursor_open = false;
 	/* once this commits, the stopped call is behind us */
-	res->hung_done = h->hung_batch != 0 && (res->finished || last_id >= h->hung_last);
+	res->hung_done = h->hung_batch != 0 && pqw::hung_range_done(h->hung, last_id, res->finished);
 }
 
 /* ---------------------------------------------------------------------
@@ -809,8 +814,8 @@ apply_hung_call(void)
 			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
 		{
 			handlers[i].hung_batch = hung_call.batch_id;
-			handlers[i].hung_first = hung_call.first_id;
-			handlers[i].hung_last = hung_call.last_id;
+			handlers[i].hung.first_id = hung_call.first_id;
+			handlers[i].hung.last_id = hung_call.last_id;
 		}
 }
 
@@ -908,6 +913,9 @@ dispatch_one(Handler *h)
 			h->next_try = pqw::monotonic_ms() + pqw::backoff_delay(p, h->failures, (uint32) random());
 		}
 		record_error(h, &r);
+		/* PgQue here stopped being trusted: stop calling it at all */
+		if (pqw_pgque_refusal()[0] != '\0')
+			pgque_untrusted = true;
 		return false;
 	}
 	if (h->failures > 0 && h->limiter.on_success())

@@ -469,13 +469,11 @@ static void
 db_check_fn(void *arg)
 {
 	DbCheck    *c = (DbCheck *) arg;
-	Oid			nsp;
 
 	c->want_dispatcher = false;
 	c->other[0] = '\0';
 	/* Registrations count only where our extension made the table. */
-	if (pqw_extension_installed("pgque_worker", &nsp) &&
-		OidIsValid(get_relname_relid("handler", nsp)))
+	if (OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")))
 		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
 
 	if (pqw_pgque_trust() == PQW_TRUST_OK)
@@ -495,16 +493,10 @@ db_check_fn(void *arg)
 	}
 	/* pg_cron's table only where pg_cron is installed: anyone with CREATE
 	 * could make a schema "cron" with a table "job". */
-	if (c->other[0] == '\0' && pqw_extension_installed("pg_cron", &nsp) &&
-		OidIsValid(get_relname_relid("job", nsp)))
-	{
-		char	   *sql = psprintf("select exists (select 1 from %s.job where jobname like 'pgque%%'"
-								   " and database = pg_catalog.current_database())",
-								   quote_identifier(get_namespace_name(nsp)));
-
-		if (spi_bool(sql))
-			strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
-	}
+	if (c->other[0] == '\0' && OidIsValid(pqw_extension_relation("pg_cron", "cron", "job")) &&
+		spi_bool("select exists (select 1 from cron.job where jobname like 'pgque%'"
+				 " and database = pg_catalog.current_database())"))
+		strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
 }
 
 static char other_scheduler[64] = "";	/* as last seen */

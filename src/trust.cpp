@@ -4,6 +4,9 @@
 #include "trust.h"
 
 extern "C" {
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "utils/inval.h"
 }
 
@@ -100,21 +103,17 @@ pqw_pgque_refusal(void)
 	return refusal;
 }
 
-bool
-pqw_extension_installed(const char *name, Oid *nsp)
+Oid
+pqw_extension_relation(const char *extname, const char *nspname, const char *relname)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	bool		isnull;
+	Oid			ext = get_extension_oid(extname, true);
+	Oid			nsp = get_namespace_oid(nspname, true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 
-	args[0] = CStringGetTextDatum(name);
-	*nsp = InvalidOid;
-	if (SPI_execute_with_args("select extnamespace from pg_catalog.pg_extension where extname = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return false;
-	*nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	return true;
+	if (!OidIsValid(ext) || !OidIsValid(rel) ||
+		getExtensionOfObject(RelationRelationId, rel) != ext)
+		return InvalidOid;
+	return rel;
 }
 
 void

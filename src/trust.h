@@ -29,10 +29,11 @@ Oid			pqw_pgque_owner(void);
 /* Why PgQue here was refused, as last checked ("" otherwise). */
 const char *pqw_pgque_refusal(void);
 
-/* Inside a transaction with SPI connected: is extension `name` installed in this database?
- * Its schema goes to *nsp. A hand-made schema of the same name is not an
- * extension: only pg_extension counts. */
-bool		pqw_extension_installed(const char *name, Oid *nsp);
+/* Inside a transaction: the relation nspname.relname if extension
+ * `extname` made it, else InvalidOid. A hand-made schema and table of the
+ * same names are not the extension's: only pg_depend says so. */
+Oid			pqw_extension_relation(const char *extname, const char *nspname,
+								   const char *relname);
 
 /* _PG_init: catalog changes make the next call check again. */
 void		pqw_trust_install(void);

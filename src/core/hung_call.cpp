@@ -1,0 +1,18 @@
+// hung_call.cpp: see hung_call.hpp.
+#include "core/hung_call.hpp"
+
+namespace pqw {
+
+HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept
+{
+    if (r.empty() || !r.contains(id))
+        return HungPlan::kNormal;
+    return r.single() ? HungPlan::kNackAlone : HungPlan::kIsolate;
+}
+
+bool hung_range_done(const HungRange &r, std::int64_t chunk_last_id, bool batch_finished) noexcept
+{
+    return !r.empty() && (batch_finished || chunk_last_id >= r.last_id);
+}
+
+}  // namespace pqw

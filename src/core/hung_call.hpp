@@ -1,0 +1,41 @@
+// hung_call.hpp: what to do with a chunk that a handler hung in before.
+//
+// A handler that ignores the cancel of its timeout is stopped at the hard
+// limit by ending the dispatcher process (src/dispatcher.cpp). The next
+// dispatcher knows the events the stopped call had: one event for a message
+// handler, a range for a batch handler. This decides, per event of the
+// chunk read again, whether it is nacked at once (the handler hung on it
+// alone: calling again would hang again), handled one at a time or by
+// halves (the range is narrowed down), or handled as usual.
+//
+// PostgreSQL-free.
+#pragma once
+
+#include <cstdint>
+
+namespace pqw {
+
+// The events [first_id, last_id] a stopped handler call had.
+struct HungRange {
+    std::int64_t first_id = 0;
+    std::int64_t last_id = -1;  // empty by default
+
+    bool empty() const noexcept { return last_id < first_id; }
+    bool contains(std::int64_t id) const noexcept { return id >= first_id && id <= last_id; }
+    bool single() const noexcept { return first_id == last_id; }
+};
+
+enum class HungPlan {
+    kNormal,     // the chunk holds none of the range: one try, as always
+    kNackAlone,  // ids[i] is the one event the handler hung on: nack it
+    kIsolate,    // the chunk holds part of a range: skip the whole-chunk try
+};
+
+// The plan for the event `id` of a chunk, given the range.
+HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept;
+
+// Whether a chunk whose last event is `chunk_last_id` (or that finished
+// the batch) leaves the range behind, so it can be forgotten.
+bool hung_range_done(const HungRange &r, std::int64_t chunk_last_id, bool batch_finished) noexcept;
+
+}  // namespace pqw

@@ -1,0 +1,45 @@
+// Unit tests of the hard-limit decision (src/core/hung_call.*).
+#include "core/hung_call.hpp"
+
+#include <gtest/gtest.h>
+
+using pqw::hung_plan_for;
+using pqw::hung_range_done;
+using pqw::HungPlan;
+using pqw::HungRange;
+
+TEST(HungCall, NoRangeMeansNormal)
+{
+    HungRange r;
+    EXPECT_TRUE(r.empty());
+    EXPECT_EQ(hung_plan_for(r, 0), HungPlan::kNormal);
+    EXPECT_EQ(hung_plan_for(r, 42), HungPlan::kNormal);
+    EXPECT_FALSE(hung_range_done(r, 100, true));
+}
+
+TEST(HungCall, OneEventIsNackedAloneOthersNormal)
+{
+    HungRange r{17, 17};
+    EXPECT_EQ(hung_plan_for(r, 16), HungPlan::kNormal);
+    EXPECT_EQ(hung_plan_for(r, 17), HungPlan::kNackAlone);
+    EXPECT_EQ(hung_plan_for(r, 18), HungPlan::kNormal);
+}
+
+TEST(HungCall, RangeIsIsolatedNotNacked)
+{
+    HungRange r{10, 20};
+    EXPECT_EQ(hung_plan_for(r, 9), HungPlan::kNormal);
+    EXPECT_EQ(hung_plan_for(r, 10), HungPlan::kIsolate);
+    EXPECT_EQ(hung_plan_for(r, 15), HungPlan::kIsolate);
+    EXPECT_EQ(hung_plan_for(r, 20), HungPlan::kIsolate);
+    EXPECT_EQ(hung_plan_for(r, 21), HungPlan::kNormal);
+}
+
+TEST(HungCall, DoneOnceTheChunkPassedTheRangeOrTheBatchEnded)
+{
+    HungRange r{10, 20};
+    EXPECT_FALSE(hung_range_done(r, 15, false));
+    EXPECT_TRUE(hung_range_done(r, 20, false));
+    EXPECT_TRUE(hung_range_done(r, 25, false));
+    EXPECT_TRUE(hung_range_done(r, 5, true));
+}
