@@ -203,13 +203,21 @@ $$;
 create trigger handler_check before insert or update on pgque_worker.handler
   for each row execute function pgque_worker._check_handler();
 
--- A handler removed: forget its counters and progress, wake the dispatcher.
+-- A handler removed: forget its counters, wake the dispatcher. The progress
+-- through a batch in flight is kept: registering the consumer again resumes
+-- after the last committed chunk instead of handling those events twice.
 create function pgque_worker._forget_handler() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
   delete from pgque_worker.handler_stat s
+   where s.queue_name = old.queue_name and s.consumer_name = old.consumer_name
+     and s.batch_id is null;
+  update pgque_worker.handler_stat s
+     set batches = 0, chunks = 0, messages_ok = 0, messages_nacked = 0, errors = 0,
+         handler_seconds = 0, last_batch_at = null, last_error = null,
+         last_error_at = null, paused_reason = null
    where s.queue_name = old.queue_name and s.consumer_name = old.consumer_name;
   perform pgque_worker._handlers_changed();
   return old;
@@ -219,12 +227,12 @@ $$;
 create trigger handler_forget after delete on pgque_worker.handler
   for each row execute function pgque_worker._forget_handler();
 
--- Does the queue exist? Invoker's rights (pgque_reader may call
--- get_queue_info()): PgQue's code never runs with the extension owner's.
+-- Does the queue exist? Asked of PgQue as the owner of schema pgque,
+-- security-restricted (never with the extension owner's rights: whoever
+-- owns schema pgque writes that code).
 create function pgque_worker._queue_exists(queue text) returns boolean
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$ select exists (select 1 from pgque.get_queue_info() q where q.queue_name = $1) $$;
+language c stable strict
+as 'MODULE_PATHNAME', 'pqw_queue_exists';
 
 -- Wakes the dispatcher when the registering transaction commits. Called
 -- by _check_handler() as the registering role, which _validate_handler()
@@ -310,7 +318,7 @@ select h.queue_name, h.consumer_name, h.handler, h.is_batch, h.enabled, h.run_as
 grant select on pgque_worker.handler_stats to public;
 
 revoke all on function pgque_worker._queue_exists(text) from public;
-grant execute on function pgque_worker._queue_exists(text) to public;
+grant execute on function pgque_worker._queue_exists(text) to pgque_reader;
 
 -- ---------------------------------------------------------------------------
 -- Pause and resume, per database, persisted across restarts

@@ -731,9 +731,18 @@ chunk_fn(void *arg)
 	{
 		Datum		a = Int64GetDatum(h->batch_id);
 		Oid			t = INT8OID;
+		PqwCallResult acked;
 
-		if (pqw_exec_cached(ack_sql, 1, &t, &a, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pgque.ack() failed");
+		/* 1: we finished it. Anything else: someone else finished it, or
+		 * the consumer or queue went away; the chunk's effects must not
+		 * commit then. */
+		pqw_exec_into(ack_sql, 1, &t, &a, &acked);
+		if (acked.isnull[0] || acked.value[0] != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("batch " INT64_FORMAT " of queue \"%s\", consumer \"%s\" was not open any more when it was acked",
+							h->batch_id, h->queue, h->consumer),
+					 errdetail("Another session finished it, or the consumer or the queue was removed; the chunk is rolled back.")));
 		SPI_cursor_close(portal);
 	}
 

@@ -272,33 +272,74 @@ typedef struct CallArgs
 	PqwCallResult *result;
 } CallArgs;
 
-static void
-call_fn(void *arg)
+void
+pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values, PqwCallResult *result)
 {
-	CallArgs   *a = (CallArgs *) arg;
 	int			rc;
 
-	rc = pqw_exec_cached(a->sql, a->nargs, a->argtypes, a->values, NULL, false, 1);
+	rc = pqw_exec_cached(sql, nargs, argtypes, values, NULL, false, 1);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	result->has_row = false;
+	for (int i = 0; i < PQW_MAX_COLS; i++)
+		result->isnull[i] = true;
 	if (SPI_processed > 0 && SPI_tuptable != NULL)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		int			n = desc->natts < PQW_MAX_COLS ? desc->natts : PQW_MAX_COLS;
 
-		a->result->has_row = true;
+		result->has_row = true;
 		for (int i = 0; i < n; i++)
 		{
 			bool		isnull;
 			Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
 
-			a->result->value[i] = 0;
+			result->value[i] = 0;
 			/* a column of another type (e.g. void) reads as NULL */
-			a->result->isnull[i] = isnull ||
-				!datum_to_int64(d, TupleDescAttr(desc, i)->atttypid, &a->result->value[i]);
+			result->isnull[i] = isnull ||
+				!datum_to_int64(d, TupleDescAttr(desc, i)->atttypid, &result->value[i]);
 		}
 	}
+	result->ok = true;
+}
+
+bool
+pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				  PqwCallResult *result)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		pqw_exec_into(sql, nargs, argtypes, values, result);
+		ReleaseCurrentSubTransaction();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		pqw_capture_error(cxt, result);
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	/* SPI's tuple table of the subtransaction is gone with it */
+	SPI_tuptable = NULL;
+	result->ok = ok;
+	return ok;
+}
+
+static void
+call_fn(void *arg)
+{
+	CallArgs   *a = (CallArgs *) arg;
+
+	pqw_exec_into(a->sql, a->nargs, a->argtypes, a->values, a->result);
 }
 
 bool

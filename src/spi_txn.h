@@ -97,6 +97,17 @@ int			pqw_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
 Portal		pqw_cursor_open_cached(const char *name, const char *sql, int nargs,
 								   Oid *argtypes, Datum *values, int cursor_options);
 
+/* Inside a connected SPI: runs `sql` (a kept plan, see pqw_exec_cached)
+ * and reads up to PQW_MAX_COLS integer columns of its first row into
+ * `result`; raises on error. */
+void		pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						  PqwCallResult *result);
+
+/* The same in a subtransaction of its own: an error is rolled back and
+ * returned in `result` (false), the transaction goes on. */
+bool		pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							  PqwCallResult *result);
+
 /* Copies the current error into `result` and cleans up after it: used by
  * PG_CATCH blocks that handle an error without rethrowing. */
 void		pqw_capture_error(MemoryContext keep, PqwCallResult *result);

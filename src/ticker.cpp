@@ -311,32 +311,31 @@ account(JobId id, const PqwCallResult *r, bool drain_done)
  * (at their max_lag), but never closer than min_tick_interval.
  */
 static void
-schedule_by_policy(Job *job, pqw::Millis now)
+schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r)
 {
-	PqwCallResult r;
 	pqw::Millis next = now + pqw_max_idle_interval_ms;
 	pqw::Millis grid_next = job->timer.next_due();
 
-	if (!pqw_call(policy_sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, pqw_ticker_timeout_ms, &r))
+	if (!r->ok)
 	{
 		/* keep ticking every period, and say so once */
-		if (policy_limiter.on_error(pqw::fingerprint(r.message), now) != pqw::LogDecision::kSuppress)
+		if (policy_limiter.on_error(pqw::fingerprint(r->message), now) != pqw::LogDecision::kSuppress)
 			ereport(LOG,
 					(errmsg("pgque_worker: could not read the tick policy of database \"%s\", ticking every period: %s",
-							my_dbname, r.message)));
+							my_dbname, r->message)));
 		return;
 	}
 	policy_limiter.on_success();
-	if (!r.isnull[0])
+	if (!r->isnull[0])
 	{
-		pqw::Millis d = r.value[0] > pqw_min_tick_interval_ms ? r.value[0] : pqw_min_tick_interval_ms;
+		pqw::Millis d = r->value[0] > pqw_min_tick_interval_ms ? r->value[0] : pqw_min_tick_interval_ms;
 
 		if (now + d < next)
 			next = now + d;
 	}
-	if (!r.isnull[1])
+	if (!r->isnull[1])
 	{
-		pqw::Millis t = now + r.value[1];
+		pqw::Millis t = now + r->value[1];
 
 		if (commit_since_tick)
 		{
@@ -349,6 +348,26 @@ schedule_by_policy(Job *job, pqw::Millis now)
 			next = t;
 	}
 	job->timer.set_next_due(next);
+}
+
+/* One tick: ticker() and, with wake_on_commit, the policy read after it, in
+ * one transaction (the policy read in a subtransaction: its failure must not
+ * undo the tick). */
+typedef struct TickCall
+{
+	const char *sql;
+	PqwCallResult *tick;		/* the transaction's result */
+	PqwCallResult *policy;
+} TickCall;
+
+static void
+tick_fn(void *arg)
+{
+	TickCall   *t = (TickCall *) arg;
+
+	pqw_exec_into(t->sql, 0, NULL, NULL, t->tick);
+	if (t->policy)
+		(void) pqw_try_exec_into(policy_sql, 0, NULL, NULL, t->policy);
 }
 
 /* A commit enqueued events: tick now, or once min_tick_interval allows. */
@@ -374,6 +393,7 @@ run_job(JobId id)
 {
 	Job		   *job = &jobs[id];
 	PqwCallResult r;
+	PqwCallResult policy;
 	const char *sql = job->sql;
 	pqw::Millis now;
 	TimestampTz t0;
@@ -383,7 +403,18 @@ run_job(JobId id)
 		sql = tick_config_sql;
 
 	t0 = GetCurrentTimestamp();
-	pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
+	if (id == JOB_TICK)
+	{
+		TickCall	tc;
+
+		tc.sql = sql;
+		tc.tick = &r;
+		tc.policy = pqw_wake_on_commit ? &policy : NULL;
+		memset(&policy, 0, sizeof(policy));
+		(void) pqw_in_transaction(sql, PQW_AS_PGQUE_OWNER, tick_fn, &tc, job_timeout_ms(id), &r);
+	}
+	else
+		pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
 	call_us = GetCurrentTimestamp() - t0;
 	now = pqw::monotonic_ms();
 
@@ -424,7 +455,7 @@ run_job(JobId id)
 		last_tick_call = now;
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit)
-			schedule_by_policy(job, now);
+			schedule_by_policy(job, now, &policy);
 		return;
 	}
 

@@ -60,10 +60,19 @@ pqw_pgque_trust(void)
 	bool		isnull;
 	HeapTuple	tup;
 	TupleDesc	desc;
+	int			nest;
+	int			rc;
 
 	if (trust_valid)
 		return trust;
-	if (SPI_execute(trust_sql, true, 1) != SPI_OK_SELECT)
+	/* also called in users' sessions (_queue_exists): resolve names in the
+	 * catalog only, whatever their search_path says */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute(trust_sql, true, 1);
+	AtEOXact_GUC(false, nest);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the owners of schema pgque");
 	trust = PQW_TRUST_NO_PGQUE;
 	owner = InvalidOid;
