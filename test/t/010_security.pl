@@ -1,0 +1,663 @@
+# Security: non-superusers attack pgque_worker and gain nothing.
+#
+# Each case plants something a tenant, a database owner or a handler role
+# can plant, waits for positive evidence that the workers did their job
+# since (a tick, a message handled, the planted code called), then asserts
+# that no planted code ran as a superuser, no attacker became one, and
+# messages were handled exactly once.
+#
+#  1 planted PgQue in a tenant's database          9 _handlers_changed() not PUBLIC
+#  2 PgQue function owned by a tenant (untrusted) 10 handler catching query_canceled
+#  3 handler leaking search_path / work_mem       11 handler moving the batch cursors
+#  4 deferred trigger queued by a handler         12 pause()/resume() of another db
+#  5 WITH HOLD cursor declared by a handler       13 fake cron.job table
+#  6 shadowed operators in the policy query       14 handler role loses LOGIN
+#  7 failing DROP DATABASE leaves workers alone   15 planted pgque_worker.handler
+#  8 commit hook without USAGE on schema pgque
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $t_start = time;
+my $node = new_node('security', conf => qq{
+max_worker_processes = 40
+pgque_worker.retry_interval = '500ms'
+pgque_worker.maint_interval = '500ms'
+pgque_worker.rotate_interval = '500ms'
+pgque_worker.dispatch_poll_interval = '100ms'
+pgque_worker.handler_timeout = '1s'
+pgque_worker.chunk_messages = 10
+});
+$node->start;
+install_pgque($node, 'postgres');
+my $super = $node->safe_psql('postgres', 'select rolname from pg_roles where oid = 10');
+
+# Polls $query in $db until it returns $expected, at most $secs seconds.
+# Errors count as "not yet". Returns true when it did.
+sub wait_for
+{
+	my ($db, $query, $expected, $secs) = @_;
+	my $deadline = time + $secs;
+	while (time < $deadline)
+	{
+		my ($ret, $out) = $node->psql($db, $query);
+		return 1 if $ret == 0 && defined $out && $out eq $expected;
+		usleep(100_000);
+	}
+	return 0;
+}
+
+# Runs $sql in $db; returns (ret, out, err) without dying.
+sub try_sql
+{
+	my ($db, $sql, %o) = @_;
+	my ($ret, $out, $err) = $node->psql($db, $sql,
+		$o{user} ? (extra_params => [ '-U', $o{user} ]) : ());
+	return ($ret, $out, $err);
+}
+
+sub q1
+{
+	my ($db, $sql) = @_;
+	return $node->safe_psql($db, $sql);
+}
+
+sub st
+{
+	my ($db, $col, $kind) = @_;
+	$kind //= 'ticker';
+	return q1('postgres',
+		"select $col from pgque_worker.status() where datname = '$db' and kind = '$kind'");
+}
+
+sub is_super
+{
+	my ($role) = @_;
+	return q1('postgres', "select rolsuper from pg_roles where rolname = '$role'");
+}
+
+# A recorder in $db: public.rec(what, attacker) notes who runs it (role,
+# superuser or not, backend type) and tries to make attacker a superuser.
+sub add_recorder
+{
+	my ($db) = @_;
+	q1($db, q{
+create table public.rec_log (what text, who text, su boolean, backend text, at timestamptz default clock_timestamp());
+grant insert, select on public.rec_log to public;
+create function public.rec(what text, attacker text) returns void
+language plpgsql as $$
+begin
+  insert into public.rec_log (what, who, su, backend)
+  values (what, current_user,
+          (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user),
+          (select a.backend_type from pg_catalog.pg_stat_activity a where a.pid = pg_catalog.pg_backend_pid()));
+  begin
+    execute pg_catalog.format('alter role %I superuser', attacker);
+  exception when others then null;
+  end;
+end $$;
+});
+}
+
+sub su_records
+{
+	my ($db, $what) = @_;
+	my $w = defined $what ? " and what like '$what'" : '';
+	return q1($db,
+		"select coalesce(string_agg(distinct what || ' as ' || who || ' (' || coalesce(backend, '?') || ')', '; '), '') from public.rec_log where su$w");
+}
+
+sub new_role
+{
+	my ($role, @grants) = @_;
+	q1('postgres', "create role \"$role\" login");
+	q1('postgres', "grant $_ to \"$role\"") for @grants;
+}
+
+# A database with PgQue and pgque_worker, owned by $owner (default superuser).
+sub new_db
+{
+	my ($db, $owner) = @_;
+	q1('postgres', "create database \"$db\"" . ($owner ? " owner \"$owner\"" : ''));
+	install_pgque($node, $db);
+	add_recorder($db);
+}
+
+sub queue
+{
+	my ($db, $q) = @_;
+	q1($db, qq{
+select pgque.create_queue('$q');
+select pgque.set_queue_config('$q', 'ticker_max_count', '1');
+select pgque.set_queue_config('$q', 'max_retries', '100');
+});
+}
+
+new_role($_, 'pgque_reader', 'pgque_writer') for qw(h3 h3b h4 h5 h10 h11 h14);
+new_role($_) for qw(tenant1 tenant2 tenant6 tenant7 mallory7 plain8 nobody9 croner13 tenant15);
+new_role('admin12', 'pgque_admin');
+q1('postgres', 'grant pgque_writer to tenant6; grant pgque_reader to tenant15');
+
+# ======================================================================
+# 1. Planted PgQue in a database a tenant owns
+# ======================================================================
+subtest 'planted PgQue in a tenant database' => sub {
+	q1('postgres', 'create database tdb owner tenant1');
+	add_recorder('tdb');
+	q1('tdb', q{
+set role tenant1;
+begin;
+create schema pgque;
+create table pgque.config (tick_period_ms int default 100, scheduler text);
+insert into pgque.config default values;
+create table pgque.queue (queue_id int, queue_name text);
+create table pgque.tick (tick_queue int, tick_id bigint, tick_time timestamptz);
+create function pgque.ticker() returns bigint language plpgsql as $$
+begin perform public.rec('ticker', 'tenant1'); return 0; end $$;
+create function pgque.maint_retry_events() returns int language plpgsql as $$
+begin perform public.rec('maint_retry_events', 'tenant1'); return 0; end $$;
+create function pgque.maint() returns int language plpgsql as $$
+begin perform public.rec('maint', 'tenant1'); return 0; end $$;
+create function pgque.maint_rotate_tables_step2() returns int language plpgsql as $$
+begin perform public.rec('maint_rotate_tables_step2', 'tenant1'); return 0; end $$;
+create function pgque.stop() returns void language plpgsql as $$
+begin perform public.rec('stop', 'tenant1'); end $$;
+create function pgque.get_queue_info(
+  out queue_name text, out ev_new bigint, out queue_ticker_max_count int,
+  out queue_ticker_max_lag interval, out ticker_lag interval,
+  out queue_ticker_idle_period interval, out queue_ticker_paused boolean,
+  out queue_external_ticker boolean) returns setof record language plpgsql as $$
+begin
+  perform public.rec('get_queue_info', 'tenant1');
+  queue_name := 'x'; ev_new := 0; queue_ticker_max_count := 1;
+  queue_ticker_max_lag := '1s'; ticker_lag := '0'; queue_ticker_idle_period := '1s';
+  queue_ticker_paused := false; queue_external_ticker := false;
+  return next;
+end $$;
+commit;
+});
+	my $t_plant = q1('postgres', 'select clock_timestamp()');
+	q1('postgres', 'select pgque_worker.wake_launcher()');
+	# a ticker started after the plant called it, or refused it
+	my $seen = wait_for('postgres',
+		qq{select exists (select 1 from pgque_worker.status() where datname = 'tdb' and kind = 'ticker'
+		                 and started_at > '$t_plant'
+		                 and (tick_calls > 0 or state in ('untrusted pgque', 'no pgque')))},
+		't', 20);
+	ok($seen, 'the ticker of tdb called the planted ticker() or refused it');
+	# the planted code ran (as a tenant) or never: either way no superuser
+	wait_for('tdb', q{select count(*) > 0 from public.rec_log where what = 'maint'}, 't', 3)
+	  if st('tdb', 'state') !~ /untrusted|no pgque/;
+	note 'tdb: ' . st('tdb', 'state') . '; recorded: '
+	  . q1('tdb', q{select coalesce(string_agg(distinct what || '/' || who, ', '), 'nothing') from public.rec_log});
+	is(su_records('tdb'), '', 'no planted PgQue function ran as a superuser');
+	is(is_super('tenant1'), 'f', 'tenant1 is not a superuser');
+};
+
+# ======================================================================
+# 2. Mixed ownership: one PgQue function owned by a tenant
+# ======================================================================
+subtest 'PgQue function owned by a tenant' => sub {
+	new_db('mixdb');
+	wait_until($node, 'postgres',
+		q{select state from pgque_worker.status() where datname = 'mixdb' and kind = 'ticker'},
+		'running', 'ticker for mixdb');
+	my $pos = log_position($node);
+	q1('mixdb', q{
+grant create on schema pgque to tenant2;
+alter function pgque.maint() owner to tenant2;
+set role tenant2;
+create or replace function pgque.maint() returns integer language plpgsql as $$
+begin perform public.rec('maint', 'tenant2'); return 0; end $$;
+reset role;
+revoke create on schema pgque from tenant2;
+});
+	my $maint0 = st('mixdb', 'maint_runs');
+	my $untrusted = wait_for('postgres',
+		q{select state from pgque_worker.status() where datname = 'mixdb' and kind = 'ticker'},
+		'untrusted pgque', 20);
+	ok($untrusted, 'status() shows "untrusted pgque" for mixdb')
+	  or note 'state: ' . st('mixdb', 'state') . ', last_error: ' . st('mixdb', 'last_error');
+	like(st('mixdb', 'last_error'), qr/.+/, 'last_error says why');
+	ok(log_since($node, $pos) =~ /WARNING:.*untrusted/, 'a WARNING containing "untrusted" is logged');
+	note 'maint runs since the plant: ' . (st('mixdb', 'maint_runs') - $maint0);
+	is(su_records('mixdb'), '', "the tenant's maint() never ran as a superuser");
+	is(is_super('tenant2'), 'f', 'tenant2 is not a superuser');
+};
+
+# ======================================================================
+# Handler cases in one database (3, 4, 5)
+# ======================================================================
+new_db('hdb');
+q1('hdb', q{
+create table public.got (consumer text, payload text, work_mem text, search_path text);
+grant insert, select on public.got to public;
+create schema hs authorization h3;
+create schema s4 authorization h4;
+create schema s5 authorization h5;
+});
+queue('hdb', $_) for qw(q3a q3b q4 q5);
+wait_until($node, 'postgres',
+	q{select state from pgque_worker.status() where datname = 'hdb' and kind = 'ticker'},
+	'running', 'ticker for hdb');
+
+subtest 'handler changes search_path and work_mem' => sub {
+	q1('hdb', q{
+set role h3;
+create table hs.now_log (who text, at timestamptz);
+grant insert on hs.now_log to public;
+create function hs.now() returns timestamptz language plpgsql as $$
+begin
+  insert into hs.now_log values (current_user, pg_catalog.clock_timestamp());
+  return pg_catalog.clock_timestamp();
+end $$;
+create function hs.h(m pgque.message) returns void language plpgsql as $$
+begin
+  perform pg_catalog.set_config('search_path', 'hs, pg_catalog', false);
+  set work_mem = '1234kB';
+  insert into public.got values ('h3', m.payload);
+end $$;
+select pgque_worker.register_handler('q3a', 'c3', 'hs.h(pgque.message)');
+reset role;
+create function public.h3b(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into public.got values ('h3b', m.payload, pg_catalog.current_setting('work_mem'),
+                                 pg_catalog.current_setting('search_path'));
+end $$;
+alter function public.h3b(pgque.message) owner to h3b;
+set role h3b;
+select pgque_worker.register_handler('q3b', 'c3b', 'public.h3b(pgque.message)');
+});
+	for my $i (1 .. 5)
+	{
+		q1('hdb', qq{select pgque.send('q3a', 'a$i'::text), pgque.send('q3b', 'b$i'::text)});
+		wait_for('hdb', qq{select count(*) from public.got where payload = 'b$i'}, '1', 5);
+	}
+	ok(wait_for('hdb', q{select count(*) from public.got where consumer in ('h3', 'h3b')}, '10', 20),
+		'all 10 messages handled');
+	is(q1('hdb', q{select count(distinct payload) from public.got where consumer in ('h3', 'h3b')}),
+		'10', 'each once');
+	is(q1('hdb', q{select coalesce(string_agg(distinct who, ','), '') from hs.now_log where who <> 'h3'}),
+		'', 'hs.now() (planted over pg_catalog.now()) never ran as another role');
+	is(q1('hdb', q{select count(*) from public.got where consumer = 'h3b' and (work_mem = '1234kB' or search_path like '%hs%')}),
+		'0', 'the other handler never saw the settings of the first');
+};
+
+subtest 'deferred trigger queued by a handler' => sub {
+	q1('hdb', q{
+set role h4;
+create table s4.t (x text);
+create function s4.trg() returns trigger language plpgsql as $$
+begin perform public.rec('deferred trigger', 'h4'); return null; end $$;
+create constraint trigger t4 after insert on s4.t deferrable initially deferred
+  for each row execute function s4.trg();
+create function s4.h(m pgque.message) returns void language plpgsql as $$
+begin insert into s4.t values (m.payload); end $$;
+select pgque_worker.register_handler('q4', 'c4', 's4.h(pgque.message)', retry_after => '1 hour');
+});
+	q1('hdb', q{select pgque.send('q4', 'd1'::text)});
+	ok(wait_for('hdb', q{select messages_ok + messages_nacked > 0 from pgque_worker.handler_stats where queue_name = 'q4'},
+			't', 20), 'the message was handled or nacked');
+	note 'q4: ' . q1('hdb', q{select messages_ok || ' ok, ' || messages_nacked || ' nacked, ' || coalesce(last_error, '') from pgque_worker.handler_stats where queue_name = 'q4'});
+	is(su_records('hdb', 'deferred trigger'), '', 'the deferred trigger never ran as a superuser');
+	is(is_super('h4'), 'f', 'h4 is not a superuser');
+};
+
+subtest 'WITH HOLD cursor declared by a handler' => sub {
+	q1('hdb', q{
+set role h5;
+create function s5.h(m pgque.message) returns void language plpgsql as $$
+begin
+  execute pg_catalog.format('declare %I cursor with hold for select public.rec(''hold cursor'', ''h5'') from pg_catalog.generate_series(1, 2)',
+                            'c5_' || m.msg_id);
+end $$;
+select pgque_worker.register_handler('q5', 'c5', 's5.h(pgque.message)', retry_after => '1 hour');
+});
+	q1('hdb', q{select pgque.send('q5', 'w1'::text)});
+	ok(wait_for('hdb', q{select messages_ok + messages_nacked > 0 from pgque_worker.handler_stats where queue_name = 'q5'},
+			't', 20), 'the message was handled or nacked');
+	note 'q5: ' . q1('hdb', q{select messages_ok || ' ok, ' || messages_nacked || ' nacked, ' || coalesce(last_error, '') from pgque_worker.handler_stats where queue_name = 'q5'});
+	is(su_records('hdb', 'hold cursor'), '', 'the held cursor\'s query never ran as a superuser');
+	is(is_super('h5'), 'f', 'h5 is not a superuser');
+};
+
+# ======================================================================
+# 6. Shadowed operators used by the policy query
+# ======================================================================
+subtest 'shadowed operators' => sub {
+	q1('postgres', 'create database opdb owner tenant6');
+	install_pgque($node, 'opdb');
+	add_recorder('opdb');
+	queue('opdb', 'q6');
+	q1('opdb', q{select pgque.subscribe('q6', 'c6')});
+	my $ops = q{
+create function SCH.op_ni(numeric, integer) returns numeric language plpgsql as $$
+begin perform public.rec('numeric*integer in SCH', 'tenant6'); return $1 operator(pg_catalog.*) $2::numeric; end $$;
+create operator SCH.* (leftarg = numeric, rightarg = integer, function = SCH.op_ni);
+create function SCH.op_iv_div(interval, integer) returns interval language plpgsql as $$
+begin perform public.rec('interval/integer in SCH', 'tenant6'); return $1 operator(pg_catalog./) $2::float8; end $$;
+create operator SCH./ (leftarg = interval, rightarg = integer, function = SCH.op_iv_div);
+create function SCH.op_i_iv(integer, interval) returns interval language plpgsql as $$
+begin perform public.rec('integer*interval in SCH', 'tenant6'); return $1::float8 operator(pg_catalog.*) $2; end $$;
+create operator SCH.* (leftarg = integer, rightarg = interval, function = SCH.op_i_iv);
+};
+	my $sql = "set role tenant6;\ncreate schema \"$super\";\n";
+	$sql .= $ops =~ s/SCH/public/gr;
+	$sql .= $ops =~ s/SCH/"$super"/gr;
+	$sql .= "alter database opdb set search_path = public, pg_catalog;\n";
+	q1('opdb', $sql);
+	# new workers read the database's search_path
+	my $old = ticker_pid($node, 'opdb');
+	q1('postgres', "select pg_terminate_backend($old)");
+	wait_until($node, 'postgres',
+		qq{select count(*) from pg_stat_activity where backend_type = 'pgque_worker ticker' and datname = 'opdb' and pid <> $old},
+		'1', 'a new ticker for opdb');
+	wait_until($node, 'postgres',
+		q{select state from pgque_worker.status() where datname = 'opdb' and kind = 'ticker'},
+		'running', 'opdb ticker running');
+	my $calls0 = st('opdb', 'tick_calls');
+	for my $i (1 .. 3)
+	{
+		try_sql('opdb', qq{set role tenant6; select pgque.send('q6', 'o$i'::text)});
+		wait_for('opdb', qq{select count(*) from pgque.get_queue_info('q6') where ev_new = 0}, '1', 5);
+	}
+	ok(wait_for('postgres',
+			qq{select tick_calls >= $calls0 + 3 from pgque_worker.status() where datname = 'opdb' and kind = 'ticker'},
+			't', 20), 'the ticker of opdb ticked (and read its policy) several times');
+	note 'opdb recorded: '
+	  . q1('opdb', q{select coalesce(string_agg(distinct what || '/' || who || '/' || coalesce(backend, '?'), ', '), 'nothing') from public.rec_log});
+	is(su_records('opdb'), '', 'no shadowed operator ran as a superuser');
+	is(is_super('tenant6'), 'f', 'tenant6 is not a superuser');
+};
+
+# ======================================================================
+# 7. A failing DROP DATABASE leaves the workers alone
+# ======================================================================
+new_db('ddb', 'tenant7');
+queue('ddb', 'q7');
+wait_until($node, 'postgres',
+	q{select state from pgque_worker.status() where datname = 'ddb' and kind = 'ticker'},
+	'running', 'ticker for ddb');
+
+subtest 'failing DROP DATABASE' => sub {
+	for my $attempt ([ 'mallory7', 'drop database ddb', 'by a role without rights' ],
+		[ 'tenant7', "begin;\ndrop database ddb;\nrollback;", 'by the owner inside BEGIN' ])
+	{
+		my ($who, $sql, $what) = @$attempt;
+		my $pid = ticker_pid($node, 'ddb');
+		my ($ret, $out, $err) = try_sql('postgres', $sql, user => $who);
+		like($err, qr/must be owner|cannot run inside a transaction block/, "DROP DATABASE $what fails");
+		my $t = q1('postgres', 'select clock_timestamp()');
+		q1('ddb', q{select pgque.send('q7', 'x'::text)});
+		ok(wait_for('postgres',
+				qq{select last_tick_at > '$t' from pgque_worker.status() where datname = 'ddb' and kind = 'ticker'},
+				't', 30), "a tick after the failed DROP ($what)");
+		is(ticker_pid($node, 'ddb'), $pid, "the ticker of ddb is the same process ($what)");
+	}
+};
+
+# ======================================================================
+# 8. Commit hook: a role without USAGE on schema pgque
+# ======================================================================
+subtest 'commit hook without USAGE on pgque' => sub {
+	q1('ddb', q{
+revoke usage on schema pgque from public;
+create table public.t8 (x int);
+alter table public.t8 owner to plain8;
+});
+	my ($ret, $out, $err) = try_sql('ddb', 'insert into public.t8 values (1); select count(*) from public.t8',
+		user => 'plain8');
+	is($ret, 0, 'plain8 inserts into its own table') or note $err;
+	is($out, '1', 'the row is there');
+	q1('ddb', 'grant usage on schema pgque to public');
+};
+
+# ======================================================================
+# 9. _handlers_changed() is not PUBLIC
+# ======================================================================
+subtest '_handlers_changed() privileges' => sub {
+	is(q1('postgres', q{select has_function_privilege('nobody9', 'pgque_worker._handlers_changed()', 'execute')}),
+		'f', 'an unprivileged role may not execute pgque_worker._handlers_changed()');
+};
+
+# ======================================================================
+# 11. A handler moving, fetching from and closing cursors
+# ======================================================================
+subtest 'cursor tampering' => sub {
+	new_db('cdb');
+	queue('cdb', 'q11');
+	q1('cdb', q{
+create table public.got11 (payload text);
+grant insert on public.got11 to public;
+create function public.h11(m pgque.message) returns void language plpgsql as $$
+declare
+  c refcursor;
+  n text;
+  r record;
+  names text[];
+begin
+  insert into public.got11 values (m.payload);
+  names := array(select name::text from pg_catalog.pg_cursors
+                 union select 'pgque_worker_batch_' || i from pg_catalog.generate_series(0, 9) i);
+  foreach n in array names loop
+    begin c := n; move forward 2 in c; exception when others then null; end;
+    begin c := n; fetch c into r; exception when others then null; end;
+    begin execute pg_catalog.format('move forward 1 in %I', n); exception when others then null; end;
+    begin execute pg_catalog.format('fetch 1 from %I', n); exception when others then null; end;
+    if m.payload in ('m33', 'm77') then
+      begin c := n; close c; exception when others then null; end;
+    end if;
+  end loop;
+end $$;
+alter function public.h11(pgque.message) owner to h11;
+set role h11;
+select pgque_worker.register_handler('q11', 'c11', 'public.h11(pgque.message)');
+});
+	q1('cdb', q{select pgque.send_batch('q11', array_agg('m' || i)) from generate_series(1, 150) i});
+	my $done = wait_for('cdb',
+		q{select batches > 0 and batch_in_flight is null from pgque_worker.handler_stats where queue_name = 'q11'},
+		't', 30);
+	ok($done, 'the batch was finished');
+	wait_for('cdb', q{select count(distinct payload) from public.got11}, '150', 30);
+	is(q1('cdb', q{select count(distinct payload) from public.got11}), '150', 'all 150 messages handled');
+	is(q1('cdb', q{select count(*) from public.got11}), '150', 'each exactly once');
+	note 'q11: ' . q1('cdb', q{select messages_ok || ' ok, ' || messages_nacked || ' nacked, ' || errors || ' errors, ' || coalesce(last_error, '') from pgque_worker.handler_stats where queue_name = 'q11'});
+};
+
+# ======================================================================
+# 12. pause()/resume() of a database the caller does not own
+# ======================================================================
+subtest 'pause()/resume() of another database' => sub {
+	my $paused_q = q{select count(*) from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase
+		where d.datname = 'ddb' and s.setrole = 0 and array_to_string(s.setconfig, ',') like '%database_paused=on%'};
+	my ($ret, $out, $err) = try_sql('postgres', q{select pgque_worker.pause('ddb')}, user => 'admin12');
+	isnt($ret, 0, 'a pgque_admin member may not pause a database it does not own');
+	like($err, qr/permission denied|insufficient|must be/i, '  insufficient privilege') or note $err;
+	is(q1('postgres', $paused_q), '0', '  ddb is not paused');
+	q1('postgres', q{select pgque_worker.resume('ddb')});    # undo, if it was
+	q1('postgres', q{select pgque_worker.pause('ddb')});
+	($ret, $out, $err) = try_sql('postgres', q{select pgque_worker.resume('ddb')}, user => 'admin12');
+	isnt($ret, 0, 'nor resume it');
+	is(q1('postgres', $paused_q), '1', '  ddb stays paused');
+	q1('postgres', q{select pgque_worker.resume('ddb')});
+};
+
+# ======================================================================
+# 13. A fake cron.job table is not a scheduler
+# ======================================================================
+subtest 'fake cron.job table' => sub {
+	new_db('crondb');
+	queue('crondb', 'q13');
+	q1('crondb', q{select pgque.subscribe('q13', 'c13')});
+	q1('postgres', 'grant create on database crondb to croner13');
+	wait_until($node, 'postgres',
+		q{select state from pgque_worker.status() where datname = 'crondb' and kind = 'ticker'},
+		'running', 'ticker for crondb');
+	q1('crondb', q{
+set role croner13;
+create schema cron;
+create table cron.job (jobname text, database text);
+insert into cron.job values ('pgque_ticker', 'crondb');
+grant select on cron.job to public;
+});
+	my $all = 1;
+	for my $i (1 .. 4)
+	{
+		q1('crondb', qq{select pgque.send('q13', 'c$i'::text)});
+		my $ok = wait_for('crondb', qq{select count(*) from take('q13', 'c13') where take = 'c$i'}, '1', 8);
+		$all &&= $ok;
+		last if !$ok;
+		usleep(300_000);    # spread over more than one discovery interval
+	}
+	ok($all, 'messages sent after the fake cron.job are ticked and delivered');
+	isnt(st('crondb', 'state'), 'other scheduler', 'crondb is not left to "other scheduler"');
+	q1('crondb', 'drop schema cron cascade');
+	wait_until($node, 'postgres',
+		q{select state from pgque_worker.status() where datname = 'crondb' and kind = 'ticker'},
+		'running', 'crondb ticked again');
+};
+
+# ======================================================================
+# 14. A handler whose role loses LOGIN is paused until it has it again
+# ======================================================================
+subtest 'handler role loses LOGIN' => sub {
+	# in crondb: a dispatcher no other case's handler has touched
+	queue('crondb', $_) for qw(q14 q14ctl);
+	q1('crondb', q{
+create table public.got (consumer text, payload text);
+grant insert, select on public.got to public;
+create function public.h14(m pgque.message) returns void language plpgsql as $$
+begin insert into public.got values ('h14', m.payload); end $$;
+alter function public.h14(pgque.message) owner to h14;
+create function public.h14ctl(m pgque.message) returns void language plpgsql as $$
+begin insert into public.got values ('ctl', m.payload); end $$;
+alter function public.h14ctl(pgque.message) owner to h3b;
+set role h14;
+select pgque_worker.register_handler('q14', 'c14', 'public.h14(pgque.message)');
+reset role;
+set role h3b;
+select pgque_worker.register_handler('q14ctl', 'ctl', 'public.h14ctl(pgque.message)');
+});
+	q1('crondb', q{select pgque.send('q14', 'l1'::text), pgque.send('q14ctl', 'ctl0'::text)});
+	ok(wait_for('crondb', q{select count(*) from public.got where payload in ('l1', 'ctl0')}, '2', 30),
+		'delivered with LOGIN');
+	q1('postgres', 'alter role h14 nologin');
+	ok(wait_for('crondb', q{select paused_reason is not null from pgque_worker.handler_stats where queue_name = 'q14'},
+			't', 15), 'paused_reason is set once h14 cannot log in');
+	q1('crondb', q{select pgque.send('q14', 'l2'::text)});
+	q1('crondb', q{select pgque.send('q14ctl', 'ctl1'::text)});
+	wait_for('crondb', q{select count(*) from public.got where payload = 'ctl1'}, '1', 20);
+	q1('crondb', q{select pgque.send('q14ctl', 'ctl2'::text)});
+	ok(wait_for('crondb', q{select count(*) from public.got where payload = 'ctl2'}, '1', 20),
+		'the dispatcher keeps serving other handlers');
+	is(q1('crondb', q{select count(*) from public.got where payload = 'l2'}), '0',
+		'no delivery to the handler of a role without LOGIN');
+	q1('postgres', 'alter role h14 login');
+	ok(wait_for('crondb', q{select count(*) from public.got where payload = 'l2'}, '1', 20),
+		'delivered again once LOGIN is back');
+	is(q1('crondb', q{select count(*) from public.got where payload in ('l1', 'l2')}), '2', 'each once');
+};
+
+# ======================================================================
+# 15. A hand-made pgque_worker.handler in a database without the extension
+# ======================================================================
+subtest 'planted handler registry' => sub {
+	q1('postgres', 'create database regdb owner tenant15');
+	{
+		my $file = $ENV{PGQUE_SQL_FILE};
+		local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
+		my ($ret, $out, $err) = $node->psql('regdb', undef,
+			extra_params => [ '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-f', $file ]);
+		die "installing PgQue into regdb failed: $err" if $ret != 0;
+	}
+	add_recorder('regdb');
+	queue('regdb', 'q15');
+	q1('regdb', qq{
+set role tenant15;
+select pgque.subscribe('q15', 'c15');
+create function public.h15(m pgque.message) returns void language plpgsql as \$\$
+begin perform public.rec('planted handler', 'tenant15'); end \$\$;
+create schema pgque_worker;
+create table pgque_worker.handler (
+    queue_name text not null, consumer_name text not null, handler regprocedure not null,
+    is_batch boolean not null default false, retry_after interval not null default '60 seconds',
+    enabled boolean not null default true, run_as regrole not null default current_user::regrole,
+    registered_at timestamptz not null default now(), primary key (queue_name, consumer_name));
+create table pgque_worker.handler_stat (
+    queue_name text not null, consumer_name text not null, batches bigint not null default 0,
+    chunks bigint not null default 0, messages_ok bigint not null default 0,
+    messages_nacked bigint not null default 0, errors bigint not null default 0,
+    handler_seconds double precision not null default 0, last_batch_at timestamptz,
+    last_error text, last_error_at timestamptz, batch_id bigint, batch_last_msg_id bigint,
+    batch_messages_done bigint, primary key (queue_name, consumer_name));
+grant all on pgque_worker.handler, pgque_worker.handler_stat to public;
+grant usage on schema pgque_worker to public;
+insert into pgque_worker.handler (queue_name, consumer_name, handler, run_as)
+  values ('q15', 'c15', 'public.h15(pgque.message)', '$super');
+});
+	is(q1('regdb', q{select count(*) from pg_extension where extname = 'pgque_worker'}), '0',
+		'regdb has no pgque_worker extension');
+	q1('regdb', q{select pgque.send('q15', 'p1'::text)});
+	ok(wait_for('regdb', q{select count(*) from pgque.get_queue_info('q15') where ev_new = 0}, '1', 20),
+		'the message was ticked');
+	# the dispatcher a planted registry would start needs a discovery
+	# interval and a poll: give it ample time to show up
+	my $called = wait_for('regdb', q{select count(*) > 0 from public.rec_log}, 't', 10);
+	note $called ? 'the planted handler was called: ' . q1('regdb', q{select string_agg(distinct who, ',') from public.rec_log})
+	  : 'the planted handler was not called in 10 s';
+	is(su_records('regdb'), '', 'the planted handler never ran as a superuser');
+	is(is_super('tenant15'), 'f', 'tenant15 is not a superuser');
+};
+
+# ======================================================================
+# 10. A handler that catches query_canceled and keeps running (last: on
+# a vulnerable build it holds its dispatcher forever)
+# ======================================================================
+subtest 'handler ignoring handler_timeout' => sub {
+	new_db('sdb');
+	queue('sdb', $_) for qw(q10a q10b);
+	q1('sdb', q{
+create table public.got10 (payload text);
+grant insert on public.got10 to public;
+create function public.h10_stuck(m pgque.message) returns void language plpgsql as $$
+begin
+  loop
+    begin
+      perform pg_catalog.pg_sleep(0.05);
+    exception when query_canceled then null;
+    end;
+  end loop;
+end $$;
+create function public.h10_good(m pgque.message) returns void language plpgsql as $$
+begin insert into public.got10 values (m.payload); end $$;
+alter function public.h10_stuck(pgque.message) owner to h10;
+alter function public.h10_good(pgque.message) owner to h10;
+set role h10;
+select pgque_worker.register_handler('q10a', 'stuck', 'public.h10_stuck(pgque.message)', retry_after => '1 hour');
+select pgque_worker.register_handler('q10b', 'good', 'public.h10_good(pgque.message)');
+});
+	q1('sdb', q{select pgque.send('q10b', 'g0'::text)});
+	ok(wait_for('sdb', q{select count(*) from public.got10 where payload = 'g0'}, '1', 20), 'the good handler delivers');
+	q1('sdb', q{select pgque.send('q10a', 'stuck'::text)});
+	ok(wait_for('postgres', q{select count(*) > 0 from pg_stat_activity where datname = 'sdb' and backend_type = 'pgque_worker dispatcher' and query like '%q10a%'},
+			't', 20), 'the stuck handler was entered');
+	my $t0 = time;
+	q1('sdb', q{select pgque.send('q10b', 'g' || i) from generate_series(1, 3) i});
+	ok(wait_for('sdb', q{select count(*) from public.got10 where payload in ('g1', 'g2', 'g3')}, '3', 30),
+		'the other handler of sdb keeps delivering');
+	note sprintf('good messages delivered %.1f s after the stuck one', time - $t0);
+	ok(wait_for('sdb', q{select messages_nacked + errors > 0 from pgque_worker.handler_stats where consumer_name = 'stuck'}, 't', 30),
+		'the stuck message is nacked or counted as an error');
+	my $le = q1('sdb', q{select coalesce(last_error, '') from pgque_worker.handler_stats where consumer_name = 'stuck'});
+	isnt($le, '', 'its last_error says so') and note "last_error: $le";
+};
+
+note sprintf('test took %.0f s', time - $t_start);
+$node->stop('immediate');
+done_testing();
