@@ -14,6 +14,7 @@ static PqwTrust trust = PQW_TRUST_NO_PGQUE;
 static bool trust_valid = false;
 static Oid	owner = InvalidOid;
 static char refusal[256] = "";
+static char owner_name[NAMEDATALEN + 2] = "";
 
 /*
  * One catalog read: the schema's owner, whether every call we make exists
@@ -24,7 +25,7 @@ static char refusal[256] = "";
 static const char *const trust_sql =
 	"with n as (select oid, nspowner from pg_catalog.pg_namespace where nspname = 'pgque'),"
 	" su as (select oid from pg_catalog.pg_roles where rolsuper)"
-	" select n.nspowner,"
+	" select n.nspowner, n.nspowner::pg_catalog.regrole::pg_catalog.text,"
 	"  pg_catalog.to_regprocedure('pgque.ticker()') is not null"
 	"  and pg_catalog.to_regprocedure('pgque.maint_retry_events()') is not null"
 	"  and pg_catalog.to_regprocedure('pgque.maint()') is not null"
@@ -76,15 +77,17 @@ pqw_pgque_trust(void)
 		elog(ERROR, "could not read the owners of schema pgque");
 	trust = PQW_TRUST_NO_PGQUE;
 	owner = InvalidOid;
+	owner_name[0] = '\0';
 	refusal[0] = '\0';
 	if (SPI_processed == 1)
 	{
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) && !isnull)
+		strlcpy(owner_name, SPI_getvalue(tup, desc, 2), sizeof(owner_name));
+		if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) && !isnull)
 		{
-			char	   *why = SPI_getvalue(tup, desc, 3);
+			char	   *why = SPI_getvalue(tup, desc, 4);
 
 			if (why == NULL)
 				trust = PQW_TRUST_OK;
@@ -104,6 +107,12 @@ Oid
 pqw_pgque_owner(void)
 {
 	return owner;
+}
+
+const char *
+pqw_pgque_owner_name(void)
+{
+	return owner_name;
 }
 
 const char *
