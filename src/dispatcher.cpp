@@ -74,8 +74,9 @@ typedef struct Handler
 	int			failures;
 	pqw::LogLimiter limiter;
 	char		paused_reason[128];	/* role may not log in / connect: skipped */
-	/* events a predecessor was stopped in (hard limit), in batch hung_batch */
-	int64		hung_batch;
+	/* events a predecessor was stopped in (hard limit); by event id, not
+	 * batch id: the stopped transaction's next_batch() was rolled back, so
+	 * the same events come back in a batch of another id */
 	pqw::HungRange hung;
 } Handler;
 
@@ -684,7 +685,7 @@ chunk_fn(void *arg)
 	/* A predecessor was stopped at the hard limit inside this chunk: one
 	 * event is nacked without calling the handler again; a range is
 	 * narrowed down, one event (or half) at a time. */
-	for (int i = 0; h->hung_batch == h->batch_id && i < run.n; i++)
+	for (int i = 0; !h->hung.empty() && i < run.n; i++)
 		switch (pqw::hung_plan_for(h->hung, run.ids[i]))
 		{
 			case pqw::HungPlan::kNackAlone:
@@ -776,7 +777,7 @@ chunk_fn(void *arg)
 	if (res->finished)
 		h->cursor_open = false;
 	/* once this commits, the stopped call is behind us */
-	res->hung_done = h->hung_batch != 0 && pqw::hung_range_done(h->hung, last_id, res->finished);
+	res->hung_done = pqw::hung_range_done(h->hung, last_id, res->finished);
 }
 
 /* ---------------------------------------------------------------------
@@ -822,7 +823,6 @@ apply_hung_call(void)
 		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
 			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
 		{
-			handlers[i].hung_batch = hung_call.batch_id;
 			handlers[i].hung.first_id = hung_call.first_id;
 			handlers[i].hung.last_id = hung_call.last_id;
 		}
@@ -946,7 +946,7 @@ dispatch_one(Handler *h)
 	}
 	if (res.hung_done)
 	{
-		h->hung_batch = 0;
+		h->hung = pqw::HungRange();
 		have_hung = false;
 	}
 	if (res.no_batch)
