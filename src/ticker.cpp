@@ -401,6 +401,7 @@ run_job(JobId id)
 	if (id == JOB_TICK && pqw_tick_period_ms == 0)
 		sql = tick_config_sql;
 
+	memset(&policy, 0, sizeof(policy));
 	t0 = GetCurrentTimestamp();
 	if (id == JOB_TICK)
 	{
@@ -409,7 +410,6 @@ run_job(JobId id)
 		tc.sql = sql;
 		tc.tick = &r;
 		tc.policy = pqw_wake_on_commit ? &policy : NULL;
-		memset(&policy, 0, sizeof(policy));
 		(void) pqw_in_transaction(sql, PQW_AS_PGQUE_OWNER, tick_fn, &tc, job_timeout_ms(id), &r);
 	}
 	else
