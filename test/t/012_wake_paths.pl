@@ -81,8 +81,12 @@ select pgque.create_queue('q3');
 } . quiet_policy('q', 1) . quiet_policy('q3', 1000));
 wait_until($node, 'app', q{select state from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
 	'running', 'the ticker');
-# a send (a path that has always woken the ticker) ticks both queues a
-# second time: from then on their idle policy knows the gap and waits
+# PgQ counts new events from the event sequence's last value, which does
+# not move on a fresh sequence's first nextval(): a first event per queue
+# makes the next one count. Then a send (a path that has always woken the
+# ticker) ticks both queues again: from then on their idle policy knows
+# the gap between ticks and waits.
+$node->safe_psql('app', q{select pgque.send('q', 'warm'::text); select pgque.send('q3', 'warm'::text)});
 send_and_take($node, 'app', 'setup');
 wait_until($node, 'app', q{select tick_count('q3') >= 2}, 't', 'q3 ticked twice');
 
