@@ -74,6 +74,13 @@ begin
   end loop;
   return -1;
 end $$;
+-- every batch ready for consumer c of qn (take() gets one per call)
+create function take_all(qn text) returns setof text language plpgsql as $$
+begin
+  for i in 1 .. 20 loop
+    return query select * from take(qn, 'c');
+  end loop;
+end $$;
 create table src (id int primary key, v text);
 select pgque.create_queue('q');
 select pgque.subscribe('q', 'c');
@@ -106,8 +113,8 @@ my %ms;
 # for a new tick of queue $q. Returns the ms, or -1.
 sub path_tick
 {
-	my ($name, $q, $sql) = @_;
-	my $before = $node->safe_psql('app', "select tick_count('$q')");
+	my ($name, $q, $sql, $before) = @_;
+	$before //= $node->safe_psql('app', "select tick_count('$q')");
 	my @out = split /\n/, $node->safe_psql('app', "$sql\nselect wait_tick('$q', $before, 1000);");
 	my $ms = $out[-1];
 	ok($ms >= 0 && $ms <= 1000, "$name wakes the ticker: a tick within 1 s")
@@ -123,12 +130,19 @@ sub path_tick
 	return $ms;
 }
 
+# Drops every batch ready for consumer c of queue q.
+sub drain
+{
+	$node->safe_psql('app', q{select count(*) from take_all('q')});
+	return;
+}
+
 # An enqueueing path: a tick within 1 s, then the payload is delivered.
 sub path_event
 {
 	my ($name, $sql, $payload) = @_;
 	path_tick($name, 'q', $sql);
-	is($node->safe_psql('app', "select count(*) > 0 from take('q', 'c') where take like '%$payload%'"),
+	is($node->safe_psql('app', "select count(*) > 0 from take_all('q') where take_all like '%$payload%'"),
 		't', "$name: delivered");
 	return;
 }
@@ -163,14 +177,17 @@ path_event('COPY into the event table',
 path_tick('force_tick (first statement)', 'q', q{select pgque.force_tick('q');});
 path_tick('force_next_tick (first statement)', 'q', q{select pgque.force_next_tick('q');});
 
+drain();
+
 # COMMIT PREPARED: prepared in one session, committed in another
 $node->safe_psql('app', q{begin; select pgque.send('q', 'p_2pc'::text); prepare transaction 'pqw_wake';});
 path_event('COMMIT PREPARED', q{commit prepared 'pqw_wake';}, 'p_2pc');
 
 # a fresh queue, set to the quiet policy in the creating transaction: its
-# second tick comes from the wake (the policy ticks a queue with one tick)
+# second tick comes from the wake (the policy ticks a queue with one tick;
+# create_queue made the first)
 path_tick('create_queue + set_queue_config', 'q2',
-	"begin;\nselect pgque.create_queue('q2');" . quiet_policy('q2', 1) . "\ncommit;");
+	"begin;\nselect pgque.create_queue('q2');" . quiet_policy('q2', 1) . "\ncommit;", 1);
 
 # set_queue_config re-plans: q3 has an event its policy (max_count 1000,
 # max_lag 1 hour) holds back; max_count 1 makes it due now
@@ -203,7 +220,7 @@ no_wake('released inside a rolled-back savepoint', q{
 begin;
 savepoint a;
 savepoint b;
-select pgque.send_batch('q', array['p_rb2']::text[]);
+select pgque.send('q', 'p_rb2'::text);
 release savepoint b;
 rollback to savepoint a;
 commit;});
@@ -223,7 +240,7 @@ savepoint a;
 select pgque.send('q', 'p_rel'::text);
 release savepoint a;
 commit;}, 'p_rel');
-is($node->safe_psql('app', q{select count(*) from take('q', 'c') where take like 'p_rb%'}), '0',
+is($node->safe_psql('app', q{select count(*) from take_all('q') where take_all like 'p_rb%'}), '0',
 	'rolled-back events were never enqueued');
 
 note('wake latency (ms): ' . join(', ', map { "$_ = $ms{$_}" } sort keys %ms));
