@@ -18,7 +18,7 @@
  *      set_queue_config, set_tick_period_ms) and inserts into or deletes
  *      from subscription (subscribe, unsubscribe; the UPDATEs of every
  *      next_batch()/finish_batch() are not policy changes), except in
- *      pgque_worker's own workers, whose rotation updates pgq(ue).queue;
+ *      pgque_worker's own ticker, whose rotation updates pgq(ue).queue;
  *    - calls of pgque.force_tick()/force_next_tick() (they only setval);
  *    - COPY FROM into an event table (no executor start: the utility hook
  *      calls pqw_wakeup_after_utility());
@@ -207,13 +207,16 @@ note_wake(void)
 	}
 }
 
-/* pgque_worker's own ticker and dispatcher: their rotation and batch
- * bookkeeping write PgQue's tables, never its tick policy. */
+/* pgque_worker's own ticker: its rotation calls update PgQue's queue table
+ * every rotate_interval, which is no tick-policy change, and it re-plans
+ * after every ticker() call anyway. (Handlers in the dispatcher may change
+ * the policy like any session.) */
 static bool
-in_own_worker(void)
+in_own_ticker(void)
 {
 	return MyBgworkerEntry != NULL &&
-		strcmp(MyBgworkerEntry->bgw_library_name, "pgque_worker") == 0;
+		strcmp(MyBgworkerEntry->bgw_library_name, "pgque_worker") == 0 &&
+		strcmp(MyBgworkerEntry->bgw_type, "pgque_worker ticker") == 0;
 }
 
 /* Syscache look-ups only (no privilege check, missing = InvalidOid). */
@@ -286,14 +289,14 @@ statement_wakes(PlannedStmt *ps)
 			case REL_EVENTS:
 				return true;
 			case REL_POLICY:
-				if (!in_own_worker())
+				if (!in_own_ticker())
 					return true;
 				break;
 			case REL_SUBSCRIPTION:
 				op = operation_on(ps, rti);
 				/* not found: a needless wake is cheap, a missed one is not */
 				if ((op == CMD_INSERT || op == CMD_DELETE || op == CMD_UNKNOWN) &&
-					!in_own_worker())
+					!in_own_ticker())
 					return true;
 				break;
 			default:
