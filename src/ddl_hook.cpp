@@ -12,6 +12,10 @@
  * PostgreSQL 15's dbcommands.c and utility.c make before looking for other
  * sessions. Otherwise any role could stop a database's workers, again and
  * again, with a DROP DATABASE it is not allowed to run.
+ *
+ * The same hook hands every successful utility statement to wakeup.cpp,
+ * which wakes the ticker after COPY into an event table and COMMIT
+ * PREPARED (neither goes through the executor hook).
  */
 #include "ddl_hook.h"
 
@@ -20,6 +24,7 @@ extern "C" {
 }
 
 #include "shmem.h"
+#include "wakeup.h"
 
 static ProcessUtility_hook_type prev_utility = NULL;
 
@@ -215,6 +220,8 @@ pqw_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	/* COPY FROM and COMMIT PREPARED never reach the executor hook */
+	pqw_wakeup_after_utility(pstmt->utilityStmt, qc);
 }
 
 void

@@ -48,6 +48,8 @@ pqw_shmem_startup(void)
 		memset(pqw_shared, 0, pqw_shmem_size());
 		pqw_shared->lock = &(GetNamedLWLockTranche("pgque_worker"))->lock;
 		pqw_shared->nslots = pqw_nslots();
+		for (int i = 0; i < pqw_shared->nslots; i++)
+			pg_atomic_init_u32(&pqw_shared->slots[i].events_pending, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -141,6 +143,28 @@ pqw_find_slot(Oid dboid, PqwKind kind)
 			pqw_shared->slots[i].kind == kind)
 			return i;
 	return -1;
+}
+
+void
+pqw_notify_ticker(Oid dboid)
+{
+	int			t;
+	Latch	   *latch = NULL;
+
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
+	if (t >= 0)
+	{
+		pg_atomic_write_u32(&pqw_shared->slots[t].events_pending, 1);
+		latch = pqw_shared->slots[t].latch;
+	}
+	LWLockRelease(pqw_shared->lock);
+	/* a PGPROC latch: still valid memory if the ticker just exited;
+	 * SetLatch's barrier orders the flag before the wake */
+	if (latch)
+		SetLatch(latch);
 }
 
 void

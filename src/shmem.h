@@ -71,8 +71,14 @@ typedef struct PqwSlot
 	TimestampTz hold_until;
 	/* ticker slot: the database has enabled handlers, wants a dispatcher */
 	bool		want_dispatcher;
-	/* ticker slot: a commit enqueued events since the ticker last looked */
-	bool		events_pending;
+	/*
+	 * ticker slot: a commit enqueued events (or changed the tick policy)
+	 * since the ticker last looked. Atomic, so committing backends set it
+	 * under the shared lock (which only keeps the slot from being reused)
+	 * and the ticker takes it with an exchange; all-zero bytes, as the
+	 * launcher's memset of a slot leaves them, mean 0.
+	 */
+	pg_atomic_uint32 events_pending;
 	int64		wakeups;		/* ticker: commit wake-ups taken */
 	int64		tick_us_sum;	/* ticker: time in successful ticker() calls */
 	int64		tick_us_max;
@@ -117,6 +123,11 @@ const char *pqw_kind_name(PqwKind kind);
 
 /* Slot index of (database, kind), or -1. Caller holds the lock. */
 int			pqw_find_slot(Oid dboid, PqwKind kind);
+
+/* Wakes the ticker of a database, if one runs, to call ticker() at once:
+ * a commit enqueued or changed the tick policy. Shared lock only: this
+ * runs at the commit of user transactions. */
+void		pqw_notify_ticker(Oid dboid);
 
 /* Wakes the dispatcher of a database, if one runs (e.g. after a tick). */
 void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);

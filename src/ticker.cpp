@@ -376,10 +376,11 @@ take_commit_wakeup(void)
 	PqwSlot    *s = &pqw_shared->slots[my_slot];
 	pqw::Millis t;
 
-	if (!s->events_pending)
+	/* a plain read first: the exchange's cache-line write is for a wake */
+	if (pg_atomic_read_u32(&s->events_pending) == 0 ||
+		pg_atomic_exchange_u32(&s->events_pending, 0) == 0)
 		return;
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->events_pending = false;
 	s->wakeups++;
 	LWLockRelease(pqw_shared->lock);
 	commit_since_tick = true;

@@ -7,21 +7,35 @@
  *    database's dispatcher reloads its handlers and the launcher starts one
  *    if none runs. Waking before the commit would show the old rows.
  *
- * 2. Wake on commit (pgque_worker.wake_on_commit): an INSERT into a PgQue
- *    event table (schema pgque or pgq, table event_*) -- whether through
- *    pgque.send(), send_batch(), insert_event(), a trigger or a direct
- *    INSERT -- or a call of pgque.force_tick()/force_next_tick() marks the
- *    transaction; when it commits, the database's ticker is woken at once.
- *    Statements that insert elsewhere pay one syscache lookup per result
- *    relation; other statements pay a comparison. Not seen: COPY into an
- *    event table and rows applied by logical replication (no executor
- *    start); for those the ticker's idle policy and
+ * 2. Wake on commit (pgque_worker.wake_on_commit): when a transaction that
+ *    enqueued events or changed the tick policy commits, the database's
+ *    ticker calls ticker() at once (and so re-reads the policy). Noted:
+ *    - any statement whose result relations -- top-level or in a
+ *      data-modifying CTE, as PgQue's send_batch() writes -- include an
+ *      event table (schema pgque or pgq, table event_*): send(),
+ *      send_batch(), insert_event(), triggers, plain INSERTs;
+ *    - writes to the policy tables queue and config (create_queue,
+ *      set_queue_config, set_tick_period_ms) and inserts into or deletes
+ *      from subscription (subscribe, unsubscribe; the UPDATEs of every
+ *      next_batch()/finish_batch() are not policy changes), except in
+ *      pgque_worker's own ticker, whose rotation updates pgq(ue).queue;
+ *    - calls of pgque.force_tick()/force_next_tick() (they only setval);
+ *    - COPY FROM into an event table (no executor start: the utility hook
+ *      calls pqw_wakeup_after_utility());
+ *    - COMMIT PREPARED in a database with PgQue: what the prepared
+ *      transaction did is not known here, and a needless wake costs one
+ *      ticker() call.
+ *    What a subtransaction noted is forgotten when it aborts. Statements
+ *    without result relations pay a comparison; the others one syscache
+ *    look-up per result relation (the last answer is kept). Not seen: rows
+ *    applied by logical replication; for those the ticker's idle policy and
  *    pgque_worker.max_idle_interval bound the delay.
  */
 #include "wakeup.h"
 
 extern "C" {
 #include "executor/executor.h"
+#include "nodes/plannodes.h"
 #include "parser/parsetree.h"
 #include "utils/inval.h"
 }
@@ -55,7 +69,14 @@ restart_noted_workers(void)
 }
 
 static bool handlers_changed = false;
-static bool events_enqueued = false;
+
+/*
+ * The (sub)transaction nesting level at which this transaction first did
+ * something that wakes the ticker at commit; 0: nothing yet. A level, not
+ * a flag, so that the abort of that subtransaction forgets it and the
+ * commit of a subtransaction hands it to the parent.
+ */
+static int	wake_level = 0;
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
@@ -76,6 +97,19 @@ static Oid	pgque_nsp = InvalidOid;
 static Oid	pgq_nsp = InvalidOid;
 static Oid	force_fn[2] = {InvalidOid, InvalidOid};
 
+/* What a written relation means to the ticker. */
+typedef enum RelRole
+{
+	REL_OTHER = 0,
+	REL_EVENTS,					/* event_*: events enqueued */
+	REL_POLICY,					/* queue, config: tick policy changed */
+	REL_SUBSCRIPTION			/* policy change on INSERT / DELETE only */
+} RelRole;
+
+/* The last relation classified: statements mostly repeat their target. */
+static Oid	memo_relid = InvalidOid;
+static RelRole memo_role = REL_OTHER;
+
 static void
 invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -84,6 +118,17 @@ invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
 	(void) hashvalue;
 	cache_valid = false;
 	cache_inval_count++;
+	/* the memo was computed against the namespaces now in doubt */
+	memo_relid = InvalidOid;
+}
+
+/* A renamed, moved or dropped relation may have been the memo's. */
+static void
+invalidate_memo(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!OidIsValid(relid) || relid == memo_relid)
+		memo_relid = InvalidOid;
 }
 
 /* pgque.<name>(text) by its catalog key; LookupFuncName() would check
@@ -143,49 +188,141 @@ ensure_cache(void)
 	return true;
 }
 
+/* The cache is usable and this database has a PgQue (or PgQ) schema. */
 static bool
-is_event_table(Oid relid)
+database_has_pgque(void)
 {
-	Oid			nsp = get_rel_namespace(relid);
-	char	   *name;
-	bool		result;
+	return ensure_cache() && (OidIsValid(pgque_nsp) || OidIsValid(pgq_nsp));
+}
 
-	if (!OidIsValid(nsp) || (nsp != pgque_nsp && nsp != pgq_nsp))
-		return false;
-	name = get_rel_name(relid);
-	result = name != NULL && strncmp(name, "event_", 6) == 0;
-	if (name)
-		pfree(name);
-	return result;
+/* Notes a wake-up for the commit, at the current nesting level. */
+static void
+note_wake(void)
+{
+	if (wake_level == 0)
+	{
+		int			level = GetCurrentTransactionNestLevel();
+
+		wake_level = level > 0 ? level : 1;
+	}
+}
+
+/* pgque_worker's own ticker: its rotation calls update PgQue's queue table
+ * every rotate_interval, which is no tick-policy change, and it re-plans
+ * after every ticker() call anyway. (Handlers in the dispatcher may change
+ * the policy like any session.) */
+static bool
+in_own_ticker(void)
+{
+	return MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "pgque_worker") == 0 &&
+		strcmp(MyBgworkerEntry->bgw_type, "pgque_worker ticker") == 0;
+}
+
+/* Syscache look-ups only (no privilege check, missing = InvalidOid). */
+static RelRole
+classify_rel(Oid relid)
+{
+	Oid			nsp;
+	char	   *name;
+	RelRole		role = REL_OTHER;
+
+	if (relid == memo_relid)
+		return memo_role;
+	nsp = get_rel_namespace(relid);
+	if (OidIsValid(nsp) && (nsp == pgque_nsp || nsp == pgq_nsp))
+	{
+		name = get_rel_name(relid);
+		if (name == NULL)
+			role = REL_OTHER;
+		else if (strncmp(name, "event_", 6) == 0)
+			role = REL_EVENTS;
+		else if (strcmp(name, "queue") == 0 || strcmp(name, "config") == 0)
+			role = REL_POLICY;
+		else if (strcmp(name, "subscription") == 0)
+			role = REL_SUBSCRIPTION;
+		if (name)
+			pfree(name);
+	}
+	memo_relid = relid;
+	memo_role = role;
+	return role;
+}
+
+/* The operation of the ModifyTable (top-level, or a data-modifying CTE's)
+ * that writes range-table entry `rti`; CMD_UNKNOWN if none is found. */
+static CmdType
+operation_on(PlannedStmt *ps, int rti)
+{
+	ListCell   *lc;
+
+	if (ps->planTree != NULL && IsA(ps->planTree, ModifyTable) &&
+		list_member_int(((ModifyTable *) ps->planTree)->resultRelations, rti))
+		return ((ModifyTable *) ps->planTree)->operation;
+	foreach(lc, ps->subplans)
+	{
+		Plan	   *p = (Plan *) lfirst(lc);
+
+		if (p != NULL && IsA(p, ModifyTable) &&
+			list_member_int(((ModifyTable *) p)->resultRelations, rti))
+			return ((ModifyTable *) p)->operation;
+	}
+	return CMD_UNKNOWN;
+}
+
+/* Does a statement with these result relations wake the ticker? */
+static bool
+statement_wakes(PlannedStmt *ps)
+{
+	ListCell   *lc;
+
+	foreach(lc, ps->resultRelations)
+	{
+		int			rti = lfirst_int(lc);
+		RangeTblEntry *rte = rt_fetch(rti, ps->rtable);
+		CmdType		op;
+
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		switch (classify_rel(rte->relid))
+		{
+			case REL_EVENTS:
+				return true;
+			case REL_POLICY:
+				if (!in_own_ticker())
+					return true;
+				break;
+			case REL_SUBSCRIPTION:
+				op = operation_on(ps, rti);
+				/* not found: a needless wake is cheap, a missed one is not */
+				if ((op == CMD_INSERT || op == CMD_DELETE || op == CMD_UNKNOWN) &&
+					!in_own_ticker())
+					return true;
+				break;
+			default:
+				break;
+		}
+	}
+	return false;
 }
 
 static void
 pqw_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (pqw_wake_on_commit && !events_enqueued &&
-		queryDesc->operation == CMD_INSERT && queryDesc->plannedstmt != NULL &&
-		ensure_cache() && (OidIsValid(pgque_nsp) || OidIsValid(pgq_nsp)))
-	{
-		ListCell   *lc;
+	PlannedStmt *ps = queryDesc->plannedstmt;
 
-		foreach(lc, queryDesc->plannedstmt->resultRelations)
-		{
-			RangeTblEntry *rte = rt_fetch(lfirst_int(lc), queryDesc->plannedstmt->rtable);
-
-			if (rte->rtekind == RTE_RELATION && is_event_table(rte->relid))
-			{
-				events_enqueued = true;
-				break;
-			}
-		}
-	}
+	/* cheap tests first: most statements have no result relation */
+	if (pqw_wake_on_commit && wake_level == 0 && ps != NULL && ps->resultRelations != NIL &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && database_has_pgque() &&
+		statement_wakes(ps))
+		note_wake();
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
-/* Only pgque.force_tick() and force_next_tick() get the fmgr hook. */
+/* pgque.force_tick() and force_next_tick() get the fmgr hook. */
 static bool
 pqw_needs_fmgr_hook(Oid fn_oid)
 {
@@ -196,33 +333,67 @@ pqw_needs_fmgr_hook(Oid fn_oid)
 	return fn_oid == force_fn[0] || fn_oid == force_fn[1];
 }
 
+/*
+ * Called at the start of every SECURITY DEFINER or SET function, which
+ * never asks pqw_needs_fmgr_hook (PostgreSQL 15's fmgr_info_cxt_security
+ * picks fmgr_security_definer for them first): PgQue's force_tick() is
+ * one. So the cache is filled here too, or force_tick() as a session's
+ * first statement would not be recognised.
+ */
 static void
 pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 {
-	if (event == FHET_START &&
+	if (event == FHET_START && pqw_wake_on_commit && wake_level == 0 && ensure_cache() &&
+		OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
-		events_enqueued = true;
+		note_wake();
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, arg);
 }
 
-/* Commit of a transaction that enqueued: wake this database's ticker. */
-static void
-wake_ticker(void)
+/*
+ * The table a successful COPY FROM wrote, without privilege checks or
+ * errors. The COPY itself resolved the same name (and refused a catalog
+ * name other than this database's), so the catalog name is ignored.
+ */
+static Oid
+copy_target(const RangeVar *rv)
 {
-	int			t;
-	Latch	   *latch = NULL;
+	Oid			nsp;
 
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	t = pqw_find_slot(MyDatabaseId, PQW_KIND_TICKER);
-	if (t >= 0)
+	if (rv->schemaname == NULL)
+		return RelnameGetRelid(rv->relname);
+	nsp = get_namespace_oid(rv->schemaname, true);
+	if (!OidIsValid(nsp) || (nsp != pgque_nsp && nsp != pgq_nsp))
+		return InvalidOid;
+	return get_relname_relid(rv->relname, nsp);
+}
+
+void
+pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
+{
+	if (!pqw_wake_on_commit || wake_level != 0 || stmt == NULL)
+		return;
+	if (IsA(stmt, CopyStmt))
 	{
-		pqw_shared->slots[t].events_pending = true;
-		latch = pqw_shared->slots[t].latch;
+		CopyStmt   *c = (CopyStmt *) stmt;
+		Oid			relid;
+
+		if (!c->is_from || c->relation == NULL ||
+			(qc != NULL && qc->commandTag == CMDTAG_COPY && qc->nprocessed == 0) ||
+			!database_has_pgque())
+			return;
+		relid = copy_target(c->relation);
+		if (OidIsValid(relid) && classify_rel(relid) == REL_EVENTS)
+			note_wake();
 	}
-	LWLockRelease(pqw_shared->lock);
-	if (latch)
-		SetLatch(latch);
+	else if (IsA(stmt, TransactionStmt) &&
+			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
+		/* runs in the statement's own transaction, which commits next */
+		if (database_has_pgque())
+			note_wake();
+	}
 }
 
 static void
@@ -233,8 +404,8 @@ on_xact_event(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (events_enqueued && pqw_shared != NULL)
-				wake_ticker();
+			if (wake_level != 0)
+				pqw_notify_ticker(MyDatabaseId);
 			if (handlers_changed && pqw_shared != NULL)
 			{
 				int			t;
@@ -250,26 +421,55 @@ on_xact_event(XactEvent event, void *arg)
 			restart_noted_workers();
 			nrestart = 0;
 			handlers_changed = false;
-			events_enqueued = false;
+			wake_level = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction takes effect at COMMIT PREPARED, which
+			 * wakes the ticker itself; nothing carries into the session's
+			 * next transaction */
 			nrestart = 0;
 			handlers_changed = false;
-			events_enqueued = false;
+			wake_level = 0;
 			break;
 		default:
 			break;
 	}
 }
 
+/* What an aborted subtransaction noted is forgotten; what a committed one
+ * noted belongs to its parent from now on. */
+static void
+on_subxact_event(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+
+	(void) mySubid;
+	(void) parentSubid;
+	(void) arg;
+	if (wake_level == 0)
+		return;
+	/* still the level of the subtransaction that ends */
+	level = GetCurrentTransactionNestLevel();
+	if (wake_level < level)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		wake_level = 0;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		wake_level = level - 1;
+}
+
 void
 pqw_wakeup_install(void)
 {
 	RegisterXactCallback(on_xact_event, NULL);
+	RegisterSubXactCallback(on_subxact_event, NULL);
 	/* registered in the postmaster, inherited by every backend */
 	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate_cache, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, invalidate_cache, (Datum) 0);
+	CacheRegisterRelcacheCallback(invalidate_memo, (Datum) 0);
 	prev_executor_start = ExecutorStart_hook;
 	ExecutorStart_hook = pqw_executor_start;
 	prev_needs_fmgr_hook = needs_fmgr_hook;
