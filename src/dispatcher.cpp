@@ -995,7 +995,7 @@ pqw_dispatcher_main(Datum main_arg)
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 
 	s = &pqw_shared->slots[my_slot];
-	pqw_slot_attach(my_slot, PQW_STATE_RUNNING, my_dbname);
+	pqw_slot_attach(my_slot, pqw_worker_generation(), PQW_STATE_RUNNING, my_dbname);
 
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
 										 ALLOCSET_DEFAULT_SIZES);

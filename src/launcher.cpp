@@ -2,6 +2,13 @@
  * launcher.cpp: the launcher, a static background worker connected to no
  * database (it reads only the shared catalog pg_database).
  *
+ * A launcher that starts again (terminated, or an ERROR: the postmaster
+ * restarts it) has no handle for the workers its predecessor left running,
+ * so it cannot watch or stop them: it terminates them and waits until their
+ * slots are free before starting any worker. Slots keep their counters; a
+ * generation stamped per registration lets only the worker registered last
+ * attach to a slot.
+ *
  * Every pgque_worker.discovery_interval, and whenever its latch is set (a
  * worker started or stopped, a reload), it lists the databases that allow
  * connections, are not templates and are selected by
@@ -39,6 +46,8 @@ typedef struct LauncherSlot
 	pqw::Millis next_start;
 	int			failures;
 	bool		seen;			/* still a candidate in this pass */
+	/* dispatcher slot found at start: kept while its ticker comes back */
+	bool		inherited;
 } LauncherSlot;
 
 typedef struct Candidate
@@ -266,9 +275,9 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pgque_worker %s", pqw_kind_name(s->kind));
 	args.slot = i;
 	args.roleoid = roleoid;
+	args.generation = pqw_slot_new_generation(i);
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
-	pqw_slot_set_state(i, PQW_STATE_STARTING);
 	/* The handle outlives this pass's memory context. */
 	old_cxt = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &lslots[i].handle);
@@ -383,10 +392,14 @@ launcher_pass(bool force_scan)
 			strlcpy(pqw_shared->slots[d].dbname, t->dbname, NAMEDATALEN);
 			LWLockRelease(pqw_shared->lock);
 		}
+		if (t->pid != 0 || t->state == PQW_STATE_NO_PGQUE)
+			lslots[d].inherited = false;
 		/* A dispatcher without handlers leaves by itself; keep its slot
-		 * (and counters) while it is wanted or still running. */
+		 * (and counters) while it is wanted or still running, or after a
+		 * launcher restart until its ticker is back to say whether. */
 		lslots[d].seen = want || lslots[d].handle != NULL ||
-			pqw_shared->slots[d].state == PQW_STATE_NO_HANDLERS;
+			pqw_shared->slots[d].state == PQW_STATE_NO_HANDLERS ||
+			(lslots[d].inherited && t->want_dispatcher);
 		if (!want && lslots[d].handle == NULL)
 			lslots[d].next_start = -1;	/* not now */
 		else if (want && lslots[d].next_start < 0)
@@ -409,6 +422,9 @@ launcher_pass(bool force_scan)
 		if (worker_alive(i, now))
 			continue;
 		if (!pqw_enabled || !role_ok || lslots[i].next_start < 0)
+			continue;
+		/* a previous launcher's worker, still leaving: it would refuse */
+		if (pqw_shared->slots[i].pid != 0)
 			continue;
 		{
 			TimestampTz hold = pqw_shared->slots[i].hold_until;
@@ -441,6 +457,51 @@ pqw_worker_connect(Datum main_arg, const char *appname)
 	return args.slot;
 }
 
+uint64
+pqw_worker_generation(void)
+{
+	PqwWorkerArgs args;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	return args.generation;
+}
+
+/* How long a starting launcher waits for its predecessor's workers. */
+#define PREVIOUS_WORKERS_WAIT_MS 10000
+
+/*
+ * Launcher start: terminates the workers a previous launcher left in the
+ * slots and waits (bounded) until they have released them. Their batches in
+ * flight are safe to interrupt: each chunk commits with its progress.
+ */
+static void
+stop_previous_workers(void)
+{
+	int			held = pqw_slots_stop_holders();
+	pqw::Millis deadline = pqw::monotonic_ms() + PREVIOUS_WORKERS_WAIT_MS;
+
+	if (held == 0)
+		return;
+	ereport(LOG,
+			(errmsg_plural("pgque_worker: launcher stops %d worker left running by a previous launcher",
+						   "pgque_worker: launcher stops %d workers left running by a previous launcher",
+						   held, held)));
+	while ((held = pqw_slots_held()) > 0 && pqw::monotonic_ms() < deadline)
+	{
+		/* nobody sets our latch when they exit: poll */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (held > 0)
+		ereport(WARNING,
+				(errmsg_plural("pgque_worker: %d worker of a previous launcher still runs after %d s",
+							   "pgque_worker: %d workers of a previous launcher still run after %d s",
+							   held, held, PREVIOUS_WORKERS_WAIT_MS / 1000),
+				 errdetail("Their slots get a new worker once they exit.")));
+}
+
 /* Exit handler: forget the launcher's latch. */
 static void
 launcher_on_exit(int code, Datum arg)
@@ -470,12 +531,17 @@ pqw_launcher_main(Datum main_arg)
 	lslots = (LauncherSlot *) MemoryContextAllocZero(TopMemoryContext,
 													 sizeof(LauncherSlot) * pqw_shared->nslots);
 
-	/* Slots from a previous launcher (restarted) have no handles: forget them. */
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	pqw_shared->launcher_pid = MyProcPid;
 	pqw_shared->launcher_latch = MyLatch;
 	LWLockRelease(pqw_shared->lock);
 	before_shmem_exit(launcher_on_exit, (Datum) 0);
+
+	/* Slots from a previous launcher (restarted) have no handles. */
+	stop_previous_workers();
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		lslots[i].inherited = pqw_shared->slots[i].in_use &&
+			pqw_shared->slots[i].kind == PQW_KIND_DISPATCHER;
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker launcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -506,6 +572,7 @@ pqw_launcher_main(Datum main_arg)
 		wait = next_scan - now;
 		for (int i = 0; i < pqw_shared->nslots; i++)
 			if (pqw_shared->slots[i].in_use && lslots[i].handle == NULL &&
+				pqw_shared->slots[i].pid == 0 &&
 				lslots[i].next_start >= 0 && lslots[i].next_start - now < wait)
 				wait = lslots[i].next_start - now > 0 ? (long) (lslots[i].next_start - now) : 0;
 		if (wait < 10)

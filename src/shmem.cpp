@@ -196,19 +196,54 @@ slot_detach(int code, Datum arg)
 		return;
 	s = &pqw_shared->slots[DatumGetInt32(arg)];
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->pid = 0;
-	s->latch = NULL;
-	if (s->state != PQW_STATE_NO_PGQUE && s->state != PQW_STATE_NO_HANDLERS)
-		s->state = PQW_STATE_STOPPED;
+	/* the launcher may have freed and reused the slot since */
+	if (s->pid == MyProcPid)
+	{
+		s->pid = 0;
+		s->latch = NULL;
+		if (s->state != PQW_STATE_NO_PGQUE && s->state != PQW_STATE_NO_HANDLERS)
+			s->state = PQW_STATE_STOPPED;
+	}
 	LWLockRelease(pqw_shared->lock);
 }
 
+/* Is the slot held by a process other than this one? */
+static bool
+slot_held_by_other(const PqwSlot *s)
+{
+	if (s->pid == 0 || s->pid == MyProcPid)
+		return false;
+	/* a holder that died without detaching crashed the server, which
+	 * clears shared memory; ESRCH is only a safety net */
+	return kill(s->pid, 0) == 0 || errno != ESRCH;
+}
+
 void
-pqw_slot_attach(int slot, PqwState state, char *dbname)
+pqw_slot_attach(int slot, uint64 generation, PqwState state, char *dbname)
 {
 	PqwSlot    *s = &pqw_shared->slots[slot];
+	bool		ours;
+	pid_t		holder;
+	char		name[NAMEDATALEN];
+	PqwKind		kind;
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	ours = s->in_use && s->generation == generation && !slot_held_by_other(s);
+	if (!ours)
+	{
+		holder = s->pid;
+		kind = s->kind;
+		strlcpy(name, s->dbname, sizeof(name));
+		LWLockRelease(pqw_shared->lock);
+		/* not registered by the slot's current launcher: exit, unrestarted */
+		ereport(LOG,
+				(errmsg("pgque_worker: %s for database \"%s\" exits: its slot belongs to another worker",
+						pqw_kind_name(kind), name),
+				 holder != 0 && holder != MyProcPid ?
+				 errdetail("Process %d holds the slot.", (int) holder) :
+				 errdetail("It was started by a previous launcher.")));
+		proc_exit(0);
+	}
 	strlcpy(dbname, s->dbname, NAMEDATALEN);
 	s->pid = MyProcPid;
 	s->latch = MyLatch;
@@ -246,4 +281,53 @@ pqw_slot_take_hung_call(int slot, PqwHandlerCall *call)
 	s->call_hung = false;
 	LWLockRelease(pqw_shared->lock);
 	return hung;
+}
+
+uint64
+pqw_slot_new_generation(int slot)
+{
+	uint64		generation;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	generation = ++pqw_shared->last_generation;
+	pqw_shared->slots[slot].generation = generation;
+	pqw_shared->slots[slot].state = PQW_STATE_STARTING;
+	LWLockRelease(pqw_shared->lock);
+	return generation;
+}
+
+int
+pqw_slots_stop_holders(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlot    *s = &pqw_shared->slots[i];
+
+		if (!s->in_use)
+			continue;
+		s->generation = ++pqw_shared->last_generation;
+		if (s->pid != 0)
+		{
+			(void) kill(s->pid, SIGTERM);
+			n++;
+		}
+	}
+	LWLockRelease(pqw_shared->lock);
+	return n;
+}
+
+int
+pqw_slots_held(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].pid != 0)
+			n++;
+	LWLockRelease(pqw_shared->lock);
+	return n;
 }

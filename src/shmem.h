@@ -49,7 +49,11 @@ typedef struct PqwSlot
 	PqwKind		kind;
 	Oid			dboid;
 	char		dbname[NAMEDATALEN];
-	pid_t		pid;
+	/* stamped by the launcher for each worker it registers: only the worker
+	 * started with this number may attach (a restarted launcher's
+	 * predecessor may have registered others) */
+	uint64		generation;
+	pid_t		pid;			/* the attached worker, 0 if none */
 	PqwState	state;
 	Latch	   *latch;			/* worker's latch while it runs */
 	TimestampTz started_at;
@@ -105,6 +109,7 @@ typedef struct PqwShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	bool		rescan_requested;	/* read pg_database now, not at the next interval */
+	uint64		last_generation;	/* last slot generation handed out */
 	int			nslots;
 	PqwSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } PqwShared;
@@ -135,8 +140,22 @@ void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
 /* Worker start: claim `slot` (pid, latch, start time, `state` unless the
  * slot says "no pgque"), copy its database name into dbname[NAMEDATALEN],
  * and arrange for the slot to be released at exit (state "stopped" unless
- * the worker left on purpose: "no pgque", "no handlers"). */
-void		pqw_slot_attach(int slot, PqwState state, char *dbname);
+ * the worker left on purpose: "no pgque", "no handlers"). A worker whose
+ * `generation` is not the slot's, or whose slot another live process holds,
+ * exits at once (code 0, one LOG line) and leaves the slot alone. */
+void		pqw_slot_attach(int slot, uint64 generation, PqwState state, char *dbname);
+
+/* Launcher, before registering a worker for `slot`: a new generation for it
+ * (to pass to the worker) and state "starting". */
+uint64		pqw_slot_new_generation(int slot);
+
+/* Launcher start: gives every slot a new generation, so workers a previous
+ * launcher registered cannot attach, and sends SIGTERM to every worker that
+ * holds a slot (it has no handle for them). Returns how many it signalled. */
+int			pqw_slots_stop_holders(void);
+
+/* How many slots a worker holds (attached, not yet exited). */
+int			pqw_slots_held(void);
 
 /* Dispatcher: the handler call about to start (no lock: only this process
  * writes it, only its successor reads it). */

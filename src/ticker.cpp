@@ -681,7 +681,7 @@ pqw_ticker_main(Datum main_arg)
 
 	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
 
-	pqw_slot_attach(my_slot, PQW_STATE_STARTING, my_dbname);
+	pqw_slot_attach(my_slot, pqw_worker_generation(), PQW_STATE_STARTING, my_dbname);
 
 	switch (pgque_trust())
 	{
