@@ -406,6 +406,33 @@ hard_limit_reached(void)
 	SetLatch(MyLatch);
 }
 
+typedef struct RangeCall
+{
+	ChunkRun   *run;
+	int			lo;
+	int			hi;
+} RangeCall;
+
+static void
+range_fn(void *arg)
+{
+	RangeCall  *c = (RangeCall *) arg;
+
+	enable_timeout_after(STATEMENT_TIMEOUT, pqw_handler_timeout_ms);
+	enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
+	call_handler(c->run, c->lo, c->hi);
+	disable_timeout(hard_limit_timeout, false);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+static void
+range_disarm(void *arg)
+{
+	(void) arg;
+	disable_timeout(hard_limit_timeout, false);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
 /*
  * Runs msgs[lo, hi) in one subtransaction under handler_timeout. On error
  * rolls the subtransaction back and returns false with the error text.
@@ -413,43 +440,15 @@ hard_limit_reached(void)
 static bool
 try_range(ChunkRun *run, int lo, int hi, char **reason)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = false;
+	RangeCall	c = {run, lo, hi};
+	PqwCallResult r;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		enable_timeout_after(STATEMENT_TIMEOUT, pqw_handler_timeout_ms);
-		enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
-		call_handler(run, lo, hi);
-		disable_timeout(hard_limit_timeout, false);
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		disable_timeout(hard_limit_timeout, false);
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			run->timed_out = true;
-		*reason = pstrdup(edata->message ? edata->message : "handler failed");
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return ok;
+	if (pqw_in_subtransaction(range_fn, &c, range_disarm, &r))
+		return true;
+	if (r.sqlerrcode == ERRCODE_QUERY_CANCELED)
+		run->timed_out = true;
+	*reason = pstrdup(r.message);
+	return false;
 }
 
 static void

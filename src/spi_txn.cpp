@@ -305,8 +305,7 @@ pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values, PqwCallR
 }
 
 bool
-pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
-				  PqwCallResult *result)
+pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -316,21 +315,50 @@ pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		pqw_exec_into(sql, nargs, argtypes, values, result);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 		ok = true;
 	}
 	PG_CATCH();
 	{
+		if (on_error)
+			on_error(arg);
 		pqw_capture_error(cxt, result);
 		RollbackAndReleaseCurrentSubTransaction();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
+	result->ok = ok;
+	return ok;
+}
+
+typedef struct ExecArgs
+{
+	const char *sql;
+	int			nargs;
+	Oid		   *argtypes;
+	Datum	   *values;
+	PqwCallResult *result;
+} ExecArgs;
+
+static void
+exec_into_fn(void *arg)
+{
+	ExecArgs   *a = (ExecArgs *) arg;
+
+	pqw_exec_into(a->sql, a->nargs, a->argtypes, a->values, a->result);
+}
+
+bool
+pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				  PqwCallResult *result)
+{
+	ExecArgs	a = {sql, nargs, argtypes, values, result};
+	bool		ok = pqw_in_subtransaction(exec_into_fn, &a, NULL, result);
+
 	/* SPI's tuple table of the subtransaction is gone with it */
 	SPI_tuptable = NULL;
-	result->ok = ok;
 	return ok;
 }
 

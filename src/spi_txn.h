@@ -103,8 +103,13 @@ Portal		pqw_cursor_open_cached(const char *name, const char *sql, int nargs,
 void		pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
 						  PqwCallResult *result);
 
-/* The same in a subtransaction of its own: an error is rolled back and
- * returned in `result` (false), the transaction goes on. */
+/* Runs `fn(arg)` in a subtransaction of its own: an error is rolled back
+ * and returned in `result` (false), the transaction goes on. `on_error`
+ * (may be NULL) runs first on the error path, e.g. to disarm timeouts. */
+bool		pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error,
+								  PqwCallResult *result);
+
+/* pqw_exec_into in a subtransaction of its own (pqw_in_subtransaction). */
 bool		pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
 							  PqwCallResult *result);
 
