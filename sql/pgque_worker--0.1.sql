@@ -234,6 +234,11 @@ create function pgque_worker._queue_exists(queue text) returns boolean
 language c stable strict
 as 'MODULE_PATHNAME', 'pqw_queue_exists';
 
+-- Is the consumer subscribed? Asked the same way.
+create function pgque_worker._consumer_exists(queue text, consumer text) returns boolean
+language c stable strict
+as 'MODULE_PATHNAME', 'pqw_consumer_exists';
+
 -- Wakes the dispatcher when the registering transaction commits. Called
 -- by _check_handler() as the registering role, which _validate_handler()
 -- has just required to be a pgque_reader member, and by _forget_handler()
@@ -252,7 +257,8 @@ create function pgque_worker.register_handler(
     handler regprocedure,
     batch boolean default false,
     retry_after interval default '60 seconds',
-    enabled boolean default true)
+    enabled boolean default true,
+    takeover boolean default false)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -260,8 +266,18 @@ as $$
 begin
   perform pgque_worker._validate_handler(queue, consumer, handler, batch, retry_after,
                                          current_user::regrole);
-  if enabled is null then
-    raise exception 'enabled must not be null';
+  if enabled is null or takeover is null then
+    raise exception 'enabled and takeover must not be null';
+  end if;
+  -- a consumer of that name without a handler may be an external client's
+  if not takeover
+     and not exists (select 1 from pgque_worker.handler h
+                      where h.queue_name = queue and h.consumer_name = consumer)
+     and pgque_worker._consumer_exists(queue, consumer) then
+    raise exception 'consumer "%" of queue "%" already exists', consumer, queue
+      using errcode = 'duplicate_object',
+            detail = 'Another client may be consuming it: two consumers of one name take each other''s batches.',
+            hint = 'Stop that client, then register with takeover => true: the handler continues from the consumer''s position.';
   end if;
   insert into pgque_worker.handler as h
       (queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as)
@@ -319,6 +335,8 @@ grant select on pgque_worker.handler_stats to public;
 
 revoke all on function pgque_worker._queue_exists(text) from public;
 grant execute on function pgque_worker._queue_exists(text) to pgque_reader;
+revoke all on function pgque_worker._consumer_exists(text, text) from public;
+grant execute on function pgque_worker._consumer_exists(text, text) to pgque_reader;
 
 -- ---------------------------------------------------------------------------
 -- Pause and resume, per database, persisted across restarts

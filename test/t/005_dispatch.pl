@@ -177,7 +177,7 @@ select pgque.subscribe('qbig', 'big');
 $node->safe_psql('app',
 	qq{select pgque.send_batch('qbig', array_agg('b' || i)) from generate_series(1, $big) i});
 $node->safe_psql('app',
-	q{select pgque_worker.register_handler('qbig', 'big', 'h_batch(pgque.message[])', batch => true)});
+	q{select pgque_worker.register_handler('qbig', 'big', 'h_batch(pgque.message[])', batch => true, takeover => true)});
 my (@rss, $peak);
 my $deadline = time + 900;
 my $pid = 0;
