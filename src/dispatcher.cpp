@@ -543,6 +543,33 @@ cursor_as_left(Handler *h)
 	return p;
 }
 
+/*
+ * A later chunk of a batch: is the batch still the consumer's open one?
+ * Someone may have finished it (pgque.ack) or removed the consumer or the
+ * queue since the last chunk; then this chunk's effects must not commit.
+ * (next_batch returns the open batch, or opens the next one: that too is
+ * rolled back by the error.)
+ */
+static void
+check_batch_still_ours(Handler *h)
+{
+	Datum		args[2];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	PqwCallResult r;
+
+	args[0] = CStringGetTextDatum(h->queue);
+	args[1] = CStringGetTextDatum(h->consumer);
+	arm();
+	pqw_exec_into(next_batch_sql, 2, types, args, &r);
+	disarm();
+	if (r.isnull[0] || r.value[0] != h->batch_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch " INT64_FORMAT " of queue \"%s\", consumer \"%s\" is not open any more",
+						h->batch_id, h->queue, h->consumer),
+				 errdetail("Another session finished it, or the consumer or the queue was removed; the chunk is rolled back.")));
+}
+
 static void
 open_batch(Handler *h, ChunkResult *res)
 {
@@ -653,6 +680,8 @@ chunk_fn(void *arg)
 		if (res->no_batch)
 			return;
 	}
+	else
+		check_batch_still_ours(h);
 
 	portal = cursor_as_left(h);
 	SPI_cursor_fetch(portal, true, pqw_chunk_messages);
@@ -740,7 +769,7 @@ chunk_fn(void *arg)
 		if (acked.isnull[0] || acked.value[0] != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("batch " INT64_FORMAT " of queue \"%s\", consumer \"%s\" was not open any more when it was acked",
+					 errmsg("batch " INT64_FORMAT " of queue \"%s\", consumer \"%s\" is not open any more",
 							h->batch_id, h->queue, h->consumer),
 					 errdetail("Another session finished it, or the consumer or the queue was removed; the chunk is rolled back.")));
 		SPI_cursor_close(portal);
