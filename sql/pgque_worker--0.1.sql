@@ -266,8 +266,11 @@ as $$
 begin
   perform pgque_worker._validate_handler(queue, consumer, handler, batch, retry_after,
                                          current_user::regrole);
-  if enabled is null or takeover is null then
-    raise exception 'enabled and takeover must not be null';
+  if enabled is null then
+    raise exception 'enabled must not be null';
+  end if;
+  if takeover is null then
+    raise exception 'takeover must not be null';
   end if;
   -- a consumer of that name without a handler may be an external client's
   if not takeover

@@ -33,35 +33,35 @@ begin
 end $$;
 });
 
-sub q { return $node->safe_psql('app', $_[0]); }
+sub sq { return $node->safe_psql('app', $_[0]); }
 
 # one transaction: one tick, one batch of $n events on queue $q
 sub send_batch_of
 {
 	my ($q, $prefix, $n) = @_;
-	q(qq{select pgque.send_batch('$q', array_agg('$prefix' || i)) from generate_series(1, $n) i});
+	sq(qq{select pgque.send_batch('$q', array_agg('$prefix' || i)) from generate_series(1, $n) i});
 	return;
 }
 
-sub handled { return q(qq{select count(*) from got where payload like '$_[0]%'}); }
-sub distinct_handled { return q(qq{select count(distinct payload) from got where payload like '$_[0]%'}); }
+sub handled { return sq(qq{select count(*) from got where payload like '$_[0]%'}); }
+sub distinct_handled { return sq(qq{select count(distinct payload) from got where payload like '$_[0]%'}); }
 
 for my $qn (qw(qa qb qc qd qf))
 {
-	q(qq{select pgque.create_queue('$qn'); select pgque.set_queue_config('$qn', 'ticker_max_count', '1')});
+	sq(qq{select pgque.create_queue('$qn'); select pgque.set_queue_config('$qn', 'ticker_max_count', '1')});
 }
 
 # ---- unregister and register again in the middle of a batch
-q(q{select pgque_worker.register_handler('qa', 'ca', 'h_slow(pgque.message)')});
+sq(q{select pgque_worker.register_handler('qa', 'ca', 'h_slow(pgque.message)')});
 send_batch_of('qa', 'a', 200);
 wait_until($node, 'app', q{select count(*) >= 30 from got where payload like 'a%'}, 't',
 	'three chunks of the batch handled');
-q(q{select pgque_worker.unregister_handler('qa', 'ca')});
+sq(q{select pgque_worker.unregister_handler('qa', 'ca')});
 my ($ret, $out, $err) = $node->psql('app',
 	q{select pgque_worker.register_handler('qa', 'ca', 'h_slow(pgque.message)')});
 isnt($ret, 0, 'registering a consumer that exists without a handler is refused');
 like($err, qr/consumer "ca" of queue "qa" already exists/, '  with a clear error');
-q(q{select pgque_worker.register_handler('qa', 'ca', 'h_slow(pgque.message)', takeover => true)});
+sq(q{select pgque_worker.register_handler('qa', 'ca', 'h_slow(pgque.message)', takeover => true)});
 wait_until($node, 'app', q{select count(distinct payload) from got where payload like 'a%'}, '200',
 	'every event of the batch handled after registering again');
 # give a replay of the committed chunks the time it would take to show
@@ -71,33 +71,33 @@ wait_until($node, 'app',
 is(handled('a'), '200', 're-registered in the middle of a batch: each event handled once');
 
 # ---- an external client's consumer is not taken over silently
-q(q{select pgque.subscribe('qb', 'ext')});
+sq(q{select pgque.subscribe('qb', 'ext')});
 ($ret, $out, $err) = $node->psql('app',
 	q{select pgque_worker.register_handler('qb', 'ext', 'h_fast(pgque.message)')});
 isnt($ret, 0, 'register_handler on an existing consumer is refused');
 like($err, qr/already exists.*\n.*DETAIL:.*\n.*HINT:.*takeover => true/s, '  with a detail and a hint');
-is(q(q{select count(*) from pgque_worker.handler where consumer_name = 'ext'}), '0',
+is(sq(q{select count(*) from pgque_worker.handler where consumer_name = 'ext'}), '0',
 	'  and nothing is registered');
-q(q{select pgque_worker.register_handler('qb', 'ext', 'h_fast(pgque.message)', takeover => true)});
-q(q{select pgque.send('qb', 'b1'::text)});
+sq(q{select pgque_worker.register_handler('qb', 'ext', 'h_fast(pgque.message)', takeover => true)});
+sq(q{select pgque.send('qb', 'b1'::text)});
 wait_until($node, 'app', q{select count(*) from got where payload = 'b1'}, '1',
 	'takeover => true: the handler consumes it');
 
 # ---- a batch finished by another session in the middle
-q(q{select pgque_worker.register_handler('qc', 'cc', 'h_slow(pgque.message)')});
+sq(q{select pgque_worker.register_handler('qc', 'cc', 'h_slow(pgque.message)')});
 # a second handler in the same database keeps being served throughout
-q(q{select pgque_worker.register_handler('qf', 'cf', 'h_fast(pgque.message)')});
+sq(q{select pgque_worker.register_handler('qf', 'cf', 'h_fast(pgque.message)')});
 send_batch_of('qc', 'c', 100);
 wait_until($node, 'app', q{select count(*) >= 20 from got where payload like 'c%'}, 't',
 	'two chunks of the batch handled');
-my $batch = q(q{select batch_in_flight from pgque_worker.handler_stats where consumer_name = 'cc'});
+my $batch = sq(q{select batch_in_flight from pgque_worker.handler_stats where consumer_name = 'cc'});
 ok($batch ne '', "batch $batch is in flight");
-is(q(qq{select pgque.ack($batch)}), '1', 'another session finishes it');
+is(sq(qq{select pgque.ack($batch)}), '1', 'another session finishes it');
 my $at_ack = handled('c');
 wait_until($node, 'app',
 	q{select last_error like '%is not open any more%' from pgque_worker.handler_stats where consumer_name = 'cc'},
 	't', 'the dispatcher notices');
-q(q{select pgque.send('qf', 'f1'::text)});
+sq(q{select pgque.send('qf', 'f1'::text)});
 wait_until($node, 'app', q{select count(*) from got where payload = 'f1'}, '1',
 	'the other handler of the database is still served');
 my $after = handled('c');
@@ -107,21 +107,21 @@ cmp_ok($after, '<', 100, 'the rest of the batch was not handled by the dispatche
 is(distinct_handled('c'), $after, '  and nothing twice');
 
 # ---- the consumer removed in the middle of a batch
-q(q{select pgque_worker.register_handler('qd', 'cd', 'h_slow(pgque.message)')});
+sq(q{select pgque_worker.register_handler('qd', 'cd', 'h_slow(pgque.message)')});
 send_batch_of('qd', 'd', 100);
 wait_until($node, 'app', q{select count(*) >= 20 from got where payload like 'd%'}, 't',
 	'two chunks of the batch handled');
-q(q{select pgque.unsubscribe('qd', 'cd')});
+sq(q{select pgque.unsubscribe('qd', 'cd')});
 my $at_unsub = handled('d');
 wait_until($node, 'app',
 	q{select last_error is not null and errors > 0 from pgque_worker.handler_stats where consumer_name = 'cd'},
 	't', 'the dispatcher notices the consumer is gone');
-q(q{select pgque.send('qf', 'f2'::text)});
+sq(q{select pgque.send('qf', 'f2'::text)});
 wait_until($node, 'app', q{select count(*) from got where payload = 'f2'}, '1',
 	'the other handler is still served');
 cmp_ok(handled('d'), '<=', $at_unsub + 10, 'no chunk commits for a removed consumer after the chunk in flight');
 is(distinct_handled('d'), handled('d'), '  and nothing twice');
-is(q(q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'}),
+is(sq(q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'}),
 	'1', 'one dispatcher, still running');
 
 $node->stop;
