@@ -190,8 +190,7 @@ enter_untrusted(void)
 				 errmsg("pgque_worker: PgQue in database \"%s\" is untrusted, nothing is called there",
 						my_dbname),
 				 errdetail("%s; schema pgque belongs to role %s.", untrusted_reason,
-						   GetUserNameFromId(pqw_pgque_owner(), true) ?
-						   GetUserNameFromId(pqw_pgque_owner(), true) : "?"),
+						   pqw_pgque_owner_name()),
 				 errhint("pgque_worker runs PgQue as the owner of schema pgque; give every object in it to that owner (or a superuser).")));
 		snprintf(line, sizeof(line), "untrusted: %s", untrusted_reason);
 		pqw_slot_set_error(my_slot, line);

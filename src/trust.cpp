@@ -14,6 +14,9 @@ static PqwTrust trust = PQW_TRUST_NO_PGQUE;
 static bool trust_valid = false;
 static Oid	owner = InvalidOid;
 static char refusal[256] = "";
+/* the owner's name, looked up with the check: callers outside a
+ * transaction (the ticker's warning) may not touch the syscache */
+static char owner_name[NAMEDATALEN] = "?";
 
 /*
  * One catalog read: the schema's owner, whether every call we make exists
@@ -82,6 +85,11 @@ pqw_pgque_trust(void)
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		{
+			const char *name = GetUserNameFromId(owner, true);
+
+			strlcpy(owner_name, name ? name : "?", sizeof(owner_name));
+		}
 		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) && !isnull)
 		{
 			char	   *why = SPI_getvalue(tup, desc, 3);
@@ -104,6 +112,12 @@ Oid
 pqw_pgque_owner(void)
 {
 	return owner;
+}
+
+const char *
+pqw_pgque_owner_name(void)
+{
+	return owner_name;
 }
 
 const char *

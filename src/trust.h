@@ -26,6 +26,10 @@ PqwTrust	pqw_pgque_trust(void);
 /* The owner of schema pgque, as last checked (valid when trusted). */
 Oid			pqw_pgque_owner(void);
 
+/* Its name, as last checked ("?" if unknown); usable outside a
+ * transaction. */
+const char *pqw_pgque_owner_name(void);
+
 /* Why PgQue here was refused, as last checked ("" otherwise). */
 const char *pqw_pgque_refusal(void);
 
