@@ -22,7 +22,7 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -Wno-missing-field-initializers
 SHLIB_LINK = -lstdc++
 
 # No LLVM bitcode for the JIT: nothing here is worth inlining into queries.
-with_llvm = no
+override with_llvm = no
 
 # Every sql/*.sql but the extension script is a regression test.
 REGRESS = $(filter-out pgque_worker--%,$(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))

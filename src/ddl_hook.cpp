@@ -157,7 +157,7 @@ database_to_clear_for(Node *stmt, ProcessUtilityContext context)
 				Oid			dboid = database_oid(((DropdbStmt *) stmt)->dbname);
 
 				if (!OidIsValid(dboid) || !may_run_outside_transaction_block(context) ||
-					!pg_database_ownercheck(dboid, GetUserId()) ||
+					!pqw_database_ownercheck(dboid, GetUserId()) ||
 					database_is_template(dboid) || dboid == MyDatabaseId)
 					return InvalidOid;
 				return dboid;
@@ -171,7 +171,7 @@ database_to_clear_for(Node *stmt, ProcessUtilityContext context)
 					return InvalidOid;
 				dboid = database_oid(r->subname);
 				/* caller_may_create_databases() is true for superusers */
-				if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()) ||
+				if (!OidIsValid(dboid) || !pqw_database_ownercheck(dboid, GetUserId()) ||
 					!caller_may_create_databases() ||
 					OidIsValid(database_oid(r->newname)) || dboid == MyDatabaseId)
 					return InvalidOid;
@@ -197,7 +197,7 @@ database_to_clear_for(Node *stmt, ProcessUtilityContext context)
 						return InvalidOid;
 				}
 				/* copying a non-template needs its owner (or a superuser) */
-				if (!database_is_template(dboid) && !pg_database_ownercheck(dboid, GetUserId()))
+				if (!database_is_template(dboid) && !pqw_database_ownercheck(dboid, GetUserId()))
 					return InvalidOid;
 				return dboid;
 			}

@@ -30,7 +30,7 @@ may_pause_database(Oid dboid)
 	Oid			admin;
 
 	/* true for superusers and for members of the owning role */
-	if (pg_database_ownercheck(dboid, GetUserId()))
+	if (pqw_database_ownercheck(dboid, GetUserId()))
 		return true;
 	if (dboid != MyDatabaseId)
 		return false;

@@ -49,6 +49,9 @@ extern "C" {
 #include "utils/wait_event.h"
 }
 
+/* Version differences (15..18): wrappers named pqw_*. */
+#include "pg_compat.h"
+
 /* Marks symbols PostgreSQL looks up by name (bgworker entry points, SQL
  * functions). */
 #define PQW_EXPORT extern "C" PGDLLEXPORT

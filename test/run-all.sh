@@ -6,6 +6,7 @@
 #
 #   sudo test/run-all.sh                       # with the PgQue test fixture
 #   sudo PGQUE_SQL=/path/to/pgque.sql test/run-all.sh   # with a real PgQue
+#   sudo test/run-all.sh --other-versions      # PostgreSQL 17 compile, 18 suites
 #
 # As root it builds and installs the extension, then runs the server tests
 # as the `postgres` user (initdb refuses root) in a copy of the tree.
@@ -13,6 +14,18 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+
+# The other server versions: a -Werror compile against 17's headers, and
+# pg_regress plus the hook and worker TAP files on a PostgreSQL 18 built
+# under /var/cache/pgque_worker (the first run builds it: ~25 min).
+if [ "${1:-}" = --other-versions ]; then
+  echo "=== PostgreSQL 17: compile (test/compile-pg17.sh)"
+  test/compile-pg17.sh
+  echo "=== PostgreSQL 18: pg_regress and TAP (test/run-pg18.sh)"
+  test/run-pg18.sh
+  echo "=== other versions passed"
+  exit 0
+fi
 export PATH="/usr/lib/postgresql/15/bin:$PATH"
 jobs=$(nproc 2>/dev/null || echo 2)
 
