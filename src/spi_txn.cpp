@@ -333,29 +333,25 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 	return ok;
 }
 
-typedef struct ExecArgs
+typedef struct ExecInto
 {
 	const char *sql;
-	int			nargs;
-	Oid		   *argtypes;
-	Datum	   *values;
 	PqwCallResult *result;
-} ExecArgs;
+} ExecInto;
 
 static void
 exec_into_fn(void *arg)
 {
-	ExecArgs   *a = (ExecArgs *) arg;
+	ExecInto   *e = (ExecInto *) arg;
 
-	pqw_exec_into(a->sql, a->nargs, a->argtypes, a->values, a->result);
+	pqw_exec_into(e->sql, 0, NULL, NULL, e->result);
 }
 
 bool
-pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
-				  PqwCallResult *result)
+pqw_try_exec_into(const char *sql, PqwCallResult *result)
 {
-	ExecArgs	a = {sql, nargs, argtypes, values, result};
-	bool		ok = pqw_in_subtransaction(exec_into_fn, &a, NULL, result);
+	ExecInto	e = {sql, result};
+	bool		ok = pqw_in_subtransaction(exec_into_fn, &e, NULL, result);
 
 	/* SPI's tuple table of the subtransaction is gone with it */
 	SPI_tuptable = NULL;

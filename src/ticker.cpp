@@ -366,7 +366,7 @@ tick_fn(void *arg)
 
 	pqw_exec_into(t->sql, 0, NULL, NULL, t->tick);
 	if (t->policy)
-		(void) pqw_try_exec_into(policy_sql, 0, NULL, NULL, t->policy);
+		(void) pqw_try_exec_into(policy_sql, t->policy);
 }
 
 /* A commit enqueued events: tick now, or once min_tick_interval allows. */
