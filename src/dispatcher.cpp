@@ -39,6 +39,7 @@
 
 #include "guc.h"
 #include "launcher.h"
+#include "worker.h"
 #include "shmem.h"
 #include "spi_txn.h"
 #include "trust.h"
@@ -123,8 +124,9 @@ typedef struct ChunkRun
 	PqwHandlerCall call;		/* what the hard limit would name */
 } ChunkRun;
 
-static int	my_slot = -1;
-static char my_dbname[NAMEDATALEN];
+static PqwWorker me;
+#define my_slot (me.slot)
+#define my_dbname (me.dbname)
 static Handler *handlers = NULL;
 static int	nhandlers = 0;
 static MemoryContext handlers_cxt = NULL;
@@ -1014,21 +1016,11 @@ leave_no_handlers(void)
 PQW_EXPORT void
 pqw_dispatcher_main(Datum main_arg)
 {
-	MemoryContext loop_cxt;
-	PqwSlot    *s;
 	pqw::Millis last_load;
-	char		start_role[NAMEDATALEN];
 
-	my_slot = pqw_worker_connect(main_arg, "pgque_worker dispatcher");
-	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
-
-	s = &pqw_shared->slots[my_slot];
-	pqw_slot_attach(my_slot, pqw_worker_generation(), PQW_STATE_RUNNING, my_dbname);
-
+	pqw_worker_start(&me, main_arg, PQW_KIND_DISPATCHER, PQW_STATE_RUNNING);
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
 										 ALLOCSET_DEFAULT_SIZES);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker dispatcher loop",
-									 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	load_handlers();
 	last_load = pqw::monotonic_ms();
@@ -1042,41 +1034,10 @@ pqw_dispatcher_main(Datum main_arg)
 	for (;;)
 	{
 		bool		worked = false;
+		bool		reloaded;
 
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(start_role, pqw_role ? pqw_role : "") != 0)
-			{
-				/* the launcher starts us again as the new role */
-				ereport(LOG,
-						(errmsg("pgque_worker: pgque_worker.role changed, dispatcher for database \"%s\" restarts",
-								my_dbname)));
-				proc_exit(0);
-			}
-		}
-		if (!pqw_enabled || pqw_database_paused)
-		{
-			if (s->state != PQW_STATE_PAUSED)
-				pqw_slot_set_state(my_slot, PQW_STATE_PAUSED);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 pqw_discovery_interval_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
 			continue;
-		}
-		if (RecoveryInProgress())
-		{
-			pqw_slot_set_state(my_slot, PQW_STATE_STANDBY);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			continue;
-		}
 		if (reload_requested() || pqw::monotonic_ms() - last_load > 60000 ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
@@ -1089,11 +1050,8 @@ pqw_dispatcher_main(Datum main_arg)
 		if (pgque_untrusted)
 		{
 			/* the ticker says why, once; nothing is called here */
-			if (s->state != PQW_STATE_UNTRUSTED)
-				pqw_slot_set_state(my_slot, PQW_STATE_UNTRUSTED);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 pqw_discovery_interval_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			pqw_worker_set_state(&me, PQW_STATE_UNTRUSTED);
+			pqw_worker_wait(pqw_discovery_interval_ms);
 			continue;
 		}
 
@@ -1108,14 +1066,9 @@ pqw_dispatcher_main(Datum main_arg)
 
 			for (int i = 0; i < nhandlers; i++)
 				failing |= handlers[i].failures > 0;
-			if (s->state != (failing ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING))
-				pqw_slot_set_state(my_slot, failing ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
+			pqw_worker_set_state(&me, failing ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 		}
-		if (worked)
-			continue;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 pqw_dispatch_poll_interval_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		if (!worked)
+			pqw_worker_wait(pqw_dispatch_poll_interval_ms);
 	}
 }

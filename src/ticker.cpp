@@ -17,6 +17,7 @@
 
 #include "guc.h"
 #include "launcher.h"
+#include "worker.h"
 #include "shmem.h"
 #include "spi_txn.h"
 #include "trust.h"
@@ -50,8 +51,9 @@ static const char *const tick_config_sql =
 
 static pqw::PeriodicJob handlers_check;	/* handlers? another scheduler? */
 
-static int	my_slot = -1;
-static char my_dbname[NAMEDATALEN];
+static PqwWorker me;
+#define my_slot (me.slot)
+#define my_dbname (me.dbname)
 static Job	jobs[NUM_JOBS];
 static int	config_tick_period_ms = 100;	/* last read of pgque.config */
 static pqw::Millis last_tick_call = 0;	/* end of the last ticker() call */
@@ -632,56 +634,26 @@ set_lock_timeout(void)
 							 GUC_ACTION_SET, true, 0, false);
 }
 
-/* After a reload: new periods apply from now, the role may have changed. */
+/* After a reload: new periods apply from now. */
 static void
-apply_reload(const char *start_role)
+apply_reload(void)
 {
 	pqw::Millis now = pqw::monotonic_ms();
 
-	ConfigReloadPending = false;
-	ProcessConfigFile(PGC_SIGHUP);
 	set_lock_timeout();
 	for (int i = 0; i < NUM_JOBS; i++)
 	{
 		jobs[i].timer.reschedule(now, job_period_ms((JobId) i));
 		jobs[i].limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
 	}
-	if (strcmp(start_role, pqw_role ? pqw_role : "") != 0)
-	{
-		ereport(LOG,
-				(errmsg("pgque_worker: pgque_worker.role changed, ticker for database \"%s\" restarts", my_dbname)));
-		proc_exit(0);
-	}
-}
-
-static void
-wait_ms(long ms)
-{
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-static void
-set_state_if_changed(PqwState state)
-{
-	if (pqw_shared->slots[my_slot].state != state)
-		pqw_slot_set_state(my_slot, state);
 }
 
 PQW_EXPORT void
 pqw_ticker_main(Datum main_arg)
 {
-	MemoryContext loop_cxt;
-	char		start_role[NAMEDATALEN];
-	bool		paused = false;
+	bool		yielding = false;
 
-	my_slot = pqw_worker_connect(main_arg, "pgque_worker ticker");
-
-	strlcpy(start_role, pqw_role ? pqw_role : "", sizeof(start_role));
-
-	pqw_slot_attach(my_slot, pqw_worker_generation(), PQW_STATE_STARTING, my_dbname);
+	pqw_worker_start(&me, main_arg, PQW_KIND_TICKER, PQW_STATE_STARTING);
 
 	switch (pgque_trust())
 	{
@@ -698,8 +670,6 @@ pqw_ticker_main(Datum main_arg)
 
 	ereport(LOG, (errmsg("pgque_worker: ticker started for database \"%s\"", my_dbname)));
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker ticker loop",
-									 ALLOCSET_DEFAULT_SIZES);
 	init_jobs(pqw::monotonic_ms());
 	handlers_check.start(pqw::monotonic_ms());
 	set_lock_timeout();
@@ -710,33 +680,22 @@ pqw_ticker_main(Datum main_arg)
 	{
 		pqw::Millis now;
 		pqw::Millis due[NUM_JOBS + 1];
+		bool		reloaded;
 
-		MemoryContextReset(loop_cxt);
-		MemoryContextSwitchTo(loop_cxt);
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-			apply_reload(start_role);
-
-		if (!pqw_enabled)
+		switch (pqw_worker_pass(&me, &reloaded))
 		{
-			set_state_if_changed(PQW_STATE_PAUSED);
-			wait_ms(pqw_discovery_interval_ms);
-			paused = true;
-			continue;
+			case PQW_PASS_WAITED:
+				continue;
+			case PQW_PASS_RESUMED:
+				/* resumed: everything is due now, as after a start */
+				init_jobs(pqw::monotonic_ms());
+				set_lock_timeout();
+				break;
+			case PQW_PASS_WORK:
+				break;
 		}
-		if (paused)
-		{
-			/* resumed: everything is due now, as after a start */
-			init_jobs(pqw::monotonic_ms());
-			paused = false;
-		}
-		if (RecoveryInProgress())
-		{
-			set_state_if_changed(PQW_STATE_STANDBY);
-			wait_ms(1000);
-			continue;
-		}
+		if (reloaded)
+			apply_reload();
 
 		if (untrusted_reason[0] != '\0')
 		{
@@ -748,7 +707,7 @@ pqw_ticker_main(Datum main_arg)
 			if (t == PQW_TRUST_REFUSED)
 			{
 				enter_untrusted();
-				wait_ms(pqw_discovery_interval_ms);
+				pqw_worker_wait(pqw_discovery_interval_ms);
 				continue;
 			}
 			ereport(LOG,
@@ -759,13 +718,18 @@ pqw_ticker_main(Datum main_arg)
 		}
 		if (handlers_check.due(pqw::monotonic_ms()))
 			check_database();
-		if (pqw_database_paused || other_scheduler[0] != '\0')
+		if (other_scheduler[0] != '\0')
 		{
-			/* pgque_worker.pause() of this database, or another ticker */
-			set_state_if_changed(pqw_database_paused ? PQW_STATE_PAUSED : PQW_STATE_YIELDING);
-			wait_ms(pqw_discovery_interval_ms);
-			paused = true;
+			/* another ticker owns this database */
+			pqw_worker_set_state(&me, PQW_STATE_YIELDING);
+			pqw_worker_wait(pqw_discovery_interval_ms);
+			yielding = true;
 			continue;
+		}
+		if (yielding)
+		{
+			init_jobs(pqw::monotonic_ms());
+			yielding = false;
 		}
 		if (pqw_wake_on_commit)
 			take_commit_wakeup();
@@ -779,7 +743,7 @@ pqw_ticker_main(Datum main_arg)
 		}
 		if (untrusted_reason[0] != '\0')
 			continue;
-		set_state_if_changed(any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
+		pqw_worker_set_state(&me, any_job_failing() ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 
 		now = pqw::monotonic_ms();
 		for (int i = 0; i < NUM_JOBS; i++)
@@ -789,7 +753,7 @@ pqw_ticker_main(Datum main_arg)
 			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS + 1, 60000);
 
 			if (w > 0)
-				wait_ms((long) w);
+				pqw_worker_wait((long) w);
 		}
 	}
 }

@@ -1,0 +1,78 @@
+/*
+ * worker.cpp: the database workers' shared skeleton (see worker.h).
+ */
+#include "worker.h"
+
+#include "guc.h"
+#include "launcher.h"
+
+void
+pqw_worker_start(PqwWorker *w, Datum main_arg, PqwKind kind, PqwState state)
+{
+	memset(w, 0, sizeof(*w));
+	w->kind = kind;
+	w->slot = pqw_worker_connect(main_arg, kind == PQW_KIND_TICKER ?
+								 "pgque_worker ticker" : "pgque_worker dispatcher");
+	strlcpy(w->start_role, pqw_role ? pqw_role : "", sizeof(w->start_role));
+	pqw_slot_attach(w->slot, pqw_worker_generation(), state, w->dbname);
+	w->loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker loop pass",
+										ALLOCSET_DEFAULT_SIZES);
+}
+
+void
+pqw_worker_wait(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+void
+pqw_worker_set_state(PqwWorker *w, PqwState state)
+{
+	if (pqw_shared->slots[w->slot].state != state)
+		pqw_slot_set_state(w->slot, state);
+}
+
+PqwPass
+pqw_worker_pass(PqwWorker *w, bool *reloaded)
+{
+	bool		was_waiting = w->waiting;
+
+	MemoryContextReset(w->loop_cxt);
+	MemoryContextSwitchTo(w->loop_cxt);
+	CHECK_FOR_INTERRUPTS();
+
+	*reloaded = false;
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		*reloaded = true;
+		if (strcmp(w->start_role, pqw_role ? pqw_role : "") != 0)
+		{
+			ereport(LOG,
+					(errmsg("pgque_worker: pgque_worker.role changed, %s for database \"%s\" restarts",
+							pqw_kind_name(w->kind), w->dbname)));
+			proc_exit(0);
+		}
+	}
+
+	w->waiting = true;
+	if (!pqw_enabled || pqw_database_paused)
+	{
+		pqw_worker_set_state(w, PQW_STATE_PAUSED);
+		pqw_worker_wait(pqw_discovery_interval_ms);
+		return PQW_PASS_WAITED;
+	}
+	if (RecoveryInProgress())
+	{
+		/* never call anything on a standby */
+		pqw_worker_set_state(w, PQW_STATE_STANDBY);
+		pqw_worker_wait(1000);
+		return PQW_PASS_WAITED;
+	}
+	w->waiting = false;
+	return was_waiting ? PQW_PASS_RESUMED : PQW_PASS_WORK;
+}
