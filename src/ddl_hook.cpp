@@ -44,23 +44,8 @@ clear_database(Oid dboid)
 		return;
 	for (;;)
 	{
-		int			alive = 0;
+		int			alive = pqw_signal_workers(dboid, hold_until);
 
-		LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < pqw_shared->nslots; i++)
-		{
-			PqwSlot    *s = &pqw_shared->slots[i];
-
-			if (!s->in_use || s->dboid != dboid)
-				continue;
-			s->hold_until = hold_until;
-			if (s->pid != 0)
-			{
-				alive++;
-				(void) kill(s->pid, SIGTERM);
-			}
-		}
-		LWLockRelease(pqw_shared->lock);
 		if (alive == 0 || waited >= WAIT_MS)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -907,19 +907,8 @@ pause_handler(Handler *h, const char *why)
 static void
 account(const ChunkResult *res)
 {
-	PqwSlot    *s = &pqw_shared->slots[my_slot];
-
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->batches += res->finished ? 1 : 0;
-	s->messages_ok += res->nok;
-	s->messages_nacked += res->nfail;
-	/* the happy path's figure: isolating failures needs more, by design */
-	if (res->nfail == 0 && res->max_subxids > s->max_subxids)
-		s->max_subxids = res->max_subxids;
-	if (res->overflowed)
-		s->subxid_overflows++;
-	s->last_call_at = GetCurrentTimestamp();
-	LWLockRelease(pqw_shared->lock);
+	pqw_dispatcher_counted(my_slot, res->finished, res->nok, res->nfail, res->max_subxids,
+						   res->overflowed);
 }
 
 /* One chunk of one handler. Returns true if it did some work. */
@@ -988,26 +977,13 @@ dispatch_one(Handler *h)
 static bool
 reload_requested(void)
 {
-	bool		reload;
-
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	reload = pqw_shared->slots[my_slot].reload_handlers;
-	pqw_shared->slots[my_slot].reload_handlers = false;
-	LWLockRelease(pqw_shared->lock);
-	return reload;
+	return pqw_dispatcher_take_reload(my_slot);
 }
 
 static void
 leave_no_handlers(void)
 {
-	int			t;
-
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	pqw_shared->slots[my_slot].state = PQW_STATE_NO_HANDLERS;
-	t = pqw_find_slot(MyDatabaseId, PQW_KIND_TICKER);
-	if (t >= 0)
-		pqw_shared->slots[t].want_dispatcher = false;
-	LWLockRelease(pqw_shared->lock);
+	pqw_dispatcher_leave(my_slot);
 	ereport(LOG, (errmsg("pgque_worker: no enabled handlers in database \"%s\", dispatcher stops",
 						 my_dbname)));
 	proc_exit(0);

@@ -331,3 +331,176 @@ pqw_slots_held(void)
 	LWLockRelease(pqw_shared->lock);
 	return n;
 }
+
+void
+pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int64 call_us)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	switch (job)
+	{
+		case PQW_JOB_TICK:
+			s->tick_calls++;
+			s->ticks += value;
+			s->last_call_at = now;
+			if (value > 0)
+				s->last_tick_at = now;
+			s->tick_us_sum += call_us;
+			if (call_us > s->tick_us_max)
+				s->tick_us_max = call_us;
+			break;
+		case PQW_JOB_RETRY:
+			s->retry_calls++;
+			s->retry_moved += value;
+			s->retry_drain_moved += value;
+			if (drain_done)
+			{
+				s->retry_last_drain = s->retry_drain_moved;
+				s->retry_drain_moved = 0;
+			}
+			break;
+		case PQW_JOB_MAINT:
+			s->maint_runs++;
+			break;
+		case PQW_JOB_ROTATE:
+			s->rotate_runs++;
+			break;
+		case PQW_NUM_JOBS:
+			break;
+	}
+	LWLockRelease(pqw_shared->lock);
+}
+
+bool
+pqw_ticker_take_wakeup(int slot)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	/* a plain read first: the exchange's cache-line write is for a wake */
+	if (pg_atomic_read_u32(&s->events_pending) == 0 ||
+		pg_atomic_exchange_u32(&s->events_pending, 0) == 0)
+		return false;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	s->wakeups++;
+	LWLockRelease(pqw_shared->lock);
+	return true;
+}
+
+void
+pqw_ticker_set_want_dispatcher(int slot, bool want)
+{
+	bool		changed;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	changed = pqw_shared->slots[slot].want_dispatcher != want;
+	pqw_shared->slots[slot].want_dispatcher = want;
+	LWLockRelease(pqw_shared->lock);
+	if (changed)
+		pqw_wake_launcher();
+}
+
+bool
+pqw_ticker_wants_dispatcher(int slot)
+{
+	return pqw_shared->slots[slot].want_dispatcher;
+}
+
+void
+pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
+					   int subxids, bool overflowed)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	s->batches += batch_finished ? 1 : 0;
+	s->messages_ok += ok;
+	s->messages_nacked += nacked;
+	/* the happy path's figure: isolating failures needs more, by design */
+	if (nacked == 0 && subxids > s->max_subxids)
+		s->max_subxids = subxids;
+	if (overflowed)
+		s->subxid_overflows++;
+	s->last_call_at = GetCurrentTimestamp();
+	LWLockRelease(pqw_shared->lock);
+}
+
+bool
+pqw_dispatcher_take_reload(int slot)
+{
+	bool		reload;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	reload = pqw_shared->slots[slot].reload_handlers;
+	pqw_shared->slots[slot].reload_handlers = false;
+	LWLockRelease(pqw_shared->lock);
+	return reload;
+}
+
+void
+pqw_dispatcher_leave(int slot)
+{
+	int			t;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->slots[slot].state = PQW_STATE_NO_HANDLERS;
+	t = pqw_find_slot(pqw_shared->slots[slot].dboid, PQW_KIND_TICKER);
+	if (t >= 0)
+		pqw_shared->slots[t].want_dispatcher = false;
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_handlers_changed(Oid dboid)
+{
+	int			t;
+
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
+	if (t >= 0)
+		pqw_shared->slots[t].want_dispatcher = true;
+	LWLockRelease(pqw_shared->lock);
+	pqw_wake_dispatcher(dboid, true);
+	pqw_wake_launcher();
+}
+
+int
+pqw_signal_workers(Oid dboid, TimestampTz hold_until)
+{
+	int			alive = 0;
+
+	if (pqw_shared == NULL)
+		return 0;
+	LWLockAcquire(pqw_shared->lock, hold_until != 0 ? LW_EXCLUSIVE : LW_SHARED);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlot    *s = &pqw_shared->slots[i];
+
+		if (!s->in_use || s->dboid != dboid)
+			continue;
+		if (hold_until != 0)
+			s->hold_until = hold_until;
+		if (s->pid != 0)
+		{
+			alive++;
+			(void) kill(s->pid, SIGTERM);
+		}
+	}
+	LWLockRelease(pqw_shared->lock);
+	return alive;
+}
+
+PqwState
+pqw_slot_state(int slot)
+{
+	return pqw_shared->slots[slot].state;
+}
+
+int64
+pqw_slot_tick_calls(int slot)
+{
+	return pqw_shared->slots[slot].tick_calls;
+}

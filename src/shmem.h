@@ -166,6 +166,49 @@ void		pqw_slot_mark_hung(int slot);
  * forgets it). */
 bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call);
 
+/*
+ * The verbs every other file uses on slots; only shmem.cpp (and the
+ * launcher, which allocates them) reads or writes slot fields.
+ */
+
+/* Ticker: one successful call of `job` (0 tick, 1 retry, 2 maint, 3
+ * rotate) returned `value` and took `call_us`; drain_done ends a retry
+ * drain. */
+typedef enum PqwJob
+{
+	PQW_JOB_TICK = 0,
+	PQW_JOB_RETRY,
+	PQW_JOB_MAINT,
+	PQW_JOB_ROTATE,
+	PQW_NUM_JOBS
+} PqwJob;
+void		pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int64 call_us);
+/* Ticker: did a commit enqueue since it last looked? Takes the wake-up. */
+bool		pqw_ticker_take_wakeup(int slot);
+/* Ticker: whether its database has enabled handlers (a change wakes the
+ * launcher); and the answer as last recorded. */
+void		pqw_ticker_set_want_dispatcher(int slot, bool want);
+bool		pqw_ticker_wants_dispatcher(int slot);
+
+/* Dispatcher: what one committed chunk did. */
+void		pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
+								   int subxids, bool overflowed);
+/* Dispatcher: were handler registrations changed since it last looked? */
+bool		pqw_dispatcher_take_reload(int slot);
+/* Dispatcher: no enabled handler left; it leaves (state "no handlers") and
+ * the launcher starts none until registrations change. */
+void		pqw_dispatcher_leave(int slot);
+
+/* Any backend, at the commit of a registration change in `dboid`. */
+void		pqw_handlers_changed(Oid dboid);
+/* Any backend: SIGTERM every worker of `dboid` (holding off its restart
+ * until `hold_until`, if not 0); returns how many were running. */
+int			pqw_signal_workers(Oid dboid, TimestampTz hold_until);
+
+/* Reads of a slot. */
+PqwState	pqw_slot_state(int slot);
+int64		pqw_slot_tick_calls(int slot);
+
 /* Worker-side helpers: update own slot under the lock. */
 void		pqw_slot_set_state(int slot, PqwState state);
 void		pqw_slot_set_error(int slot, const char *message);

@@ -27,14 +27,13 @@
 #include "core/log_limiter.hpp"
 #include "core/schedule.hpp"
 
-typedef enum JobId
-{
-	JOB_TICK = 0,
-	JOB_RETRY,
-	JOB_MAINT,
-	JOB_ROTATE,
-	NUM_JOBS
-} JobId;
+/* the jobs, as shmem.h counts them */
+typedef PqwJob JobId;
+#define JOB_TICK PQW_JOB_TICK
+#define JOB_RETRY PQW_JOB_RETRY
+#define JOB_MAINT PQW_JOB_MAINT
+#define JOB_ROTATE PQW_JOB_ROTATE
+#define NUM_JOBS PQW_NUM_JOBS
 
 typedef struct Job
 {
@@ -158,8 +157,8 @@ static void
 leave_no_pgque(void)
 {
 	/* Probes of a database that had no PgQue before stay quiet. */
-	bool		was_absent = pqw_shared->slots[my_slot].state == PQW_STATE_NO_PGQUE ||
-		pqw_shared->slots[my_slot].tick_calls == 0;
+	bool		was_absent = pqw_slot_state(my_slot) == PQW_STATE_NO_PGQUE ||
+		pqw_slot_tick_calls(my_slot) == 0;
 
 	ereport(was_absent ? DEBUG1 : LOG,
 			(errmsg("pgque_worker: database \"%s\" has no PgQue, ticker leaves it", my_dbname),
@@ -267,42 +266,10 @@ backoff_ms(JobId id, int failures)
 
 /* Counters of a successful call go to the slot. */
 static void
-account(JobId id, const PqwCallResult *r, bool drain_done)
+account(JobId id, const PqwCallResult *r, bool drain_done, int64 call_us)
 {
-	PqwSlot    *s = &pqw_shared->slots[my_slot];
-	int64		v = (r->has_row && !r->isnull[0]) ? r->value[0] : 0;
-	TimestampTz now = GetCurrentTimestamp();
-
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	switch (id)
-	{
-		case JOB_TICK:
-			s->tick_calls++;
-			s->ticks += v;
-			s->last_call_at = now;
-			if (v > 0)
-				s->last_tick_at = now;
-			break;
-		case JOB_RETRY:
-			s->retry_calls++;
-			s->retry_moved += v;
-			s->retry_drain_moved += v;
-			if (drain_done)
-			{
-				s->retry_last_drain = s->retry_drain_moved;
-				s->retry_drain_moved = 0;
-			}
-			break;
-		case JOB_MAINT:
-			s->maint_runs++;
-			break;
-		case JOB_ROTATE:
-			s->rotate_runs++;
-			break;
-		default:
-			break;
-	}
-	LWLockRelease(pqw_shared->lock);
+	pqw_ticker_counted(my_slot, id, (r->has_row && !r->isnull[0]) ? r->value[0] : 0,
+					   drain_done, call_us);
 }
 
 /*
@@ -375,16 +342,10 @@ tick_fn(void *arg)
 static void
 take_commit_wakeup(void)
 {
-	PqwSlot    *s = &pqw_shared->slots[my_slot];
 	pqw::Millis t;
 
-	/* a plain read first: the exchange's cache-line write is for a wake */
-	if (pg_atomic_read_u32(&s->events_pending) == 0 ||
-		pg_atomic_exchange_u32(&s->events_pending, 0) == 0)
+	if (!pqw_ticker_take_wakeup(my_slot))
 		return;
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->wakeups++;
-	LWLockRelease(pqw_shared->lock);
 	commit_since_tick = true;
 	t = last_tick_call + pqw_min_tick_interval_ms;
 	jobs[JOB_TICK].timer.run_at(t > pqw::monotonic_ms() ? t : pqw::monotonic_ms());
@@ -435,7 +396,7 @@ run_job(JobId id)
 
 	/* A materialized tick: the dispatcher has a batch to take. */
 	if (id == JOB_TICK && r.has_row && !r.isnull[0] && r.value[0] > 0 &&
-		pqw_shared->slots[my_slot].want_dispatcher)
+		pqw_ticker_wants_dispatcher(my_slot))
 		pqw_wake_dispatcher(MyDatabaseId, false);
 
 	if (id == JOB_TICK && pqw_tick_period_ms == 0 && !r.isnull[1] &&
@@ -444,16 +405,9 @@ run_job(JobId id)
 
 	if (id == JOB_TICK)
 	{
-		PqwSlot    *sl = &pqw_shared->slots[my_slot];
-
-		LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-		sl->tick_us_sum += call_us;
-		if (call_us > sl->tick_us_max)
-			sl->tick_us_max = call_us;
-		LWLockRelease(pqw_shared->lock);
 		if (r.has_row && !r.isnull[0] && r.value[0] > 0)
 			commit_since_tick = false;
-		account(id, &r, true);
+		account(id, &r, true, call_us);
 		last_tick_call = now;
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit)
@@ -465,11 +419,11 @@ run_job(JobId id)
 		++job->drain_calls < pqw_retry_max_calls)
 	{
 		/* More may be waiting: call again on the next pass. */
-		account(id, &r, false);
+		account(id, &r, false, 0);
 		job->timer.run_now(now);
 		return;
 	}
-	account(id, &r, true);
+	account(id, &r, true, 0);
 	job->drain_calls = 0;
 	job->timer.completed(now, job_period_ms(id));
 }
@@ -540,18 +494,11 @@ check_database(void)
 {
 	DbCheck		c;
 	PqwCallResult r;
-	PqwSlot    *s = &pqw_shared->slots[my_slot];
 
 	if (pqw_in_transaction("pgque_worker: looking at the database", PQW_AS_WORKER, db_check_fn, &c,
 						   pqw_statement_timeout_ms, &r))
 	{
-		if (s->want_dispatcher != c.want_dispatcher)
-		{
-			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-			s->want_dispatcher = c.want_dispatcher;
-			LWLockRelease(pqw_shared->lock);
-			pqw_wake_launcher();
-		}
+		pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);
 		if (c.other[0] != '\0' && pqw_takeover)
 		{
 			PqwCallResult r2;

@@ -57,15 +57,8 @@ static int	nrestart = 0;
 static void
 restart_noted_workers(void)
 {
-	if (pqw_shared == NULL || nrestart == 0)
-		return;
-	LWLockAcquire(pqw_shared->lock, LW_SHARED);
-	for (int i = 0; i < pqw_shared->nslots; i++)
-		for (int j = 0; j < nrestart; j++)
-			if (pqw_shared->slots[i].in_use && pqw_shared->slots[i].dboid == restart_dbs[j] &&
-				pqw_shared->slots[i].pid != 0)
-				(void) kill(pqw_shared->slots[i].pid, SIGTERM);
-	LWLockRelease(pqw_shared->lock);
+	for (int j = 0; j < nrestart; j++)
+		(void) pqw_signal_workers(restart_dbs[j], 0);
 }
 
 static bool handlers_changed = false;
@@ -406,18 +399,8 @@ on_xact_event(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_level != 0)
 				pqw_notify_ticker(MyDatabaseId);
-			if (handlers_changed && pqw_shared != NULL)
-			{
-				int			t;
-
-				LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-				t = pqw_find_slot(MyDatabaseId, PQW_KIND_TICKER);
-				if (t >= 0)
-					pqw_shared->slots[t].want_dispatcher = true;
-				LWLockRelease(pqw_shared->lock);
-				pqw_wake_dispatcher(MyDatabaseId, true);
-				pqw_wake_launcher();
-			}
+			if (handlers_changed)
+				pqw_handlers_changed(MyDatabaseId);
 			restart_noted_workers();
 			nrestart = 0;
 			handlers_changed = false;

@@ -31,7 +31,7 @@ pqw_worker_wait(long ms)
 void
 pqw_worker_set_state(PqwWorker *w, PqwState state)
 {
-	if (pqw_shared->slots[w->slot].state != state)
+	if (pqw_slot_state(w->slot) != state)
 		pqw_slot_set_state(w->slot, state);
 }
 
