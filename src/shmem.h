@@ -2,9 +2,12 @@
  * shmem.h: the shared-memory state of pgque_worker.
  *
  * One PqwShared block holds the launcher's identity and an array of slots,
- * one per (database, kind of worker) the launcher serves. Workers write
- * their counters and state into their slot; pgque_worker.status() reads
- * them. Everything is protected by one LWLock (updates are a few per tick).
+ * one per (database, kind of worker) the launcher serves. shmem.cpp owns
+ * them: workers, hooks and SQL functions change them only through the
+ * verbs below (the launcher, which allocates and frees slots, and
+ * status(), which copies them, read fields directly). One LWLock protects
+ * them (a few updates per tick); the commit path of users' backends takes
+ * it shared only and sets an atomic flag (pqw_notify_ticker).
  */
 #pragma once
 
