@@ -149,7 +149,8 @@ truncate got;
 # PgQ counts the first event of a new queue as "new" only once its sequence
 # has moved past the create-time tick: one event first, so the measured one
 # is ticked at once and the test measures fairness, not that quirk
-$node->safe_psql('app', q{select pgque.send('qshallow', 'shallow-0'::text)});
+$node->safe_psql('app',
+	q{select pgque.send('qshallow', 'shallow-0'::text); select pgque.force_next_tick('qshallow')});
 wait_until($node, 'app', q{select count(*) from got where payload = 'shallow-0'}, '1',
 	'warm-up message on the shallow queue');
 $node->safe_psql('app',
