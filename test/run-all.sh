@@ -17,7 +17,7 @@ cd "$here"
 
 # The other server versions: a -Werror compile against 17's headers, and
 # pg_regress plus the hook and worker TAP files on a PostgreSQL 18 built
-# under /var/cache/pgque_worker (the first run builds it: ~25 min).
+# under /var/cache/pgque_worker (the first run builds it: ~5 min).
 if [ "${1:-}" = --other-versions ]; then
   echo "=== PostgreSQL 17: compile (test/compile-pg17.sh)"
   test/compile-pg17.sh
