@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# pgque_worker scale benchmark (issue 15, item 3). Run as root:
+#
+#   sudo PGQUE_SQL=/path/to/pgque.sql bench/scale.sh    # ~6 min; BENCH_QUICK=1 halves the windows
+#
+# Starts its own temporary cluster (/tmp/pgque_worker-scale, port 5478,
+# max_worker_processes 64, pgque_worker preloaded), installs the real PgQue
+# (PGQUE_SQL, required) and measures:
+#  (a) one database with 1, 100, 1000 idle queues (PgQue's default policy)
+#      plus one busy queue (ticker_max_count 1, ticker_max_lag 1 ms) with a
+#      message handler recording clock_timestamp(): end-to-end latency of the
+#      busy queue at SCALE_RATE events/s for SCALE_LOAD_SECONDS (payload =
+#      server clock at send, bench/pgq_client.c send), then, with no traffic,
+#      CPU of all pgque_worker processes (bench/cpu_sample.pl) and WAL
+#      bytes/s over SCALE_IDLE_SECONDS, and the mean ticker() call from
+#      pgque_worker.status() (tick_seconds_total / tick_calls, deltas).
+#  (b) 1, 5, 20 idle databases, each with PgQue, one idle queue (default
+#      policy) and one registered handler (a ticker and a dispatcher each):
+#      CPU of all pgque_worker processes and WAL bytes/s over SCALE_IDLE_SECONDS.
+# Prints a markdown table and writes bench/results/scale.md.
+#
+#   SCALE_QUEUES ("1 100 1000"), SCALE_DBS ("1 5 20"), SCALE_RATE (100)
+#   SCALE_LOAD_SECONDS (10), SCALE_IDLE_SECONDS (20), SCALE_PORT (5478),
+#   SCALE_DIR (/tmp/pgque_worker-scale), BENCH_KEEP=1 keeps the cluster
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench=$here/bench
+out=${BENCH_OUT:-$bench/results}
+bin=/usr/lib/postgresql/15/bin
+dir=${SCALE_DIR:-/tmp/pgque_worker-scale}
+port=${SCALE_PORT:-5478}
+QUEUES=${SCALE_QUEUES:-1 100 1000}
+DBS=${SCALE_DBS:-1 5 20}
+RATE=${SCALE_RATE:-100}
+LOAD_SECONDS=${SCALE_LOAD_SECONDS:-10}
+IDLE_SECONDS=${SCALE_IDLE_SECONDS:-20}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  LOAD_SECONDS=$((LOAD_SECONDS / 2)); IDLE_SECONDS=$((IDLE_SECONDS / 2))
+fi
+
+[ "$(id -u)" = 0 ] || { echo "run as root (runs the cluster as postgres)"; exit 1; }
+[ -x "$bin/postgres" ] || { echo "PostgreSQL 15 server not found in $bin"; exit 1; }
+[ -f /usr/lib/postgresql/15/lib/pgque_worker.so ] || { echo "pgque_worker is not installed (make install)"; exit 1; }
+[ -n "${PGQUE_SQL:-}" ] && [ -f "$PGQUE_SQL" ] || { echo "PGQUE_SQL (the real PgQue's pgque.sql) is required"; exit 1; }
+
+need=()
+[ -f "$($bin/pg_config --includedir)/libpq-fe.h" ] || need+=(libpq-dev)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# shellcheck source=bench/lib.sh
+. "$bench/lib.sh"
+mkdir -p "$out"
+raw=$dir/raw.log
+client=$dir/pgq_client
+
+cluster_start "max_worker_processes = 64"
+cc -O2 -Wall -o "$client" "$bench/pgq_client.c" -I"$($bin/pg_config --includedir)" -lpq -lpthread
+: > "$raw"
+SO_SHA=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)
+log "scale benchmark (PgQue: $PGQUE_SQL; pgque_worker.so $SO_SHA; load ${LOAD_SECONDS}s, idle ${IDLE_SECONDS}s)"
+
+# ticker counters of database $1: "tick_calls tick_seconds_total"
+tick_counters() {
+  q scale "select coalesce(sum(tick_calls), 0), coalesce(sum(tick_seconds_total), 0)
+                from pgque_worker.status() where kind = 'ticker' and datname = '$1'" | tr '|' ' '
+}
+mean_ms() { # calls0 secs0 calls1 secs1
+  awk -v c0="$1" -v s0="$2" -v c1="$3" -v s1="$4" \
+    'BEGIN { if (c1 > c0) printf "%.2f", 1000 * (s1 - s0) / (c1 - c0); else printf "-" }'
+}
+
+# ============================================================ (a) queues in one database
+log "(a) queues in one database"
+install_pgque scale
+q scale "create extension pgque_worker" >/dev/null
+$psql_base -d scale -f "$bench/sql/setup.sql" >/dev/null
+q scale "select public.bench_queue('busy')" >/dev/null
+q scale "select pgque_worker.register_handler('busy', 'h', 'public.bench_lat_handler(pgque.message)')" >/dev/null
+q scale "select pgque_worker.wake_launcher()" >/dev/null
+wait_for 30 scale "select count(*) from pgque_worker.status() where datname = 'scale' and state = 'running'" 2
+q scale "create table res_a (idle_queues int, sent int, delivered int, p50 float8, p99 float8, load_calls bigint,
+                             load_tick_ms text, idle_cpu_pct float8, idle_wal_bps float8, idle_calls bigint, idle_tick_ms text)"
+
+have=0
+for n in $QUEUES; do
+  t=$SECONDS
+  seq $((have + 1)) "$n" | sed "s/.*/select pgque.create_queue('idle&');/" | $psql_base -d scale >/dev/null
+  have=$n
+  log "  $n idle queues (created in $((SECONDS - t)) s)"
+  sleep 3
+  # busy queue at RATE/s
+  q scale "truncate lat"
+  read -r a0 b0 <<<"$(tick_counters scale)"
+  res=$("$client" send "$conninfo dbname=scale" busy "$RATE" "$LOAD_SECONDS" 1)
+  sent=$(awk '{print $2}' <<<"$res")
+  deadline=$((SECONDS + 15))
+  while got=$(q scale "select count(*) from lat"); [ "$got" -lt "$sent" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  read -r a1 b1 <<<"$(tick_counters scale)"
+  load_ms=$(mean_ms "$a0" "$b0" "$a1" "$b1")
+  echo "queues $n: $res delivered $got" >> "$raw"
+  sleep 2
+  # idle: no traffic
+  read -r c0 s0 <<<"$(tick_counters scale)"
+  l0=$(lsn)
+  read -r cpu pct <<<"$(cpu_workers "$IDLE_SECONDS")"
+  l1=$(lsn)
+  read -r c1 s1 <<<"$(tick_counters scale)"
+  idle_ms=$(mean_ms "$c0" "$s0" "$c1" "$s1")
+  q scale "insert into res_a
+           select $n, $sent, $got,
+                  percentile_disc(0.5) within group (order by ms), percentile_disc(0.99) within group (order by ms),
+                  $a1 - $a0, '$load_ms', $pct, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS, $c1 - $c0, '$idle_ms'
+             from (select extract(epoch from handled - sent) * 1000 ms from lat) l" >/dev/null
+  log "  $(q scale "select format('p50 %s ms p99 %s ms, ticker() %s ms under load, idle %s %% CPU %s B/s WAL, ticker() %s ms idle (%s calls)',
+                          round(p50::numeric, 2), round(p99::numeric, 2), load_tick_ms, idle_cpu_pct, round(idle_wal_bps::numeric), idle_tick_ms, idle_calls)
+                   from res_a where idle_queues = $n")"
+done
+q scale "select datname, kind, state, tick_calls, ticks, tick_seconds_total, tick_seconds_max, errors, last_error from pgque_worker.status()" >> "$raw"
+
+# ============================================================ (b) idle databases
+log "(b) idle databases"
+q scale "create table res_b (dbs int, workers int, idle_cpu_pct float8, idle_wal_bps float8, tick_calls bigint)"
+have=0
+for n in $DBS; do
+  t=$SECONDS
+  for i in $(seq $((have + 1)) "$n"); do
+    install_pgque "idle$i"
+    $psql_base -d "idle$i" >/dev/null <<'SQL'
+create extension pgque_worker;
+create function public.bench_noop(m pgque.message) returns void language plpgsql as $$ begin end $$;
+select pgque.create_queue('q1');
+select pgque_worker.register_handler('q1', 'h', 'public.bench_noop(pgque.message)');
+SQL
+  done
+  have=$n
+  # serve only the idle databases
+  q postgres "alter system set pgque_worker.databases = '$(seq -s, -f 'idle%g' 1 "$n")'" >/dev/null
+  q postgres "select pg_reload_conf()" >/dev/null
+  q idle1 "select pgque_worker.wake_launcher()" >/dev/null
+  wait_for 60 postgres "select count(*) from pg_stat_activity where backend_type in ('pgque_worker ticker', 'pgque_worker dispatcher')" $((2 * n)) || true
+  log "  $n idle databases (set up in $((SECONDS - t)) s)"
+  sleep 5
+  workers=$(q postgres "select count(*) from pg_stat_activity where backend_type like 'pgque_worker%'")
+  c0=$(q scale "select coalesce(sum(tick_calls), 0) from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'")
+  l0=$(lsn)
+  read -r cpu pct <<<"$(cpu_workers "$IDLE_SECONDS")"
+  l1=$(lsn)
+  c1=$(q scale "select coalesce(sum(tick_calls), 0) from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'")
+  q scale "insert into res_b values ($n, $workers, $pct, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS, $c1 - $c0)"
+  log "  $n databases: $workers pgque_worker processes, $pct % of a core, $(( $(wal_diff "$l0" "$l1") / IDLE_SECONDS )) B/s WAL, $((c1 - c0)) ticker() calls"
+done
+q scale "select datname, kind, state, tick_calls, ticks, errors, last_error from pgque_worker.status() order by 1, 2" >> "$raw"
+
+# ============================================================ report
+md=$out/scale.md
+first_p50=$(q scale "select p50 from res_a order by idle_queues limit 1")
+last_p50=$(q scale "select p50 from res_a order by idle_queues desc limit 1")
+last_q=$(q scale "select max(idle_queues) from res_a")
+last_cpu=$(q scale "select idle_cpu_pct from res_b order by dbs desc limit 1")
+last_db=$(q scale "select max(dbs) from res_b")
+verdict_a=$(awk -v a="$first_p50" -v b="$last_p50" 'BEGIN { r = b / a; printf "%.2f x: %s", r, (r <= 2 ? "**met**" : "**missed**") }')
+verdict_b=$(awk -v c="$last_cpu" 'BEGIN { printf "%s", (c < 1 ? "**met**" : "**missed**") }')
+{
+echo "# pgque_worker scale benchmark"
+echo
+echo "Made by \`sudo PGQUE_SQL=/tmp/pgque.sql bench/scale.sh\`${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)} on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+echo "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores (shared machine),"
+echo "PostgreSQL $(q postgres 'show server_version'), fsync on, shared_buffers 256MB,"
+pgver=$(grep -m1 -oiE "pgque[ ._-]*v?[0-9]+\.[0-9]+(\.[0-9]+)?" "$PGQUE_SQL" || true)
+echo "real PgQue \`$(basename "$PGQUE_SQL")\` ${pgver:+($pgver) }sha256 $(sha256sum "$PGQUE_SQL" | cut -c1-12),"
+echo "pgque_worker.so sha256 $SO_SHA, pgque_worker defaults (wake on commit)."
+echo
+echo "## (a) queues in one database"
+echo
+echo "Idle queues at PgQue's default policy plus one busy queue (\`ticker_max_count = 1\`,"
+echo "\`ticker_max_lag = 1 ms\`, message handler inserting \`clock_timestamp()\`)."
+echo "Latency: server clock at send to server clock in the handler, $RATE events/s"
+echo "for ${LOAD_SECONDS} s, each send its own transaction. Idle: ${IDLE_SECONDS} s"
+echo "without traffic, CPU of all pgque_worker processes (launcher, ticker,"
+echo "dispatcher), WAL of the whole server. ticker() ms: mean duration of the"
+echo "ticker's tick job (\`tick_seconds_total / tick_calls\` of \`pgque_worker.status()\`, deltas over the window)."
+echo
+echo "| idle queues | busy p50 ms | busy p99 ms | delivered / sent | ticker() calls under load | mean ticker() ms under load | idle CPU % of a core | idle WAL B/s | ticker() calls idle | mean ticker() ms idle |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+q scale "select format('| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |', idle_queues, round(p50::numeric, 2), round(p99::numeric, 2),
+                      delivered, sent, load_calls, load_tick_ms, round(idle_cpu_pct::numeric, 2), round(idle_wal_bps::numeric), idle_calls, idle_tick_ms)
+           from res_a order by idle_queues"
+echo
+echo "Target: with $last_q idle queues the busy queue's p50 within 2 x of the $(q scale "select min(idle_queues) from res_a")-queue case: $verdict_a."
+echo
+echo "## (b) idle databases"
+echo
+echo "Each database: PgQue, one idle queue (default policy), one registered"
+echo "message handler (so a ticker and a dispatcher). \`pgque_worker.databases\`"
+echo "lists only these databases. ${IDLE_SECONDS} s without traffic."
+echo
+echo "| databases | pgque_worker processes | idle CPU % of a core (all processes) | idle WAL B/s | ticker() calls |"
+echo "|---:|---:|---:|---:|---:|"
+q scale "select format('| %s | %s | %s | %s | %s |', dbs, workers, round(idle_cpu_pct::numeric, 2), round(idle_wal_bps::numeric), tick_calls)
+           from res_b order by dbs"
+echo
+echo "Target: $last_db idle databases < 1 % of a core in all: $verdict_b ($last_cpu %)."
+} > "$md"
+cat "$md"
+log "done"
