@@ -68,11 +68,13 @@ wait_for() { # wait_for SECONDS DB SQL EXPECTED
   done
 }
 
-cpu_workers() { # seconds -> "cpu_seconds pct" (raw output appended to $raw)
+cpu_workers() { # seconds -> "cpu_seconds pct ticker_s dispatcher_s launcher_s" (raw output appended to $raw)
   local res
   res=$("$bench/cpu_sample.pl" "$1" \
         "select pid, backend_type from pg_stat_activity where backend_type like 'pgque_worker%'" \
         $psql_base -d postgres)
   printf '%s\n' "$res" >> "${raw:-/dev/null}"
-  awk -F'\t' '$1 == "total" {print $2, $3}' <<<"$res"
+  awk -F'\t' '{ v[$1] = $2; p[$1] = $3 }
+    END { printf "%s %s %s %s %s\n", v["total"], p["total"], v["pgque_worker ticker"] + 0,
+                 v["pgque_worker dispatcher"] + 0, v["pgque_worker launcher"] + 0 }' <<<"$res"
 }

@@ -55,7 +55,7 @@ fi
 # shellcheck source=bench/lib.sh
 . "$bench/lib.sh"
 mkdir -p "$out"
-raw=$dir/raw.log
+raw=$out/scale-raw.log
 client=$dir/pgq_client
 
 cluster_start "max_worker_processes = 64"
@@ -63,19 +63,41 @@ cc -O2 -Wall -o "$client" "$bench/pgq_client.c" -I"$($bin/pg_config --includedir
 : > "$raw"
 SO_SHA=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)
 log "scale benchmark (PgQue: $PGQUE_SQL; pgque_worker.so $SO_SHA; load ${LOAD_SECONDS}s, idle ${IDLE_SECONDS}s)"
+# results live in postgres (plain tables); status() is read in a database with the extension ($sdb)
+r() { q postgres "$@"; }
+r "create table res_a (idle_queues int, sent int, delivered int, p50 float8, p99 float8, load_calls bigint,
+                       load_tick_ms text, direct_tick_ms text, idle_cpu_pct float8, ticker_s float8, dispatcher_s float8,
+                       launcher_s float8, idle_wal_bps float8, idle_calls bigint, idle_tick_ms text)"
+r "create table res_b (dbs int, workers int, idle_cpu_pct float8, ticker_s float8, dispatcher_s float8, launcher_s float8,
+                       idle_wal_bps float8, tick_calls bigint, maint_calls bigint, tick_s float8)"
+set_conf() { # name value: ALTER SYSTEM + reload
+  r "alter system set $1 = '$2'" >/dev/null
+  r "select pg_reload_conf()" >/dev/null
+  sleep 0.5
+}
 
 # ticker counters of database $1: "tick_calls tick_seconds_total"
 tick_counters() {
-  q scale "select coalesce(sum(tick_calls), 0), coalesce(sum(tick_seconds_total), 0)
-                from pgque_worker.status() where kind = 'ticker' and datname = '$1'" | tr '|' ' '
+  q "$sdb" "select coalesce(sum(tick_calls), 0), coalesce(sum(tick_seconds_total), 0)
+              from pgque_worker.status() where kind = 'ticker' and datname = '$1'" | tr '|' ' '
 }
 mean_ms() { # calls0 secs0 calls1 secs1
   awk -v c0="$1" -v s0="$2" -v c1="$3" -v s1="$4" \
     'BEGIN { if (c1 > c0) printf "%.2f", 1000 * (s1 - s0) / (c1 - c0); else printf "-" }'
 }
+# mean of 10 direct "select pgque.ticker()" calls (own transactions) in database $1, the worker paused
+direct_ticker_ms() {
+  set_conf pgque_worker.enabled off
+  sleep 1
+  for _ in 1 2 3 4 5 6 7 8 9 10; do echo 'select pgque.ticker();'; done |
+    $bin/psql -X -At -h "$dir" -p "$port" -U postgres -d "$1" -c '\timing on' -f - 2>&1 |
+    awk '/^Time:/ { s += $2; n++ } END { if (n) printf "%.2f", s / n; else printf "-" }'
+  set_conf pgque_worker.enabled on
+}
 
 # ============================================================ (a) queues in one database
 log "(a) queues in one database"
+sdb=scale
 install_pgque scale
 q scale "create extension pgque_worker" >/dev/null
 $psql_base -d scale -f "$bench/sql/setup.sql" >/dev/null
@@ -83,8 +105,6 @@ q scale "select public.bench_queue('busy')" >/dev/null
 q scale "select pgque_worker.register_handler('busy', 'h', 'public.bench_lat_handler(pgque.message)')" >/dev/null
 q scale "select pgque_worker.wake_launcher()" >/dev/null
 wait_for 30 scale "select count(*) from pgque_worker.status() where datname = 'scale' and state = 'running'" 2
-q scale "create table res_a (idle_queues int, sent int, delivered int, p50 float8, p99 float8, load_calls bigint,
-                             load_tick_ms text, idle_cpu_pct float8, idle_wal_bps float8, idle_calls bigint, idle_tick_ms text)"
 
 have=0
 for n in $QUEUES; do
@@ -107,24 +127,29 @@ for n in $QUEUES; do
   # idle: no traffic
   read -r c0 s0 <<<"$(tick_counters scale)"
   l0=$(lsn)
-  read -r cpu pct <<<"$(cpu_workers "$IDLE_SECONDS")"
+  echo "queues $n idle CPU:" >> "$raw"
+  read -r cpu pct tk ds la <<<"$(cpu_workers "$IDLE_SECONDS")"
   l1=$(lsn)
   read -r c1 s1 <<<"$(tick_counters scale)"
   idle_ms=$(mean_ms "$c0" "$s0" "$c1" "$s1")
-  q scale "insert into res_a
-           select $n, $sent, $got,
-                  percentile_disc(0.5) within group (order by ms), percentile_disc(0.99) within group (order by ms),
-                  $a1 - $a0, '$load_ms', $pct, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS, $c1 - $c0, '$idle_ms'
-             from (select extract(epoch from handled - sent) * 1000 ms from lat) l" >/dev/null
-  log "  $(q scale "select format('p50 %s ms p99 %s ms, ticker() %s ms under load, idle %s %% CPU %s B/s WAL, ticker() %s ms idle (%s calls)',
-                          round(p50::numeric, 2), round(p99::numeric, 2), load_tick_ms, idle_cpu_pct, round(idle_wal_bps::numeric), idle_tick_ms, idle_calls)
+  direct=$(direct_ticker_ms scale)
+  r "insert into res_a values ($n, $sent, $got, null, null, $a1 - $a0, '$load_ms', '$direct', $pct, $tk, $ds, $la,
+                               $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS, $c1 - $c0, '$idle_ms')" >/dev/null
+  read -r p50 p99 <<<"$(q scale "select percentile_disc(0.5) within group (order by ms), percentile_disc(0.99) within group (order by ms)
+                                  from (select extract(epoch from handled - sent) * 1000 ms from lat) l" | tr '|' ' ')"
+  r "update res_a set p50 = $p50, p99 = $p99 where idle_queues = $n" >/dev/null
+  log "  $(r "select format('p50 %s ms p99 %s ms, ticker() %s ms under load, %s ms direct; idle %s %% CPU (ticker %s s) %s B/s WAL, ticker() %s ms idle (%s calls)',
+                          round(p50::numeric, 2), round(p99::numeric, 2), load_tick_ms, direct_tick_ms, idle_cpu_pct, ticker_s,
+                          round(idle_wal_bps::numeric), idle_tick_ms, idle_calls)
                    from res_a where idle_queues = $n")"
 done
 q scale "select datname, kind, state, tick_calls, ticks, tick_seconds_total, tick_seconds_max, errors, last_error from pgque_worker.status()" >> "$raw"
 
 # ============================================================ (b) idle databases
 log "(b) idle databases"
-q scale "create table res_b (dbs int, workers int, idle_cpu_pct float8, idle_wal_bps float8, tick_calls bigint)"
+# the scale database goes (its autovacuum would count in the WAL)
+set_conf pgque_worker.databases none
+r "drop database scale" >/dev/null
 have=0
 for n in $DBS; do
   t=$SECONDS
@@ -138,39 +163,43 @@ select pgque_worker.register_handler('q1', 'h', 'public.bench_noop(pgque.message
 SQL
   done
   have=$n
+  sdb=idle1
   # serve only the idle databases
-  q postgres "alter system set pgque_worker.databases = '$(seq -s, -f 'idle%g' 1 "$n")'" >/dev/null
-  q postgres "select pg_reload_conf()" >/dev/null
+  set_conf pgque_worker.databases "$(seq -s, -f 'idle%g' 1 "$n")"
   q idle1 "select pgque_worker.wake_launcher()" >/dev/null
   wait_for 60 postgres "select count(*) from pg_stat_activity where backend_type in ('pgque_worker ticker', 'pgque_worker dispatcher')" $((2 * n)) || true
   log "  $n idle databases (set up in $((SECONDS - t)) s)"
-  sleep 5
+  sleep 10
   workers=$(q postgres "select count(*) from pg_stat_activity where backend_type like 'pgque_worker%'")
-  c0=$(q scale "select coalesce(sum(tick_calls), 0) from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'")
+  jobs="select coalesce(sum(tick_calls), 0), coalesce(sum(retry_calls + maint_runs + rotate_runs), 0), coalesce(sum(tick_seconds_total), 0)
+          from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'"
+  read -r c0 m0 s0 <<<"$(q idle1 "$jobs" | tr '|' ' ')"
   l0=$(lsn)
-  read -r cpu pct <<<"$(cpu_workers "$IDLE_SECONDS")"
+  echo "$n databases idle CPU:" >> "$raw"
+  read -r cpu pct tk ds la <<<"$(cpu_workers "$IDLE_SECONDS")"
   l1=$(lsn)
-  c1=$(q scale "select coalesce(sum(tick_calls), 0) from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'")
-  q scale "insert into res_b values ($n, $workers, $pct, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS, $c1 - $c0)"
-  log "  $n databases: $workers pgque_worker processes, $pct % of a core, $(( $(wal_diff "$l0" "$l1") / IDLE_SECONDS )) B/s WAL, $((c1 - c0)) ticker() calls"
+  read -r c1 m1 s1 <<<"$(q idle1 "$jobs" | tr '|' ' ')"
+  r "insert into res_b values ($n, $workers, $pct, $tk, $ds, $la, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS,
+                               $c1 - $c0, $m1 - $m0, $s1 - $s0)"
+  log "  $n databases: $workers pgque_worker processes, $pct % of a core (ticker $tk s, dispatcher $ds s, launcher $la s), $(( $(wal_diff "$l0" "$l1") / IDLE_SECONDS )) B/s WAL, $((c1 - c0)) ticker() calls, $((m1 - m0)) maintenance calls"
 done
-q scale "select datname, kind, state, tick_calls, ticks, errors, last_error from pgque_worker.status() order by 1, 2" >> "$raw"
+q idle1 "select datname, kind, state, tick_calls, ticks, retry_calls, maint_runs, rotate_runs, errors, last_error from pgque_worker.status() order by 1, 2" >> "$raw"
 
 # ============================================================ report
 md=$out/scale.md
-first_p50=$(q scale "select p50 from res_a order by idle_queues limit 1")
-last_p50=$(q scale "select p50 from res_a order by idle_queues desc limit 1")
-last_q=$(q scale "select max(idle_queues) from res_a")
-last_cpu=$(q scale "select idle_cpu_pct from res_b order by dbs desc limit 1")
-last_db=$(q scale "select max(dbs) from res_b")
-verdict_a=$(awk -v a="$first_p50" -v b="$last_p50" 'BEGIN { r = b / a; printf "%.2f x: %s", r, (r <= 2 ? "**met**" : "**missed**") }')
+first_p50=$(r "select p50 from res_a order by idle_queues limit 1")
+last_p50=$(r "select p50 from res_a order by idle_queues desc limit 1")
+last_q=$(r "select max(idle_queues) from res_a")
+last_cpu=$(r "select idle_cpu_pct from res_b order by dbs desc limit 1")
+last_db=$(r "select max(dbs) from res_b")
+verdict_a=$(awk -v a="$first_p50" -v b="$last_p50" 'BEGIN { r = b / a; printf "%.1f x: %s", r, (r <= 2 ? "**met**" : "**missed**") }')
 verdict_b=$(awk -v c="$last_cpu" 'BEGIN { printf "%s", (c < 1 ? "**met**" : "**missed**") }')
 {
 echo "# pgque_worker scale benchmark"
 echo
 echo "Made by \`sudo PGQUE_SQL=/tmp/pgque.sql bench/scale.sh\`${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)} on $(date -u '+%Y-%m-%d %H:%M UTC'):"
-echo "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores (shared machine),"
-echo "PostgreSQL $(q postgres 'show server_version'), fsync on, shared_buffers 256MB,"
+echo "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores (shared machine, nothing else heavy running),"
+echo "PostgreSQL $(r 'show server_version'), fsync on, shared_buffers 256MB,"
 pgver=$(grep -m1 -oiE "pgque[ ._-]*v?[0-9]+\.[0-9]+(\.[0-9]+)?" "$PGQUE_SQL" || true)
 echo "real PgQue \`$(basename "$PGQUE_SQL")\` ${pgver:+($pgver) }sha256 $(sha256sum "$PGQUE_SQL" | cut -c1-12),"
 echo "pgque_worker.so sha256 $SO_SHA, pgque_worker defaults (wake on commit)."
@@ -182,27 +211,34 @@ echo "\`ticker_max_lag = 1 ms\`, message handler inserting \`clock_timestamp()\`
 echo "Latency: server clock at send to server clock in the handler, $RATE events/s"
 echo "for ${LOAD_SECONDS} s, each send its own transaction. Idle: ${IDLE_SECONDS} s"
 echo "without traffic, CPU of all pgque_worker processes (launcher, ticker,"
-echo "dispatcher), WAL of the whole server. ticker() ms: mean duration of the"
-echo "ticker's tick job (\`tick_seconds_total / tick_calls\` of \`pgque_worker.status()\`, deltas over the window)."
+echo "dispatcher; the ticker's share in brackets), WAL of the whole server."
+echo "Worker ticker() ms: mean duration of the ticker's tick job (\`tick_seconds_total / tick_calls\`"
+echo "of \`pgque_worker.status()\`, deltas over the window). Direct: mean of 10"
+echo "\`select pgque.ticker()\` from psql (\`\\timing\`), worker paused."
 echo
-echo "| idle queues | busy p50 ms | busy p99 ms | delivered / sent | ticker() calls under load | mean ticker() ms under load | idle CPU % of a core | idle WAL B/s | ticker() calls idle | mean ticker() ms idle |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-q scale "select format('| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |', idle_queues, round(p50::numeric, 2), round(p99::numeric, 2),
-                      delivered, sent, load_calls, load_tick_ms, round(idle_cpu_pct::numeric, 2), round(idle_wal_bps::numeric), idle_calls, idle_tick_ms)
-           from res_a order by idle_queues"
+echo "| idle queues | busy p50 ms | busy p99 ms | delivered / sent | ticker() calls under load | worker ticker() ms under load | direct ticker() ms | idle CPU % of a core (ticker s) | idle WAL B/s | ticker() calls idle | worker ticker() ms idle |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+r "select format('| %s | %s | %s | %s / %s | %s | %s | %s | %s (%s) | %s | %s | %s |', idle_queues, round(p50::numeric, 1), round(p99::numeric, 1),
+                  delivered, sent, load_calls, load_tick_ms, direct_tick_ms, round(idle_cpu_pct::numeric, 2), round(ticker_s::numeric, 2),
+                  round(idle_wal_bps::numeric), idle_calls, idle_tick_ms)
+       from res_a order by idle_queues"
 echo
-echo "Target: with $last_q idle queues the busy queue's p50 within 2 x of the $(q scale "select min(idle_queues) from res_a")-queue case: $verdict_a."
+echo "Target: with $last_q idle queues the busy queue's p50 within 2 x of the $(r "select min(idle_queues) from res_a")-queue case: $verdict_a."
 echo
 echo "## (b) idle databases"
 echo
 echo "Each database: PgQue, one idle queue (default policy), one registered"
 echo "message handler (so a ticker and a dispatcher). \`pgque_worker.databases\`"
-echo "lists only these databases. ${IDLE_SECONDS} s without traffic."
+echo "lists only these databases (the database of (a) is dropped first);"
+echo "10 s after the workers run, ${IDLE_SECONDS} s without traffic. Maintenance calls:"
+echo "\`retry_calls + maint_runs + rotate_runs\` of all tickers in the window."
 echo
-echo "| databases | pgque_worker processes | idle CPU % of a core (all processes) | idle WAL B/s | ticker() calls |"
-echo "|---:|---:|---:|---:|---:|"
-q scale "select format('| %s | %s | %s | %s | %s |', dbs, workers, round(idle_cpu_pct::numeric, 2), round(idle_wal_bps::numeric), tick_calls)
-           from res_b order by dbs"
+echo "| databases | pgque_worker processes | idle CPU % of a core (all processes) | ticker / dispatcher / launcher s | idle WAL B/s | ticker() calls | maintenance calls |"
+echo "|---:|---:|---:|---|---:|---:|---:|"
+r "select format('| %s | %s | %s | %s / %s / %s | %s | %s | %s |', dbs, workers, round(idle_cpu_pct::numeric, 2),
+                  round(ticker_s::numeric, 2), round(dispatcher_s::numeric, 2), round(launcher_s::numeric, 2),
+                  round(idle_wal_bps::numeric), tick_calls, maint_calls)
+       from res_b order by dbs"
 echo
 echo "Target: $last_db idle databases < 1 % of a core in all: $verdict_b ($last_cpu %)."
 } > "$md"
