@@ -112,6 +112,7 @@ for n in $QUEUES; do
   seq $((have + 1)) "$n" | sed "s/.*/select pgque.create_queue('idle&');/" | $psql_base -d scale >/dev/null
   have=$n
   log "  $n idle queues (created in $((SECONDS - t)) s)"
+  q scale "vacuum analyze" >/dev/null   # so autovacuum's first pass does not land in the idle window
   sleep 3
   # busy queue at RATE/s
   q scale "truncate lat"
@@ -160,6 +161,7 @@ create extension pgque_worker;
 create function public.bench_noop(m pgque.message) returns void language plpgsql as $$ begin end $$;
 select pgque.create_queue('q1');
 select pgque_worker.register_handler('q1', 'h', 'public.bench_noop(pgque.message)');
+vacuum analyze;
 SQL
   done
   have=$n
@@ -210,7 +212,8 @@ echo "Idle queues at PgQue's default policy plus one busy queue (\`ticker_max_co
 echo "\`ticker_max_lag = 1 ms\`, message handler inserting \`clock_timestamp()\`)."
 echo "Latency: server clock at send to server clock in the handler, $RATE events/s"
 echo "for ${LOAD_SECONDS} s, each send its own transaction. Idle: ${IDLE_SECONDS} s"
-echo "without traffic, CPU of all pgque_worker processes (launcher, ticker,"
+echo "without traffic (the queues were just created and vacuumed: their idle ticks"
+echo "are still backing off, not yet at one per \`ticker_idle_period\`), CPU of all pgque_worker processes (launcher, ticker,"
 echo "dispatcher; the ticker's share in brackets), WAL of the whole server."
 echo "Worker ticker() ms: mean duration of the ticker's tick job (\`tick_seconds_total / tick_calls\`"
 echo "of \`pgque_worker.status()\`, deltas over the window). Direct: mean of 10"
@@ -229,7 +232,8 @@ echo "## (b) idle databases"
 echo
 echo "Each database: PgQue, one idle queue (default policy), one registered"
 echo "message handler (so a ticker and a dispatcher). \`pgque_worker.databases\`"
-echo "lists only these databases (the database of (a) is dropped first);"
+echo "lists only these databases (the database of (a) is dropped first; each new"
+echo "database is vacuumed and analyzed at setup, so autovacuum's first pass stays out of the window);"
 echo "10 s after the workers run, ${IDLE_SECONDS} s without traffic. Maintenance calls:"
 echo "\`retry_calls + maint_runs + rotate_runs\` of all tickers in the window."
 echo
