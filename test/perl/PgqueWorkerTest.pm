@@ -69,9 +69,17 @@ sub wait_until
 {
 	my ($node, $db, $query, $expected, $what) = @_;
 	my $start = time;
-	$node->poll_query_until($db, $query, $expected)
-	  or die "timed out waiting for $what";
-	return time - $start;
+	my $deadline = $start + $PostgreSQL::Test::Utils::timeout_default;
+	while (1)
+	{
+		# While the server restarts after a crash, psql can exit before it
+		# reads its query and IPC::Run dies on the broken pipe: ask again.
+		my $ok = eval { $node->poll_query_until($db, $query, $expected) };
+		return time - $start if $ok;
+		die "timed out waiting for $what" if defined $ok;
+		die "waiting for $what: $@" if time > $deadline;
+		usleep(100_000);
+	}
 }
 
 # The ticker's pid for $db, or '' when none runs.
