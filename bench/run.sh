@@ -53,8 +53,9 @@ PGQUE_SQL=${PGQUE_SQL:-$here/test/fixtures/pgque_fixture.sql}
 [ -f /usr/lib/postgresql/15/lib/pgque_worker.so ] || { echo "pgque_worker is not installed (make install)"; exit 1; }
 [ -f "$PGQUE_SQL" ] || { echo "PGQUE_SQL=$PGQUE_SQL not found"; exit 1; }
 
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-as_pg() { su postgres -s /bin/bash -c "$*"; }
+# log, as_pg, q, conninfo, psql_base, bg_pids, cleanup: shared with scale.sh
+# shellcheck source=bench/lib.sh
+. "$bench/lib.sh"
 
 # ---------------------------------------------------------------- packages
 need=()
@@ -69,22 +70,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- cluster
-conninfo="host=$dir port=$port user=postgres"
-psql_base="$bin/psql -X -q -At -v ON_ERROR_STOP=1 -h $dir -p $port -U postgres"
-q() { local db=$1; shift; $psql_base -d "$db" -c "$*"; }
 client=$dir/pgq_client
 raw=$out/raw.log
-bg_pids=()
-
-cleanup() {
-  local rc=$?
-  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$dir/data/postmaster.pid" ]; then
-    as_pg "$bin/pg_ctl -D $dir/data -m fast stop >/dev/null" || true
-  fi
-  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$dir"
-  exit $rc
-}
 trap cleanup EXIT
 
 if [ -f "$dir/data/postmaster.pid" ]; then
