@@ -51,6 +51,7 @@ extern "C" {
 }
 
 #include "core/backoff.hpp"
+#include "core/commit_retry.hpp"
 #include "core/hung_call.hpp"
 #include "core/clock.hpp"
 #include "core/log_limiter.hpp"
@@ -79,6 +80,8 @@ typedef struct Handler
 	 * batch id: the stopped transaction's next_batch() was rolled back, so
 	 * the same events come back in a batch of another id */
 	pqw::HungRange hung;
+	/* chunks failing at COMMIT: retried, then narrowed, then nacked */
+	pqw::CommitRetry commit;
 } Handler;
 
 /* What one chunk transaction did. */
@@ -92,6 +95,9 @@ typedef struct ChunkResult
 	bool		finished;		/* batch acked */
 	const char *paused;			/* the handler's role may not run it now */
 	bool		hung_done;		/* the chunk a predecessor hung in is done */
+	bool		at_commit;		/* chunk_fn returned: a failure now is COMMIT's */
+	int64		first_id;		/* the chunk's events */
+	int64		last_id;
 	double		handler_secs;
 	int			max_subxids;	/* subtransaction XIDs at commit */
 	bool		overflowed;
@@ -198,10 +204,25 @@ load_handlers_fn(void *arg)
 	Oid			nsp = get_namespace_oid("pgque", true);
 	MemoryContext old;
 
+	/* what a handler's chunks failing at COMMIT got to survives reloads
+	 * (one runs every minute; narrowing a large chunk can take longer) */
+	char	  (*kept_names)[2 * NAMEDATALEN + 1] = NULL;
+	pqw::CommitRetry *kept = NULL;
+	int			nkept = nhandlers;
+
 	(void) arg;
+	if (nkept > 0)
+	{
+		kept_names = (char (*)[2 * NAMEDATALEN + 1]) palloc(sizeof(*kept_names) * nkept);
+		kept = (pqw::CommitRetry *) palloc(sizeof(pqw::CommitRetry) * nkept);
+	}
 	for (int i = 0; i < nhandlers; i++)
+	{
 		if (handlers[i].cursor_open || handlers[i].needs_close)
 			close_cursor_if_open(handlers[i].portal);
+		snprintf(kept_names[i], sizeof(kept_names[i]), "%s/%s", handlers[i].queue, handlers[i].consumer);
+		kept[i] = handlers[i].commit;
+	}
 	MemoryContextReset(handlers_cxt);
 	handlers = NULL;
 	nhandlers = 0;
@@ -241,6 +262,15 @@ load_handlers_fn(void *arg)
 		h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
 		h->hung = pqw::HungRange();
+		h->commit = pqw::CommitRetry();
+		for (int k = 0; k < nkept; k++)
+		{
+			char		name[2 * NAMEDATALEN + 1];
+
+			snprintf(name, sizeof(name), "%s/%s", h->queue, h->consumer);
+			if (strcmp(name, kept_names[k]) == 0)
+				h->commit = kept[k];
+		}
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -649,6 +679,39 @@ nack_failures(ChunkRun *run, int64 batch_id)
 	disarm();
 }
 
+/* pgque_worker.debug_fail_commit_event (tests only): the commit of a chunk
+ * that handed that event to its handler fails, as a full NOTIFY queue or a
+ * disk error would make it. Raised from the pre-commit callback, so the
+ * real commit path is the one that fails. */
+static bool fail_this_commit = false;
+
+static void
+pqw_debug_commit_fault(const ChunkRun *run)
+{
+	fail_this_commit = false;
+	if (pqw_debug_fail_commit_event <= 0)
+		return;
+	for (int i = 0; i < run->n; i++)
+		if (run->ids[i] == pqw_debug_fail_commit_event && !run->skip[i])
+			fail_this_commit = true;
+}
+
+static void
+commit_fault_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (event == XACT_EVENT_PRE_COMMIT && fail_this_commit)
+	{
+		fail_this_commit = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("commit failure injected for event %d (pgque_worker.debug_fail_commit_event)",
+						pqw_debug_fail_commit_event)));
+	}
+	else if (event == XACT_EVENT_ABORT)
+		fail_this_commit = false;
+}
+
 static void
 chunk_fn(void *arg)
 {
@@ -658,6 +721,7 @@ chunk_fn(void *arg)
 	Portal		portal;
 	SPITupleTable *tt;
 	int64		last_id = 0;
+	int			fetch;
 	TimestampTz t0;
 	bool		isolate_first = false;
 	PqwAs		as;
@@ -686,7 +750,8 @@ chunk_fn(void *arg)
 		check_batch_still_ours(h);
 
 	portal = cursor_as_left(h);
-	SPI_cursor_fetch(portal, true, pqw_chunk_messages);
+	fetch = pqw::commit_retry_fetch(h->commit, pqw_chunk_messages);
+	SPI_cursor_fetch(portal, true, fetch);
 	note_cursor(h, portal);
 	tt = SPI_tuptable;
 	res->n = (int64) SPI_processed;
@@ -711,6 +776,16 @@ chunk_fn(void *arg)
 		run.ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
 		last_id = run.ids[i];
 	}
+	res->first_id = run.n > 0 ? run.ids[0] : 0;
+	res->last_id = last_id;
+
+	/* This event alone failed at COMMIT CommitRetry::kTries times: nacked
+	 * without calling the handler (see core/commit_retry.hpp). */
+	for (int i = 0; i < run.n; i++)
+		if (pqw::commit_retry_nacks(h->commit, run.ids[i]))
+			add_failure(&run, i,
+						psprintf("the transaction handling it failed at commit %d times",
+								 pqw::CommitRetry::kTries));
 
 	/* A predecessor was stopped at the hard limit inside this chunk: one
 	 * event is nacked without calling the handler again; a range is
@@ -756,7 +831,7 @@ chunk_fn(void *arg)
 	if (run.nfail > 0)
 		nack_failures(&run, h->batch_id);
 
-	res->finished = res->n < pqw_chunk_messages;
+	res->finished = res->n < fetch;
 	arm();
 	if (res->finished)
 	{
@@ -808,6 +883,8 @@ chunk_fn(void *arg)
 		h->cursor_open = false;
 	/* once this commits, the stopped call is behind us */
 	res->hung_done = pqw::hung_range_done(h->hung, last_id, res->finished);
+	pqw_debug_commit_fault(&run);
+	res->at_commit = true;
 }
 
 /* ---------------------------------------------------------------------
@@ -929,6 +1006,16 @@ dispatch_one(Handler *h)
 	/* timeouts are armed inside, per step; PgQue's owner runs the chunk */
 	if (!pqw_in_transaction(activity, PQW_AS_PGQUE_OWNER, chunk_fn, &res, 0, &r))
 	{
+		if (res.at_commit)
+		{
+			/* the handler calls went through; COMMIT did not */
+			if (pqw::commit_failed(h->commit, res.first_id, res.last_id, (int) res.n))
+				h->failures = 0;	/* a smaller chunk: its tries start over */
+			if (r.detail[0] == '\0')
+				snprintf(r.detail, sizeof(r.detail),
+						 "The chunk of events " INT64_FORMAT " to " INT64_FORMAT " failed at commit; after %d failures in a row it is split, and an event failing alone is nacked without calling the handler.",
+						 res.first_id, res.last_id, pqw::CommitRetry::kTries);
+		}
 		if (h->cursor_open)
 			h->needs_close = true;
 		h->cursor_open = false;
@@ -970,6 +1057,7 @@ dispatch_one(Handler *h)
 	}
 	if (res.no_batch)
 		return false;
+	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
 	account(&res);
 	return true;
 }
@@ -998,6 +1086,7 @@ pqw_dispatcher_main(Datum main_arg)
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
 										 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
+	RegisterXactCallback(commit_fault_callback, NULL);
 	load_handlers();
 	last_load = pqw::monotonic_ms();
 	if (nhandlers == 0)

@@ -26,6 +26,7 @@ extern int	pqw_min_tick_interval_ms;
 extern int	pqw_max_idle_interval_ms;
 extern int	pqw_handler_timeout_ms;
 extern int	pqw_dispatch_poll_interval_ms;
+extern int	pqw_debug_fail_commit_event;
 
 /* Is `dbname` selected by pgque_worker.databases? */
 bool		pqw_database_selected(const char *dbname);

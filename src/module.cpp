@@ -38,6 +38,7 @@ int			pqw_min_tick_interval_ms = 1;
 int			pqw_max_idle_interval_ms = 60000;
 int			pqw_handler_timeout_ms = 30000;
 int			pqw_dispatch_poll_interval_ms = 1000;
+int			pqw_debug_fail_commit_event = 0;
 
 /*
  * Parses the database list into `out`; returns false with a message in
@@ -210,6 +211,10 @@ define_settings(void)
 							"How often an idle dispatcher looks for batches when no tick wakes it (10 ms .. 1 h).",
 							NULL, &pqw_dispatch_poll_interval_ms, 1000, 10, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.debug_fail_commit_event",
+							"For tests: the commit of a dispatched chunk that handed this event id to its handler fails (0: off).",
+							NULL, &pqw_debug_fail_commit_event, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgque_worker");
 }
 

@@ -124,5 +124,32 @@ is(distinct_handled('d'), handled('d'), '  and nothing twice');
 is(sq(q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'}),
 	'1', 'one dispatcher, still running');
 
+# ---- a chunk that keeps failing at COMMIT: retried a bounded number of
+# times, narrowed by halves, and the one event whose handling makes the
+# commit fail is nacked without calling the handler; every other event is
+# handled once. The failure is injected in the real commit path
+# (pgque_worker.debug_fail_commit_event: a pre-commit callback raises).
+sq(q{select pgque.create_queue('qe'); select pgque.set_queue_config('qe', 'ticker_max_count', '1')});
+# an event before the consumer exists: gives the id the next ones follow
+my $probe = sq(q{select pgque.send('qe', 'probe'::text)});
+my $bad = $probe + 7;
+set_worker_conf($node, debug_fail_commit_event => $bad);
+wait_until($node, 'app', q{select current_setting('pgque_worker.debug_fail_commit_event')}, $bad,
+	'the injected failure is set');
+sq(q{select pgque_worker.register_handler('qe', 'ce', 'h_fast(pgque.message)')});
+is(sq(q{select string_agg(pgque.send('qe', 'e' || i)::text, ',' order by i) from generate_series(1, 10) i}),
+	join(',', map { $probe + $_ } 1 .. 10), "events e1 .. e10 are $probe + 1 .. 10 (e7 is $bad)");
+wait_until($node, 'app',
+	q{select messages_nacked = 1 and batch_in_flight is null from pgque_worker.handler_stats where consumer_name = 'ce'},
+	't', 'the batch finishes with one message nacked');
+is(sq(q{select string_agg(payload, ',' order by substr(payload, 2)::int) from got where payload like 'e%'}),
+	'e1,e2,e3,e4,e5,e6,e8,e9,e10', 'every other event handled exactly once');
+like(sq(q{select last_error from pgque_worker.handler_stats where consumer_name = 'ce'}),
+	qr/failed at commit 3 times/, 'the nack says why');
+cmp_ok(sq(q{select errors from pgque_worker.handler_stats where consumer_name = 'ce'}), '>=', 3,
+	'the commit failures were counted');
+is(sq(qq{select count(*) from pgque.retry_queue where ev_id = $bad}) , '1', 'e7 waits in the retry queue');
+set_worker_conf($node, debug_fail_commit_event => undef);
+
 $node->stop;
 done_testing();
