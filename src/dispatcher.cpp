@@ -2,9 +2,10 @@
  * dispatcher.cpp: runs registered SQL handlers on PgQue batches.
  *
  * One per database with enabled rows in pgque_worker.handler, started by the
- * launcher, woken by the ticker when a tick is materialized (fallback poll:
- * pgque_worker.dispatch_poll_interval). Handlers are served round robin, a
- * chunk at a time. For one handler (queue, consumer):
+ * launcher, woken by the ticker when it made a tick, and at the commit of a
+ * tick anyone else made (wakeup.cpp); an idle dispatcher sleeps on its latch
+ * (pgque_worker.dispatch_poll_interval adds a poll). Handlers are served
+ * round robin, a chunk at a time. For one handler (queue, consumer):
  *
  *   txn 1   next_batch(queue, consumer); open a holdable cursor over the
  *           batch's events after the recorded progress, ordered by event id;
@@ -1077,6 +1078,27 @@ leave_no_handlers(void)
 	proc_exit(0);
 }
 
+/* Registrations are read again at least this often. */
+#define RELOAD_INTERVAL_MS 60000
+
+/* How long an idle dispatcher sleeps: until its latch is set (a tick was
+ * made, registrations changed), a handler's backoff or pause ends, or the
+ * periodic reload is due; with pgque_worker.dispatch_poll_interval set, no
+ * longer than that. */
+static long
+idle_wait_ms(pqw::Millis last_load)
+{
+	pqw::Millis now = pqw::monotonic_ms();
+	pqw::Millis due = last_load + RELOAD_INTERVAL_MS;
+
+	if (pqw_dispatch_poll_interval_ms > 0 && now + pqw_dispatch_poll_interval_ms < due)
+		due = now + pqw_dispatch_poll_interval_ms;
+	for (int i = 0; i < nhandlers; i++)
+		if (handlers[i].next_try > now && handlers[i].next_try < due)
+			due = handlers[i].next_try;
+	return due > now ? (long) (due - now) : 0;
+}
+
 PQW_EXPORT void
 pqw_dispatcher_main(Datum main_arg)
 {
@@ -1103,7 +1125,7 @@ pqw_dispatcher_main(Datum main_arg)
 
 		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
 			continue;
-		if (reload_requested() || pqw::monotonic_ms() - last_load > 60000 ||
+		if (reload_requested() || pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
 			load_handlers();
@@ -1134,6 +1156,6 @@ pqw_dispatcher_main(Datum main_arg)
 			pqw_worker_set_state(&me, failing ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 		}
 		if (!worked)
-			pqw_worker_wait(pqw_dispatch_poll_interval_ms);
+			pqw_worker_wait(idle_wait_ms(last_load));
 	}
 }

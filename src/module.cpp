@@ -37,7 +37,7 @@ bool		pqw_database_paused = false;
 int			pqw_min_tick_interval_ms = 1;
 int			pqw_max_idle_interval_ms = 60000;
 int			pqw_handler_timeout_ms = 30000;
-int			pqw_dispatch_poll_interval_ms = 1000;
+int			pqw_dispatch_poll_interval_ms = 0;
 int			pqw_debug_fail_commit_event = 0;
 
 /*
@@ -208,8 +208,9 @@ define_settings(void)
 							NULL, &pqw_handler_timeout_ms, 30000, 10, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.dispatch_poll_interval",
-							"How often an idle dispatcher looks for batches when no tick wakes it (10 ms .. 1 h).",
-							NULL, &pqw_dispatch_poll_interval_ms, 1000, 10, 3600000,
+							"How often an idle dispatcher looks for batches when no tick wakes it (0 = never, only a tick wakes it; up to 1 h).",
+							"Every committed tick wakes the dispatcher; a poll is only a safety net.",
+							&pqw_dispatch_poll_interval_ms, 0, 0, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.debug_fail_commit_event",
 							"For tests: the commit of a dispatched chunk that handed this event id to its handler fails (0: off).",

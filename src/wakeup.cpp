@@ -25,7 +25,14 @@
  *    - COMMIT PREPARED in a database with PgQue: what the prepared
  *      transaction did is not known here, and a needless wake costs one
  *      ticker() call.
- *    What a subtransaction noted is forgotten when it aborts. Statements
+ *    What a subtransaction noted is forgotten when it aborts.
+ *
+ * 3. Ticks made by anyone but pgque_worker's own ticker (a user calling
+ *    pgque.ticker(), pg_cron or pgqd while our ticker yields to it): an
+ *    INSERT into the tick table (schema pgque or pgq) wakes the database's
+ *    dispatcher at commit. Our ticker wakes it itself after each tick it
+ *    made, so an idle dispatcher needs no periodic poll.
+ * Statements
  *    without result relations pay a comparison; the others one syscache
  *    look-up per result relation (the last answer is kept). Not seen: rows
  *    applied by logical replication; for those the ticker's idle policy and
@@ -63,13 +70,28 @@ restart_noted_workers(void)
 
 static bool handlers_changed = false;
 
+/* Whom a commit wakes. */
+typedef enum WakeTarget
+{
+	WAKE_TICKER = 0,			/* events enqueued, tick policy changed */
+	WAKE_DISPATCHER,			/* a tick made by someone else */
+	NUM_WAKE_TARGETS
+} WakeTarget;
+
 /*
- * The (sub)transaction nesting level at which this transaction first did
- * something that wakes the ticker at commit; 0: nothing yet. A level, not
- * a flag, so that the abort of that subtransaction forgets it and the
+ * Per target, the (sub)transaction nesting level at which this transaction
+ * first did something that wakes it at commit; 0: nothing yet. A level,
+ * not a flag, so that the abort of that subtransaction forgets it and the
  * commit of a subtransaction hands it to the parent.
  */
-static int	wake_level = 0;
+static int	wake_level[NUM_WAKE_TARGETS] = {0, 0};
+
+/* Has this transaction noted every wake-up there is to note? */
+static inline bool
+all_noted(void)
+{
+	return wake_level[WAKE_TICKER] != 0 && wake_level[WAKE_DISPATCHER] != 0;
+}
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
@@ -96,7 +118,8 @@ typedef enum RelRole
 	REL_OTHER = 0,
 	REL_EVENTS,					/* event_*: events enqueued */
 	REL_POLICY,					/* queue, config: tick policy changed */
-	REL_SUBSCRIPTION			/* policy change on INSERT / DELETE only */
+	REL_SUBSCRIPTION,			/* policy change on INSERT / DELETE only */
+	REL_TICK					/* tick: a tick was made (INSERT) */
 } RelRole;
 
 /* The last relation classified: statements mostly repeat their target. */
@@ -188,15 +211,16 @@ database_has_pgque(void)
 	return ensure_cache() && (OidIsValid(pgque_nsp) || OidIsValid(pgq_nsp));
 }
 
-/* Notes a wake-up for the commit, at the current nesting level. */
+/* Notes a wake-up of `target` for the commit, at the current nesting
+ * level. */
 static void
-note_wake(void)
+note_wake(WakeTarget target)
 {
-	if (wake_level == 0)
+	if (wake_level[target] == 0)
 	{
 		int			level = GetCurrentTransactionNestLevel();
 
-		wake_level = level > 0 ? level : 1;
+		wake_level[target] = level > 0 ? level : 1;
 	}
 }
 
@@ -234,6 +258,8 @@ classify_rel(Oid relid)
 			role = REL_POLICY;
 		else if (strcmp(name, "subscription") == 0)
 			role = REL_SUBSCRIPTION;
+		else if (strcmp(name, "tick") == 0)
+			role = REL_TICK;
 		if (name)
 			pfree(name);
 	}
@@ -263,9 +289,9 @@ operation_on(PlannedStmt *ps, int rti)
 	return CMD_UNKNOWN;
 }
 
-/* Does a statement with these result relations wake the ticker? */
-static bool
-statement_wakes(PlannedStmt *ps)
+/* Notes whom a statement with these result relations wakes. */
+static void
+note_statement_wakes(PlannedStmt *ps)
 {
 	ListCell   *lc;
 
@@ -280,23 +306,28 @@ statement_wakes(PlannedStmt *ps)
 		switch (classify_rel(rte->relid))
 		{
 			case REL_EVENTS:
-				return true;
+				note_wake(WAKE_TICKER);
+				break;
 			case REL_POLICY:
 				if (!in_own_ticker())
-					return true;
+					note_wake(WAKE_TICKER);
 				break;
 			case REL_SUBSCRIPTION:
 				op = operation_on(ps, rti);
 				/* not found: a needless wake is cheap, a missed one is not */
 				if ((op == CMD_INSERT || op == CMD_DELETE || op == CMD_UNKNOWN) &&
 					!in_own_ticker())
-					return true;
+					note_wake(WAKE_TICKER);
+				break;
+			case REL_TICK:
+				op = operation_on(ps, rti);
+				if ((op == CMD_INSERT || op == CMD_UNKNOWN) && !in_own_ticker())
+					note_wake(WAKE_DISPATCHER);
 				break;
 			default:
 				break;
 		}
 	}
-	return false;
 }
 
 static void
@@ -305,10 +336,9 @@ pqw_executor_start(QueryDesc *queryDesc, int eflags)
 	PlannedStmt *ps = queryDesc->plannedstmt;
 
 	/* cheap tests first: most statements have no result relation */
-	if (pqw_wake_on_commit && wake_level == 0 && ps != NULL && ps->resultRelations != NIL &&
-		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && database_has_pgque() &&
-		statement_wakes(ps))
-		note_wake();
+	if (pqw_wake_on_commit && !all_noted() && ps != NULL && ps->resultRelations != NIL &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 && database_has_pgque())
+		note_statement_wakes(ps);
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);
 	else
@@ -336,10 +366,10 @@ pqw_needs_fmgr_hook(Oid fn_oid)
 static void
 pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 {
-	if (event == FHET_START && pqw_wake_on_commit && wake_level == 0 && ensure_cache() &&
-		OidIsValid(flinfo->fn_oid) &&
+	if (event == FHET_START && pqw_wake_on_commit && wake_level[WAKE_TICKER] == 0 &&
+		ensure_cache() && OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
-		note_wake();
+		note_wake(WAKE_TICKER);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, arg);
 }
@@ -365,7 +395,7 @@ copy_target(const RangeVar *rv)
 void
 pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 {
-	if (!pqw_wake_on_commit || wake_level != 0 || stmt == NULL)
+	if (!pqw_wake_on_commit || wake_level[WAKE_TICKER] != 0 || stmt == NULL)
 		return;
 	if (IsA(stmt, CopyStmt))
 	{
@@ -378,14 +408,14 @@ pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 			return;
 		relid = copy_target(c->relation);
 		if (OidIsValid(relid) && classify_rel(relid) == REL_EVENTS)
-			note_wake();
+			note_wake(WAKE_TICKER);
 	}
 	else if (IsA(stmt, TransactionStmt) &&
 			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 	{
 		/* runs in the statement's own transaction, which commits next */
 		if (database_has_pgque())
-			note_wake();
+			note_wake(WAKE_TICKER);
 	}
 }
 
@@ -397,14 +427,16 @@ on_xact_event(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_level != 0)
+			if (wake_level[WAKE_TICKER] != 0)
 				pqw_notify_ticker(MyDatabaseId);
+			if (wake_level[WAKE_DISPATCHER] != 0)
+				pqw_wake_dispatcher(MyDatabaseId, false);
 			if (handlers_changed)
 				pqw_handlers_changed(MyDatabaseId);
 			restart_noted_workers();
 			nrestart = 0;
 			handlers_changed = false;
-			wake_level = 0;
+			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -414,7 +446,7 @@ on_xact_event(XactEvent event, void *arg)
 			 * next transaction */
 			nrestart = 0;
 			handlers_changed = false;
-			wake_level = 0;
+			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
 			break;
 		default:
 			break;
@@ -432,16 +464,19 @@ on_subxact_event(SubXactEvent event, SubTransactionId mySubid,
 	(void) mySubid;
 	(void) parentSubid;
 	(void) arg;
-	if (wake_level == 0)
+	if (wake_level[WAKE_TICKER] == 0 && wake_level[WAKE_DISPATCHER] == 0)
 		return;
 	/* still the level of the subtransaction that ends */
 	level = GetCurrentTransactionNestLevel();
-	if (wake_level < level)
-		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		wake_level = 0;
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		wake_level = level - 1;
+	for (int t = 0; t < NUM_WAKE_TARGETS; t++)
+	{
+		if (wake_level[t] < level)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+			wake_level[t] = 0;
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			wake_level[t] = level - 1;
+	}
 }
 
 void

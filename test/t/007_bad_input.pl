@@ -91,9 +91,9 @@ my @bad = (
 	[ handler_timeout => '0', $range->('0', 'handler_timeout', 10, 3600000, 'ms') ],
 	[ handler_timeout => '9', $range->('9', 'handler_timeout', 10, 3600000, 'ms') ],
 	[ handler_timeout => '2h', $range->('7200000', 'handler_timeout', 10, 3600000, 'ms') ],
-	[ dispatch_poll_interval => '0', $range->('0', 'dispatch_poll_interval', 10, 3600000, 'ms') ],
-	[ dispatch_poll_interval => '-100ms', $range->('-100', 'dispatch_poll_interval', 10, 3600000, 'ms') ],
-	[ dispatch_poll_interval => '61min', $range->('3660000', 'dispatch_poll_interval', 10, 3600000, 'ms') ],
+	[ dispatch_poll_interval => '-1', $range->('-1', 'dispatch_poll_interval', 0, 3600000, 'ms') ],
+	[ dispatch_poll_interval => '-100ms', $range->('-100', 'dispatch_poll_interval', 0, 3600000, 'ms') ],
+	[ dispatch_poll_interval => '61min', $range->('3660000', 'dispatch_poll_interval', 0, 3600000, 'ms') ],
 	[ enabled => '2', qr/parameter "pgque_worker\.enabled" requires a Boolean value/ ],
 	[ role => 'r' x 64, qr/role name is too long/ ],
 	# malformed database lists
@@ -181,7 +181,7 @@ for my $re (
 }
 is($node->safe_psql('postgres',
 		q{select string_agg(current_setting(n), ',') from unnest(array['pgque_worker.chunk_messages', 'pgque_worker.handler_timeout', 'pgque_worker.statement_timeout', 'pgque_worker.databases', 'pgque_worker.dispatch_poll_interval']) n}),
-	'1000,30s,25s,*,1s', 'the server started with the built-in defaults for the bad values');
+	'1000,30s,25s,*,0', 'the server started with the built-in defaults for the bad values');
 wait_until($node, 'app',
 	"select state from pgque_worker.status() where datname = 'app' and kind = 'ticker'",
 	'running', 'ticker for app after a start with bad settings');
