@@ -175,6 +175,7 @@ alloc_slot(Oid dboid, const char *dbname, PqwKind kind)
 		s->dboid = dboid;
 		strlcpy(s->dbname, dbname, NAMEDATALEN);
 		s->state = PQW_STATE_STOPPED;
+		pg_atomic_init_u32(&s->ticker.events_pending, 0);
 		found = i;
 		break;
 	}
@@ -380,7 +381,7 @@ launcher_pass(bool force_scan)
 
 		if (!t->in_use || t->kind != PQW_KIND_TICKER || !lslots[i].seen)
 			continue;
-		want = t->want_dispatcher && t->pid != 0;
+		want = t->ticker.want_dispatcher && t->pid != 0;
 		d = find_slot(t->dboid, PQW_KIND_DISPATCHER);
 		if (d < 0 && want)
 			d = alloc_slot(t->dboid, t->dbname, PQW_KIND_DISPATCHER);
@@ -399,7 +400,7 @@ launcher_pass(bool force_scan)
 		 * launcher restart until its ticker is back to say whether. */
 		lslots[d].seen = want || lslots[d].handle != NULL ||
 			pqw_shared->slots[d].state == PQW_STATE_NO_HANDLERS ||
-			(lslots[d].inherited && t->want_dispatcher);
+			(lslots[d].inherited && t->ticker.want_dispatcher);
 		if (!want && lslots[d].handle == NULL)
 			lslots[d].next_start = -1;	/* not now */
 		else if (want && lslots[d].next_start < 0)

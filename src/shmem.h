@@ -46,6 +46,61 @@ typedef struct PqwHandlerCall
 	int64		last_id;
 } PqwHandlerCall;
 
+/* The fields of a ticker's slot. */
+typedef struct PqwTickerPart
+{
+	TimestampTz last_tick_at;	/* last ticker() call that materialized one */
+	int64		tick_calls;
+	int64		ticks;
+	int64		retry_calls;
+	int64		retry_moved;
+	int64		retry_drain_moved;	/* moved so far by the drain in progress */
+	int64		retry_last_drain;	/* moved by the last complete drain */
+	int64		maint_runs;
+	int64		rotate_runs;
+	/* the database has enabled handlers, wants a dispatcher */
+	bool		want_dispatcher;
+	/*
+	 * A commit enqueued events (or changed the tick policy) since the
+	 * ticker last looked. Atomic, so committing backends set it under the
+	 * shared lock (which only keeps the slot from being reused) and the
+	 * ticker takes it with an exchange; shmem.cpp initialises it with
+	 * pg_atomic_init_u32 wherever it (re)initialises a slot.
+	 */
+	pg_atomic_uint32 events_pending;
+	int64		wakeups;		/* commit wake-ups taken */
+	int64		tick_us_sum;	/* time in successful ticker() calls */
+	int64		tick_us_max;
+} PqwTickerPart;
+
+/* The fields of a dispatcher's slot. */
+typedef struct PqwDispatcherPart
+{
+	/* handler registrations changed, reload them */
+	bool		reload_handlers;
+	int64		batches;		/* batches finished */
+	int64		messages_ok;	/* messages handled */
+	int64		messages_nacked;	/* messages nacked */
+	int			max_subxids;	/* most subxact XIDs in one chunk */
+	int64		subxid_overflows;	/* chunks that overflowed the cache */
+
+	/*
+	 * The handler call in progress (written by the dispatcher alone, before
+	 * each call), and whether the hard limit ended the process during it;
+	 * read by the next dispatcher of the slot.
+	 */
+	PqwHandlerCall call;
+	bool		call_hung;
+} PqwDispatcherPart;
+
+/*
+ * A slot: what every worker has, then the part of its kind. The parts are
+ * two members, not a union: a slot's worker may outlive the slot (a
+ * previous launcher's worker still leaving when its slot is freed and
+ * reused for the other kind), and some writes take no lock (note_call,
+ * mark_hung from a signal handler), so neither may land on the other
+ * kind's fields, the atomic above among them.
+ */
 typedef struct PqwSlot
 {
 	bool		in_use;
@@ -60,50 +115,16 @@ typedef struct PqwSlot
 	PqwState	state;
 	Latch	   *latch;			/* worker's latch while it runs */
 	TimestampTz started_at;
-	TimestampTz last_tick_at;	/* last ticker() call that materialized one */
-	TimestampTz last_call_at;	/* last successful ticker() call */
-	int64		tick_calls;
-	int64		ticks;
-	int64		retry_calls;
-	int64		retry_moved;
-	int64		retry_drain_moved;	/* moved so far by the drain in progress */
-	int64		retry_last_drain;	/* moved by the last complete drain */
-	int64		maint_runs;
-	int64		rotate_runs;
+	/* last successful ticker() call, or dispatcher chunk */
+	TimestampTz last_call_at;
 	int64		errors;
 	char		last_error[PQW_ERRLEN];
 	TimestampTz last_error_at;
-
 	/* no (re)start before this: database-level DDL is running */
 	TimestampTz hold_until;
-	/* ticker slot: the database has enabled handlers, wants a dispatcher */
-	bool		want_dispatcher;
-	/*
-	 * ticker slot: a commit enqueued events (or changed the tick policy)
-	 * since the ticker last looked. Atomic, so committing backends set it
-	 * under the shared lock (which only keeps the slot from being reused)
-	 * and the ticker takes it with an exchange; all-zero bytes, as the
-	 * launcher's memset of a slot leaves them, mean 0.
-	 */
-	pg_atomic_uint32 events_pending;
-	int64		wakeups;		/* ticker: commit wake-ups taken */
-	int64		tick_us_sum;	/* ticker: time in successful ticker() calls */
-	int64		tick_us_max;
-	/* dispatcher slot: handler registrations changed, reload them */
-	bool		reload_handlers;
-	int64		batches;		/* dispatcher: batches finished */
-	int64		messages_ok;	/* dispatcher: messages handled */
-	int64		messages_nacked;	/* dispatcher: messages nacked */
-	int			max_subxids;	/* dispatcher: most subxact XIDs in one chunk */
-	int64		subxid_overflows;	/* dispatcher: chunks that overflowed the cache */
 
-	/*
-	 * dispatcher slot: the handler call in progress (written by the
-	 * dispatcher alone, before each call), and whether the hard limit ended
-	 * the process during it; read by the next dispatcher of the slot.
-	 */
-	PqwHandlerCall call;
-	bool		call_hung;
+	PqwTickerPart ticker;
+	PqwDispatcherPart dispatcher;
 } PqwSlot;
 
 typedef struct PqwShared
