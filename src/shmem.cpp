@@ -33,6 +33,15 @@ pqw_shmem_request(void)
 	RequestNamedLWLockTranche("pgque_worker", 1);
 }
 
+/* Resets a slot to all zeros, free, with its atomic initialised. Caller
+ * holds the lock exclusively (or is the startup hook). */
+static void
+slot_reset(PqwSlot *s)
+{
+	memset(s, 0, sizeof(*s));
+	pg_atomic_init_u32(&s->ticker.events_pending, 0);
+}
+
 static void
 pqw_shmem_startup(void)
 {
@@ -49,7 +58,7 @@ pqw_shmem_startup(void)
 		pqw_shared->lock = &(GetNamedLWLockTranche("pgque_worker"))->lock;
 		pqw_shared->nslots = pqw_nslots();
 		for (int i = 0; i < pqw_shared->nslots; i++)
-			pg_atomic_init_u32(&pqw_shared->slots[i].ticker.events_pending, 0);
+			slot_reset(&pqw_shared->slots[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -281,6 +290,140 @@ pqw_slot_take_hung_call(int slot, PqwHandlerCall *call)
 	s->dispatcher.call_hung = false;
 	LWLockRelease(pqw_shared->lock);
 	return hung;
+}
+
+int
+pqw_slot_alloc(Oid dboid, const char *dbname, PqwKind kind)
+{
+	int			found = -1;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlot    *s = &pqw_shared->slots[i];
+
+		if (s->in_use)
+			continue;
+		slot_reset(s);
+		s->in_use = true;
+		s->kind = kind;
+		s->dboid = dboid;
+		strlcpy(s->dbname, dbname, NAMEDATALEN);
+		s->state = PQW_STATE_STOPPED;
+		found = i;
+		break;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return found;
+}
+
+void
+pqw_slot_free(int slot)
+{
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	slot_reset(&pqw_shared->slots[slot]);
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_slot_rename(int slot, const char *dbname)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	/* only the launcher writes names: compare without the lock */
+	if (strcmp(s->dbname, dbname) == 0)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	strlcpy(s->dbname, dbname, NAMEDATALEN);
+	LWLockRelease(pqw_shared->lock);
+}
+
+bool
+pqw_slot_in_use(int slot)
+{
+	/* only the launcher allocates and frees: no lock */
+	return pqw_shared->slots[slot].in_use;
+}
+
+bool
+pqw_slot_info(int slot, PqwSlotInfo *info)
+{
+	const PqwSlot *s = &pqw_shared->slots[slot];
+	bool		in_use;
+
+	memset(info, 0, sizeof(*info));
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	in_use = s->in_use;
+	if (in_use)
+	{
+		info->kind = s->kind;
+		info->dboid = s->dboid;
+		strlcpy(info->dbname, s->dbname, NAMEDATALEN);
+		info->pid = s->pid;
+		info->state = s->state;
+		info->hold_until = s->hold_until;
+		info->want_dispatcher = s->ticker.want_dispatcher;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return in_use;
+}
+
+int
+pqw_slots_in_use(void)
+{
+	int			n = 0;
+
+	/* only the launcher allocates and frees: no lock */
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		if (pqw_shared->slots[i].in_use)
+			n++;
+	return n;
+}
+
+PqwSlotStatus *
+pqw_slots_status(int *n)
+{
+	/* allocated before the lock is taken: palloc may throw */
+	PqwSlotStatus *out = (PqwSlotStatus *) palloc(sizeof(PqwSlotStatus) * pqw_shared->nslots);
+
+	*n = 0;
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		const PqwSlot *s = &pqw_shared->slots[i];
+		PqwSlotStatus *o;
+
+		if (!s->in_use)
+			continue;
+		o = &out[(*n)++];
+		o->kind = s->kind;
+		strlcpy(o->dbname, s->dbname, NAMEDATALEN);
+		o->pid = s->pid;
+		o->state = s->state;
+		o->started_at = s->started_at;
+		o->last_call_at = s->last_call_at;
+		o->errors = s->errors;
+		strlcpy(o->last_error, s->last_error, PQW_ERRLEN);
+		o->last_error_at = s->last_error_at;
+		o->last_tick_at = s->ticker.last_tick_at;
+		o->tick_calls = s->ticker.tick_calls;
+		o->ticks = s->ticker.ticks;
+		o->retry_calls = s->ticker.retry_calls;
+		o->retry_moved = s->ticker.retry_moved;
+		o->retry_last_drain = s->ticker.retry_last_drain;
+		o->maint_runs = s->ticker.maint_runs;
+		o->rotate_runs = s->ticker.rotate_runs;
+		o->wakeups = s->ticker.wakeups;
+		o->tick_us_sum = s->ticker.tick_us_sum;
+		o->tick_us_max = s->ticker.tick_us_max;
+		o->batches = s->dispatcher.batches;
+		o->messages_ok = s->dispatcher.messages_ok;
+		o->messages_nacked = s->dispatcher.messages_nacked;
+		o->max_subxids = s->dispatcher.max_subxids;
+		o->subxid_overflows = s->dispatcher.subxid_overflows;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return out;
 }
 
 uint64

@@ -24,7 +24,7 @@ PQW_EXPORT Datum
 pqw_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PqwSlot    *copy;
+	PqwSlotStatus *copy;
 	int			n = 0;
 
 	if (pqw_shared == NULL)
@@ -34,18 +34,13 @@ pqw_status(PG_FUNCTION_ARGS)
 				 errhint("Add pgque_worker to shared_preload_libraries and restart the server.")));
 
 	InitMaterializedSRF(fcinfo, 0);
-	copy = (PqwSlot *) palloc(sizeof(PqwSlot) * pqw_shared->nslots);
-	LWLockAcquire(pqw_shared->lock, LW_SHARED);
-	for (int i = 0; i < pqw_shared->nslots; i++)
-		if (pqw_shared->slots[i].in_use)
-			copy[n++] = pqw_shared->slots[i];
-	LWLockRelease(pqw_shared->lock);
+	copy = pqw_slots_status(&n);
 
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[STATUS_COLS];
 		bool		nulls[STATUS_COLS];
-		PqwSlot    *s = &copy[i];
+		const PqwSlotStatus *s = &copy[i];
 		int			c = 0;
 
 		memset(nulls, 0, sizeof(nulls));
@@ -56,15 +51,15 @@ pqw_status(PG_FUNCTION_ARGS)
 		values[c++] = CStringGetTextDatum(pqw_state_name(s->state));
 		values[c] = ts_or_null(s->started_at, &nulls[c]);
 		c++;
-		values[c] = ts_or_null(s->ticker.last_tick_at, &nulls[c]);
+		values[c] = ts_or_null(s->last_tick_at, &nulls[c]);
 		c++;
-		values[c++] = Int64GetDatum(s->ticker.tick_calls);
-		values[c++] = Int64GetDatum(s->ticker.ticks);
-		values[c++] = Int64GetDatum(s->ticker.retry_calls);
-		values[c++] = Int64GetDatum(s->ticker.retry_moved);
-		values[c++] = Int64GetDatum(s->ticker.retry_last_drain);
-		values[c++] = Int64GetDatum(s->ticker.maint_runs);
-		values[c++] = Int64GetDatum(s->ticker.rotate_runs);
+		values[c++] = Int64GetDatum(s->tick_calls);
+		values[c++] = Int64GetDatum(s->ticks);
+		values[c++] = Int64GetDatum(s->retry_calls);
+		values[c++] = Int64GetDatum(s->retry_moved);
+		values[c++] = Int64GetDatum(s->retry_last_drain);
+		values[c++] = Int64GetDatum(s->maint_runs);
+		values[c++] = Int64GetDatum(s->rotate_runs);
 		values[c++] = Int64GetDatum(s->errors);
 		nulls[c] = (s->last_error[0] == '\0');
 		values[c++] = CStringGetTextDatum(s->last_error);
@@ -72,14 +67,14 @@ pqw_status(PG_FUNCTION_ARGS)
 		c++;
 		values[c] = ts_or_null(s->last_call_at, &nulls[c]);
 		c++;
-		values[c++] = Int64GetDatum(s->dispatcher.batches);
-		values[c++] = Int64GetDatum(s->dispatcher.messages_ok);
-		values[c++] = Int64GetDatum(s->dispatcher.messages_nacked);
-		values[c++] = Int32GetDatum(s->dispatcher.max_subxids);
-		values[c++] = Int64GetDatum(s->dispatcher.subxid_overflows);
-		values[c++] = Int64GetDatum(s->ticker.wakeups);
-		values[c++] = Float8GetDatum((double) s->ticker.tick_us_sum / 1000000.0);
-		values[c++] = Float8GetDatum((double) s->ticker.tick_us_max / 1000000.0);
+		values[c++] = Int64GetDatum(s->batches);
+		values[c++] = Int64GetDatum(s->messages_ok);
+		values[c++] = Int64GetDatum(s->messages_nacked);
+		values[c++] = Int32GetDatum(s->max_subxids);
+		values[c++] = Int64GetDatum(s->subxid_overflows);
+		values[c++] = Int64GetDatum(s->wakeups);
+		values[c++] = Float8GetDatum((double) s->tick_us_sum / 1000000.0);
+		values[c++] = Float8GetDatum((double) s->tick_us_max / 1000000.0);
 		Assert(c == STATUS_COLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
