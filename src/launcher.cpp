@@ -9,10 +9,12 @@
  * generation stamped per registration lets only the worker registered last
  * attach to a slot.
  *
- * Every pgque_worker.discovery_interval, and whenever its latch is set (a
- * worker started or stopped, a reload), it lists the databases that allow
- * connections, are not templates and are selected by
- * pgque_worker.databases, and keeps one ticker worker per such database:
+ * Every pgque_worker.discovery_interval, and when asked (wake_launcher(),
+ * a reload), it lists the databases that allow connections, are not
+ * templates and are selected by pgque_worker.databases; on every pass
+ * (also when its latch is set because a worker started or stopped) it
+ * keeps one ticker worker per such database, and a dispatcher worker where
+ * the ticker reports enabled handlers:
  *
  *   (none) --start--> running --exit, "no pgque"--> probe again after
  *                                                   discovery_interval
@@ -22,6 +24,11 @@
  *
  * A worker leaves a database without PgQue at once, so such databases are
  * only touched by a short probe connection per discovery interval.
+ *
+ * The shared slots are shmem.cpp's: the launcher allocates, frees, renames
+ * and reads them through its verbs (pqw_slot_alloc, pqw_slot_free,
+ * pqw_slot_rename, pqw_slot_info) and keeps what only it needs (the
+ * worker's handle, when to start it next) in lslot[], one per slot.
  */
 #include "launcher.h"
 
@@ -56,7 +63,7 @@ typedef struct Candidate
 	char		name[NAMEDATALEN];
 } Candidate;
 
-static LauncherSlot *lslots = NULL;
+static LauncherSlot *lslot = NULL;
 
 /* pg_database as last read: kept between passes, read again every
  * discovery_interval or on request (wake_launcher, a reload). Other latch
@@ -157,45 +164,29 @@ find_slot(Oid dboid, PqwKind kind)
 	return i;
 }
 
+/* A shared slot for (database, kind) and a fresh local one: due to start
+ * now. -1 if every slot is taken. */
 static int
 alloc_slot(Oid dboid, const char *dbname, PqwKind kind)
 {
-	int			found = -1;
+	int			found = pqw_slot_alloc(dboid, dbname, kind);
 
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < pqw_shared->nslots; i++)
-	{
-		PqwSlot    *s = &pqw_shared->slots[i];
-
-		if (s->in_use)
-			continue;
-		memset(s, 0, sizeof(*s));
-		s->in_use = true;
-		s->kind = kind;
-		s->dboid = dboid;
-		strlcpy(s->dbname, dbname, NAMEDATALEN);
-		s->state = PQW_STATE_STOPPED;
-		found = i;
-		break;
-	}
-	LWLockRelease(pqw_shared->lock);
 	if (found >= 0)
 	{
-		memset(&lslots[found], 0, sizeof(LauncherSlot));
-		lslots[found].next_start = pqw::monotonic_ms();
+		memset(&lslot[found], 0, sizeof(LauncherSlot));
+		lslot[found].next_start = pqw::monotonic_ms();
 	}
 	return found;
 }
 
+/* Frees slot i, shared and local (no worker of ours runs in it). */
 static void
 free_slot(int i)
 {
-	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	memset(&pqw_shared->slots[i], 0, sizeof(PqwSlot));
-	LWLockRelease(pqw_shared->lock);
-	if (lslots[i].handle)
-		pfree(lslots[i].handle);
-	memset(&lslots[i], 0, sizeof(LauncherSlot));
+	pqw_slot_free(i);
+	if (lslot[i].handle)
+		pfree(lslot[i].handle);
+	memset(&lslot[i], 0, sizeof(LauncherSlot));
 }
 
 
@@ -203,23 +194,23 @@ free_slot(int i)
 static void
 plan_restart(int i, pqw::Millis now)
 {
-	PqwState	state = pqw_shared->slots[i].state;
+	PqwState	state = pqw_slot_state(i);
 
 	if (state == PQW_STATE_NO_HANDLERS)
 	{
 		/* started again when the ticker sees enabled handlers */
-		lslots[i].failures = 0;
-		lslots[i].next_start = -1;
+		lslot[i].failures = 0;
+		lslot[i].next_start = -1;
 	}
 	else if (state == PQW_STATE_NO_PGQUE)
 	{
-		lslots[i].failures = 0;
-		lslots[i].next_start = now + pqw_discovery_interval_ms;
+		lslot[i].failures = 0;
+		lslot[i].next_start = now + pqw_discovery_interval_ms;
 	}
 	else if (state == PQW_STATE_STOPPED)
 	{
-		lslots[i].failures = 0;
-		lslots[i].next_start = now;
+		lslot[i].failures = 0;
+		lslot[i].next_start = now;
 	}
 	else
 	{
@@ -228,8 +219,8 @@ plan_restart(int i, pqw::Millis now)
 		/* Died without cleaning up: a crash or a FATAL error. */
 		p.base_ms = 1000;
 		p.cap_ms = 60000;
-		lslots[i].failures++;
-		lslots[i].next_start = now + pqw::backoff_delay(p, lslots[i].failures, (uint32) random());
+		lslot[i].failures++;
+		lslot[i].next_start = now + pqw::backoff_delay(p, lslot[i].failures, (uint32) random());
 		pqw_slot_set_state(i, PQW_STATE_STOPPED);
 	}
 }
@@ -241,12 +232,12 @@ worker_alive(int i, pqw::Millis now)
 {
 	pid_t		pid;
 
-	if (lslots[i].handle == NULL)
+	if (lslot[i].handle == NULL)
 		return false;
-	if (GetBackgroundWorkerPid(lslots[i].handle, &pid) != BGWH_STOPPED)
+	if (GetBackgroundWorkerPid(lslot[i].handle, &pid) != BGWH_STOPPED)
 		return true;
-	pfree(lslots[i].handle);
-	lslots[i].handle = NULL;
+	pfree(lslot[i].handle);
+	lslot[i].handle = NULL;
 	plan_restart(i, now);
 	return false;
 }
@@ -256,23 +247,24 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 {
 	BackgroundWorker worker;
 	PqwWorkerArgs args;
-	PqwSlot    *s = &pqw_shared->slots[i];
+	PqwSlotInfo s;
 	MemoryContext old_cxt;
 	bool		registered;
 
+	(void) pqw_slot_info(i, &s);
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher decides */
 	worker.bgw_notify_pid = MyProcPid;
-	worker.bgw_main_arg = ObjectIdGetDatum(s->dboid);
+	worker.bgw_main_arg = ObjectIdGetDatum(s.dboid);
 	strlcpy(worker.bgw_library_name, "pgque_worker", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name,
-			s->kind == PQW_KIND_TICKER ? "pqw_ticker_main" : "pqw_dispatcher_main",
+			s.kind == PQW_KIND_TICKER ? "pqw_ticker_main" : "pqw_dispatcher_main",
 			BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pgque_worker %s %s",
-			 pqw_kind_name(s->kind), s->dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pgque_worker %s", pqw_kind_name(s->kind));
+			 pqw_kind_name(s.kind), s.dbname);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgque_worker %s", pqw_kind_name(s.kind));
 	args.slot = i;
 	args.roleoid = roleoid;
 	args.generation = pqw_slot_new_generation(i);
@@ -280,27 +272,24 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 
 	/* The handle outlives this pass's memory context. */
 	old_cxt = MemoryContextSwitchTo(TopMemoryContext);
-	registered = RegisterDynamicBackgroundWorker(&worker, &lslots[i].handle);
+	registered = RegisterDynamicBackgroundWorker(&worker, &lslot[i].handle);
 	MemoryContextSwitchTo(old_cxt);
 	if (!registered)
 	{
 		pqw::BackoffPolicy p;
 
-		lslots[i].handle = NULL;
-		lslots[i].failures++;
+		lslot[i].handle = NULL;
+		lslot[i].failures++;
 		p.base_ms = 1000;
 		p.cap_ms = 60000;
-		lslots[i].next_start = now + pqw::backoff_delay(p, lslots[i].failures, (uint32) random());
+		lslot[i].next_start = now + pqw::backoff_delay(p, lslot[i].failures, (uint32) random());
 		pqw_slot_set_state(i, PQW_STATE_NO_SLOT);
 		if (!warned_no_slot)
 		{
-			int			wanted = 1;
+			int			wanted = 1 + pqw_slots_in_use();
 
-			for (int j = 0; j < pqw_shared->nslots; j++)
-				if (pqw_shared->slots[j].in_use)
-					wanted++;
 			ereport(WARNING,
-					(errmsg("pgque_worker: no background worker slot for database \"%s\"", s->dbname),
+					(errmsg("pgque_worker: no background worker slot for database \"%s\"", s.dbname),
 					 errdetail("pgque_worker needs %d background workers (the launcher and one per served database); max_worker_processes is %d and other users take some.",
 							   wanted, max_worker_processes),
 					 errhint("Raise max_worker_processes and restart the server; the launcher retries with backoff.")));
@@ -351,7 +340,7 @@ launcher_pass(bool force_scan)
 		warned_role[0] = '\0';
 
 	for (int i = 0; i < pqw_shared->nslots; i++)
-		lslots[i].seen = false;
+		lslot[i].seen = false;
 
 	/* Tickers: one per candidate database. */
 	for (int c = 0; c < ncand; c++)
@@ -362,82 +351,74 @@ launcher_pass(bool force_scan)
 			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
 		if (i < 0)
 			continue;			/* more databases than slots */
-		lslots[i].seen = true;
-		if (strcmp(pqw_shared->slots[i].dbname, cands[c].name) != 0)
-		{
-			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-			strlcpy(pqw_shared->slots[i].dbname, cands[c].name, NAMEDATALEN);
-			LWLockRelease(pqw_shared->lock);
-		}
+		lslot[i].seen = true;
+		pqw_slot_rename(i, cands[c].name);
 	}
 
 	/* Dispatchers: where the database's ticker runs and reports handlers. */
 	for (int i = 0; i < pqw_shared->nslots; i++)
 	{
-		PqwSlot    *t = &pqw_shared->slots[i];
+		PqwSlotInfo t;
 		int			d;
 		bool		want;
 
-		if (!t->in_use || t->kind != PQW_KIND_TICKER || !lslots[i].seen)
+		/* seen first: no lock for the slots this pass left out */
+		if (!lslot[i].seen || !pqw_slot_info(i, &t) || t.kind != PQW_KIND_TICKER)
 			continue;
-		want = t->want_dispatcher && t->pid != 0;
-		d = find_slot(t->dboid, PQW_KIND_DISPATCHER);
+		want = t.want_dispatcher && t.pid != 0;
+		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
 		if (d < 0 && want)
-			d = alloc_slot(t->dboid, t->dbname, PQW_KIND_DISPATCHER);
+			d = alloc_slot(t.dboid, t.dbname, PQW_KIND_DISPATCHER);
 		if (d < 0)
 			continue;
-		if (strcmp(pqw_shared->slots[d].dbname, t->dbname) != 0)
-		{
-			LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-			strlcpy(pqw_shared->slots[d].dbname, t->dbname, NAMEDATALEN);
-			LWLockRelease(pqw_shared->lock);
-		}
-		if (t->pid != 0 || t->state == PQW_STATE_NO_PGQUE)
-			lslots[d].inherited = false;
+		pqw_slot_rename(d, t.dbname);
+		if (t.pid != 0 || t.state == PQW_STATE_NO_PGQUE)
+			lslot[d].inherited = false;
 		/* A dispatcher without handlers leaves by itself; keep its slot
 		 * (and counters) while it is wanted or still running, or after a
 		 * launcher restart until its ticker is back to say whether. */
-		lslots[d].seen = want || lslots[d].handle != NULL ||
-			pqw_shared->slots[d].state == PQW_STATE_NO_HANDLERS ||
-			(lslots[d].inherited && t->want_dispatcher);
-		if (!want && lslots[d].handle == NULL)
-			lslots[d].next_start = -1;	/* not now */
-		else if (want && lslots[d].next_start < 0)
-			lslots[d].next_start = now;
+		lslot[d].seen = want || lslot[d].handle != NULL ||
+			pqw_slot_state(d) == PQW_STATE_NO_HANDLERS ||
+			(lslot[d].inherited && t.want_dispatcher);
+		if (!want && lslot[d].handle == NULL)
+			lslot[d].next_start = -1;	/* not now */
+		else if (want && lslot[d].next_start < 0)
+			lslot[d].next_start = now;
 	}
 
 	for (int i = 0; i < pqw_shared->nslots; i++)
 	{
-		if (!pqw_shared->slots[i].in_use)
+		PqwSlotInfo s;
+
+		if (!pqw_slot_in_use(i))
 			continue;
-		if (!lslots[i].seen)
+		if (!lslot[i].seen)
 		{
 			/* Dropped, renamed out of the list, deselected or closed. */
 			if (worker_alive(i, now))
-				TerminateBackgroundWorker(lslots[i].handle);
+				TerminateBackgroundWorker(lslot[i].handle);
 			else
 				free_slot(i);
 			continue;
 		}
 		if (worker_alive(i, now))
 			continue;
-		if (!pqw_enabled || !role_ok || lslots[i].next_start < 0)
+		if (!pqw_enabled || !role_ok || lslot[i].next_start < 0)
 			continue;
 		/* a previous launcher's worker, still leaving: it would refuse */
-		if (pqw_shared->slots[i].pid != 0)
+		if (!pqw_slot_info(i, &s) || s.pid != 0)
 			continue;
 		{
-			TimestampTz hold = pqw_shared->slots[i].hold_until;
 			TimestampTz ts = GetCurrentTimestamp();
 
-			if (hold > ts)
+			if (s.hold_until > ts)
 			{
 				/* DROP/RENAME/TEMPLATE of it in progress: come back after */
-				lslots[i].next_start = now + (hold - ts) / 1000 + 1;
+				lslot[i].next_start = now + (s.hold_until - ts) / 1000 + 1;
 				continue;
 			}
 		}
-		if (now >= lslots[i].next_start)
+		if (now >= lslot[i].next_start)
 			start_worker(i, roleoid, now);
 	}
 }
@@ -528,8 +509,8 @@ pqw_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("pgque_worker launcher");
 
-	lslots = (LauncherSlot *) MemoryContextAllocZero(TopMemoryContext,
-													 sizeof(LauncherSlot) * pqw_shared->nslots);
+	lslot = (LauncherSlot *) MemoryContextAllocZero(TopMemoryContext,
+													sizeof(LauncherSlot) * pqw_shared->nslots);
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	pqw_shared->launcher_pid = MyProcPid;
@@ -540,8 +521,11 @@ pqw_launcher_main(Datum main_arg)
 	/* Slots from a previous launcher (restarted) have no handles. */
 	stop_previous_workers();
 	for (int i = 0; i < pqw_shared->nslots; i++)
-		lslots[i].inherited = pqw_shared->slots[i].in_use &&
-			pqw_shared->slots[i].kind == PQW_KIND_DISPATCHER;
+	{
+		PqwSlotInfo s;
+
+		lslot[i].inherited = pqw_slot_info(i, &s) && s.kind == PQW_KIND_DISPATCHER;
+	}
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker launcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -571,10 +555,14 @@ pqw_launcher_main(Datum main_arg)
 		now = pqw::monotonic_ms();
 		wait = next_scan - now;
 		for (int i = 0; i < pqw_shared->nslots; i++)
-			if (pqw_shared->slots[i].in_use && lslots[i].handle == NULL &&
-				pqw_shared->slots[i].pid == 0 &&
-				lslots[i].next_start >= 0 && lslots[i].next_start - now < wait)
-				wait = lslots[i].next_start - now > 0 ? (long) (lslots[i].next_start - now) : 0;
+		{
+			PqwSlotInfo s;
+
+			if (pqw_slot_in_use(i) && lslot[i].handle == NULL &&
+				lslot[i].next_start >= 0 && lslot[i].next_start - now < wait &&
+				pqw_slot_info(i, &s) && s.pid == 0)
+				wait = lslot[i].next_start - now > 0 ? (long) (lslot[i].next_start - now) : 0;
+		}
 		if (wait < 10)
 			wait = 10;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

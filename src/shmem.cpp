@@ -33,6 +33,15 @@ pqw_shmem_request(void)
 	RequestNamedLWLockTranche("pgque_worker", 1);
 }
 
+/* Resets a slot to all zeros, free, with its atomic initialised. Caller
+ * holds the lock exclusively (or is the startup hook). */
+static void
+slot_reset(PqwSlot *s)
+{
+	memset(s, 0, sizeof(*s));
+	pg_atomic_init_u32(&s->ticker.events_pending, 0);
+}
+
 static void
 pqw_shmem_startup(void)
 {
@@ -49,7 +58,7 @@ pqw_shmem_startup(void)
 		pqw_shared->lock = &(GetNamedLWLockTranche("pgque_worker"))->lock;
 		pqw_shared->nslots = pqw_nslots();
 		for (int i = 0; i < pqw_shared->nslots; i++)
-			pg_atomic_init_u32(&pqw_shared->slots[i].events_pending, 0);
+			slot_reset(&pqw_shared->slots[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -157,7 +166,7 @@ pqw_notify_ticker(Oid dboid)
 	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
 	if (t >= 0)
 	{
-		pg_atomic_write_u32(&pqw_shared->slots[t].events_pending, 1);
+		pg_atomic_write_u32(&pqw_shared->slots[t].ticker.events_pending, 1);
 		latch = pqw_shared->slots[t].latch;
 	}
 	LWLockRelease(pqw_shared->lock);
@@ -179,7 +188,7 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
 	if (i >= 0)
 	{
 		if (reload_handlers)
-			pqw_shared->slots[i].reload_handlers = true;
+			pqw_shared->slots[i].dispatcher.reload_handlers = true;
 		if (pqw_shared->slots[i].latch)
 			SetLatch(pqw_shared->slots[i].latch);
 	}
@@ -248,7 +257,7 @@ pqw_slot_attach(int slot, uint64 generation, PqwState state, char *dbname)
 	s->pid = MyProcPid;
 	s->latch = MyLatch;
 	s->started_at = GetCurrentTimestamp();
-	s->reload_handlers = false;
+	s->dispatcher.reload_handlers = false;
 	if (s->state != PQW_STATE_NO_PGQUE)
 		s->state = state;
 	LWLockRelease(pqw_shared->lock);
@@ -258,14 +267,14 @@ pqw_slot_attach(int slot, uint64 generation, PqwState state, char *dbname)
 void
 pqw_slot_note_call(int slot, const PqwHandlerCall *call)
 {
-	pqw_shared->slots[slot].call = *call;
+	pqw_shared->slots[slot].dispatcher.call = *call;
 }
 
 void
 pqw_slot_mark_hung(int slot)
 {
 	/* signal context: a plain store */
-	pqw_shared->slots[slot].call_hung = true;
+	pqw_shared->slots[slot].dispatcher.call_hung = true;
 }
 
 bool
@@ -275,12 +284,146 @@ pqw_slot_take_hung_call(int slot, PqwHandlerCall *call)
 	bool		hung;
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	hung = s->call_hung;
+	hung = s->dispatcher.call_hung;
 	if (hung)
-		*call = s->call;
-	s->call_hung = false;
+		*call = s->dispatcher.call;
+	s->dispatcher.call_hung = false;
 	LWLockRelease(pqw_shared->lock);
 	return hung;
+}
+
+int
+pqw_slot_alloc(Oid dboid, const char *dbname, PqwKind kind)
+{
+	int			found = -1;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlot    *s = &pqw_shared->slots[i];
+
+		if (s->in_use)
+			continue;
+		slot_reset(s);
+		s->in_use = true;
+		s->kind = kind;
+		s->dboid = dboid;
+		strlcpy(s->dbname, dbname, NAMEDATALEN);
+		s->state = PQW_STATE_STOPPED;
+		found = i;
+		break;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return found;
+}
+
+void
+pqw_slot_free(int slot)
+{
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	slot_reset(&pqw_shared->slots[slot]);
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_slot_rename(int slot, const char *dbname)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	/* only the launcher writes names: compare without the lock */
+	if (strcmp(s->dbname, dbname) == 0)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	strlcpy(s->dbname, dbname, NAMEDATALEN);
+	LWLockRelease(pqw_shared->lock);
+}
+
+bool
+pqw_slot_in_use(int slot)
+{
+	/* only the launcher allocates and frees: no lock */
+	return pqw_shared->slots[slot].in_use;
+}
+
+bool
+pqw_slot_info(int slot, PqwSlotInfo *info)
+{
+	const PqwSlot *s = &pqw_shared->slots[slot];
+	bool		in_use;
+
+	memset(info, 0, sizeof(*info));
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	in_use = s->in_use;
+	if (in_use)
+	{
+		info->kind = s->kind;
+		info->dboid = s->dboid;
+		strlcpy(info->dbname, s->dbname, NAMEDATALEN);
+		info->pid = s->pid;
+		info->state = s->state;
+		info->hold_until = s->hold_until;
+		info->want_dispatcher = s->ticker.want_dispatcher;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return in_use;
+}
+
+int
+pqw_slots_in_use(void)
+{
+	int			n = 0;
+
+	/* only the launcher allocates and frees: no lock */
+	for (int i = 0; i < pqw_shared->nslots; i++)
+		if (pqw_shared->slots[i].in_use)
+			n++;
+	return n;
+}
+
+PqwSlotStatus *
+pqw_slots_status(int *n)
+{
+	/* allocated before the lock is taken: palloc may throw */
+	PqwSlotStatus *out = (PqwSlotStatus *) palloc(sizeof(PqwSlotStatus) * pqw_shared->nslots);
+
+	*n = 0;
+	LWLockAcquire(pqw_shared->lock, LW_SHARED);
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		const PqwSlot *s = &pqw_shared->slots[i];
+		PqwSlotStatus *o;
+
+		if (!s->in_use)
+			continue;
+		o = &out[(*n)++];
+		o->kind = s->kind;
+		strlcpy(o->dbname, s->dbname, NAMEDATALEN);
+		o->pid = s->pid;
+		o->state = s->state;
+		o->started_at = s->started_at;
+		o->last_call_at = s->last_call_at;
+		o->errors = s->errors;
+		strlcpy(o->last_error, s->last_error, PQW_ERRLEN);
+		o->last_error_at = s->last_error_at;
+		o->last_tick_at = s->ticker.last_tick_at;
+		o->tick_calls = s->ticker.tick_calls;
+		o->ticks = s->ticker.ticks;
+		o->retry_calls = s->ticker.retry_calls;
+		o->retry_moved = s->ticker.retry_moved;
+		o->retry_last_drain = s->ticker.retry_last_drain;
+		o->maint_runs = s->ticker.maint_runs;
+		o->rotate_runs = s->ticker.rotate_runs;
+		o->wakeups = s->ticker.wakeups;
+		o->tick_us_sum = s->ticker.tick_us_sum;
+		o->tick_us_max = s->ticker.tick_us_max;
+		o->batches = s->dispatcher.batches;
+		o->messages_ok = s->dispatcher.messages_ok;
+		o->messages_nacked = s->dispatcher.messages_nacked;
+		o->max_subxids = s->dispatcher.max_subxids;
+		o->subxid_overflows = s->dispatcher.subxid_overflows;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return out;
 }
 
 uint64
@@ -342,30 +485,30 @@ pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int64 cal
 	switch (job)
 	{
 		case PQW_JOB_TICK:
-			s->tick_calls++;
-			s->ticks += value;
+			s->ticker.tick_calls++;
+			s->ticker.ticks += value;
 			s->last_call_at = now;
 			if (value > 0)
-				s->last_tick_at = now;
-			s->tick_us_sum += call_us;
-			if (call_us > s->tick_us_max)
-				s->tick_us_max = call_us;
+				s->ticker.last_tick_at = now;
+			s->ticker.tick_us_sum += call_us;
+			if (call_us > s->ticker.tick_us_max)
+				s->ticker.tick_us_max = call_us;
 			break;
 		case PQW_JOB_RETRY:
-			s->retry_calls++;
-			s->retry_moved += value;
-			s->retry_drain_moved += value;
+			s->ticker.retry_calls++;
+			s->ticker.retry_moved += value;
+			s->ticker.retry_drain_moved += value;
 			if (drain_done)
 			{
-				s->retry_last_drain = s->retry_drain_moved;
-				s->retry_drain_moved = 0;
+				s->ticker.retry_last_drain = s->ticker.retry_drain_moved;
+				s->ticker.retry_drain_moved = 0;
 			}
 			break;
 		case PQW_JOB_MAINT:
-			s->maint_runs++;
+			s->ticker.maint_runs++;
 			break;
 		case PQW_JOB_ROTATE:
-			s->rotate_runs++;
+			s->ticker.rotate_runs++;
 			break;
 		case PQW_NUM_JOBS:
 			break;
@@ -379,11 +522,11 @@ pqw_ticker_take_wakeup(int slot)
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
 	/* a plain read first: the exchange's cache-line write is for a wake */
-	if (pg_atomic_read_u32(&s->events_pending) == 0 ||
-		pg_atomic_exchange_u32(&s->events_pending, 0) == 0)
+	if (pg_atomic_read_u32(&s->ticker.events_pending) == 0 ||
+		pg_atomic_exchange_u32(&s->ticker.events_pending, 0) == 0)
 		return false;
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->wakeups++;
+	s->ticker.wakeups++;
 	LWLockRelease(pqw_shared->lock);
 	return true;
 }
@@ -394,8 +537,8 @@ pqw_ticker_set_want_dispatcher(int slot, bool want)
 	bool		changed;
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	changed = pqw_shared->slots[slot].want_dispatcher != want;
-	pqw_shared->slots[slot].want_dispatcher = want;
+	changed = pqw_shared->slots[slot].ticker.want_dispatcher != want;
+	pqw_shared->slots[slot].ticker.want_dispatcher = want;
 	LWLockRelease(pqw_shared->lock);
 	if (changed)
 		pqw_wake_launcher();
@@ -404,7 +547,7 @@ pqw_ticker_set_want_dispatcher(int slot, bool want)
 bool
 pqw_ticker_wants_dispatcher(int slot)
 {
-	return pqw_shared->slots[slot].want_dispatcher;
+	return pqw_shared->slots[slot].ticker.want_dispatcher;
 }
 
 void
@@ -414,14 +557,14 @@ pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->batches += batch_finished ? 1 : 0;
-	s->messages_ok += ok;
-	s->messages_nacked += nacked;
+	s->dispatcher.batches += batch_finished ? 1 : 0;
+	s->dispatcher.messages_ok += ok;
+	s->dispatcher.messages_nacked += nacked;
 	/* the happy path's figure: isolating failures needs more, by design */
-	if (nacked == 0 && subxids > s->max_subxids)
-		s->max_subxids = subxids;
+	if (nacked == 0 && subxids > s->dispatcher.max_subxids)
+		s->dispatcher.max_subxids = subxids;
 	if (overflowed)
-		s->subxid_overflows++;
+		s->dispatcher.subxid_overflows++;
 	s->last_call_at = GetCurrentTimestamp();
 	LWLockRelease(pqw_shared->lock);
 }
@@ -432,8 +575,8 @@ pqw_dispatcher_take_reload(int slot)
 	bool		reload;
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	reload = pqw_shared->slots[slot].reload_handlers;
-	pqw_shared->slots[slot].reload_handlers = false;
+	reload = pqw_shared->slots[slot].dispatcher.reload_handlers;
+	pqw_shared->slots[slot].dispatcher.reload_handlers = false;
 	LWLockRelease(pqw_shared->lock);
 	return reload;
 }
@@ -447,7 +590,7 @@ pqw_dispatcher_leave(int slot)
 	pqw_shared->slots[slot].state = PQW_STATE_NO_HANDLERS;
 	t = pqw_find_slot(pqw_shared->slots[slot].dboid, PQW_KIND_TICKER);
 	if (t >= 0)
-		pqw_shared->slots[t].want_dispatcher = false;
+		pqw_shared->slots[t].ticker.want_dispatcher = false;
 	LWLockRelease(pqw_shared->lock);
 }
 
@@ -461,7 +604,7 @@ pqw_handlers_changed(Oid dboid)
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
 	if (t >= 0)
-		pqw_shared->slots[t].want_dispatcher = true;
+		pqw_shared->slots[t].ticker.want_dispatcher = true;
 	LWLockRelease(pqw_shared->lock);
 	pqw_wake_dispatcher(dboid, true);
 	pqw_wake_launcher();
@@ -502,5 +645,5 @@ pqw_slot_state(int slot)
 int64
 pqw_slot_tick_calls(int slot)
 {
-	return pqw_shared->slots[slot].tick_calls;
+	return pqw_shared->slots[slot].ticker.tick_calls;
 }

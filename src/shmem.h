@@ -3,11 +3,12 @@
  *
  * One PqwShared block holds the launcher's identity and an array of slots,
  * one per (database, kind of worker) the launcher serves. shmem.cpp owns
- * them: workers, hooks and SQL functions change them only through the
- * verbs below (the launcher, which allocates and frees slots, and
- * status(), which copies them, read fields directly). One LWLock protects
- * them (a few updates per tick); the commit path of users' backends takes
- * it shared only and sets an atomic flag (pqw_notify_ticker).
+ * them: no other file reads or writes a slot's fields. Workers, hooks and
+ * SQL functions use the verbs below, the launcher allocates, frees,
+ * renames and reads slots through its own (pqw_slot_alloc and the rest),
+ * and status() gets a copy (pqw_slots_status). One LWLock protects them
+ * (a few updates per tick); the commit path of users' backends takes it
+ * shared only and sets an atomic flag (pqw_notify_ticker).
  */
 #pragma once
 
@@ -46,6 +47,61 @@ typedef struct PqwHandlerCall
 	int64		last_id;
 } PqwHandlerCall;
 
+/* The fields of a ticker's slot. */
+typedef struct PqwTickerPart
+{
+	TimestampTz last_tick_at;	/* last ticker() call that materialized one */
+	int64		tick_calls;
+	int64		ticks;
+	int64		retry_calls;
+	int64		retry_moved;
+	int64		retry_drain_moved;	/* moved so far by the drain in progress */
+	int64		retry_last_drain;	/* moved by the last complete drain */
+	int64		maint_runs;
+	int64		rotate_runs;
+	/* the database has enabled handlers, wants a dispatcher */
+	bool		want_dispatcher;
+	/*
+	 * A commit enqueued events (or changed the tick policy) since the
+	 * ticker last looked. Atomic, so committing backends set it under the
+	 * shared lock (which only keeps the slot from being reused) and the
+	 * ticker takes it with an exchange; shmem.cpp initialises it with
+	 * pg_atomic_init_u32 wherever it (re)initialises a slot.
+	 */
+	pg_atomic_uint32 events_pending;
+	int64		wakeups;		/* commit wake-ups taken */
+	int64		tick_us_sum;	/* time in successful ticker() calls */
+	int64		tick_us_max;
+} PqwTickerPart;
+
+/* The fields of a dispatcher's slot. */
+typedef struct PqwDispatcherPart
+{
+	/* handler registrations changed, reload them */
+	bool		reload_handlers;
+	int64		batches;		/* batches finished */
+	int64		messages_ok;	/* messages handled */
+	int64		messages_nacked;	/* messages nacked */
+	int			max_subxids;	/* most subxact XIDs in one chunk */
+	int64		subxid_overflows;	/* chunks that overflowed the cache */
+
+	/*
+	 * The handler call in progress (written by the dispatcher alone, before
+	 * each call), and whether the hard limit ended the process during it;
+	 * read by the next dispatcher of the slot.
+	 */
+	PqwHandlerCall call;
+	bool		call_hung;
+} PqwDispatcherPart;
+
+/*
+ * A slot: what every worker has, then the part of its kind. The parts are
+ * two members, not a union: a slot's worker may outlive the slot (a
+ * previous launcher's worker still leaving when its slot is freed and
+ * reused for the other kind), and some writes take no lock (note_call,
+ * mark_hung from a signal handler), so neither may land on the other
+ * kind's fields, the atomic above among them.
+ */
 typedef struct PqwSlot
 {
 	bool		in_use;
@@ -60,50 +116,16 @@ typedef struct PqwSlot
 	PqwState	state;
 	Latch	   *latch;			/* worker's latch while it runs */
 	TimestampTz started_at;
-	TimestampTz last_tick_at;	/* last ticker() call that materialized one */
-	TimestampTz last_call_at;	/* last successful ticker() call */
-	int64		tick_calls;
-	int64		ticks;
-	int64		retry_calls;
-	int64		retry_moved;
-	int64		retry_drain_moved;	/* moved so far by the drain in progress */
-	int64		retry_last_drain;	/* moved by the last complete drain */
-	int64		maint_runs;
-	int64		rotate_runs;
+	/* last successful ticker() call, or dispatcher chunk */
+	TimestampTz last_call_at;
 	int64		errors;
 	char		last_error[PQW_ERRLEN];
 	TimestampTz last_error_at;
-
 	/* no (re)start before this: database-level DDL is running */
 	TimestampTz hold_until;
-	/* ticker slot: the database has enabled handlers, wants a dispatcher */
-	bool		want_dispatcher;
-	/*
-	 * ticker slot: a commit enqueued events (or changed the tick policy)
-	 * since the ticker last looked. Atomic, so committing backends set it
-	 * under the shared lock (which only keeps the slot from being reused)
-	 * and the ticker takes it with an exchange; all-zero bytes, as the
-	 * launcher's memset of a slot leaves them, mean 0.
-	 */
-	pg_atomic_uint32 events_pending;
-	int64		wakeups;		/* ticker: commit wake-ups taken */
-	int64		tick_us_sum;	/* ticker: time in successful ticker() calls */
-	int64		tick_us_max;
-	/* dispatcher slot: handler registrations changed, reload them */
-	bool		reload_handlers;
-	int64		batches;		/* dispatcher: batches finished */
-	int64		messages_ok;	/* dispatcher: messages handled */
-	int64		messages_nacked;	/* dispatcher: messages nacked */
-	int			max_subxids;	/* dispatcher: most subxact XIDs in one chunk */
-	int64		subxid_overflows;	/* dispatcher: chunks that overflowed the cache */
 
-	/*
-	 * dispatcher slot: the handler call in progress (written by the
-	 * dispatcher alone, before each call), and whether the hard limit ended
-	 * the process during it; read by the next dispatcher of the slot.
-	 */
-	PqwHandlerCall call;
-	bool		call_hung;
+	PqwTickerPart ticker;
+	PqwDispatcherPart dispatcher;
 } PqwSlot;
 
 typedef struct PqwShared
@@ -148,6 +170,38 @@ void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
  * exits at once (code 0, one LOG line) and leaves the slot alone. */
 void		pqw_slot_attach(int slot, uint64 generation, PqwState state, char *dbname);
 
+/*
+ * The launcher's verbs: it alone allocates, frees and renames slots, so it
+ * may read in_use, kind, dboid and dbname without the lock.
+ */
+
+/* What the launcher reads of a slot in use. */
+typedef struct PqwSlotInfo
+{
+	PqwKind		kind;
+	Oid			dboid;
+	char		dbname[NAMEDATALEN];
+	pid_t		pid;			/* the attached worker, 0 if none */
+	PqwState	state;
+	TimestampTz hold_until;		/* no (re)start before this */
+	bool		want_dispatcher;	/* ticker: enabled handlers seen */
+} PqwSlotInfo;
+
+/* Takes a free slot for (database, kind), reset (state "stopped", counters
+ * 0); its index, or -1 if every slot is in use. */
+int			pqw_slot_alloc(Oid dboid, const char *dbname, PqwKind kind);
+/* Frees a slot (reset: a free slot is all zeros). */
+void		pqw_slot_free(int slot);
+/* The slot's database is now called `dbname` (a rename). */
+void		pqw_slot_rename(int slot, const char *dbname);
+/* Is the slot allocated? */
+bool		pqw_slot_in_use(int slot);
+/* Copies the slot into *info (under the shared lock); false, info
+ * zeroed, if the slot is free. */
+bool		pqw_slot_info(int slot, PqwSlotInfo *info);
+/* How many slots are allocated. */
+int			pqw_slots_in_use(void);
+
 /* Launcher, before registering a worker for `slot`: a new generation for it
  * (to pass to the worker) and state "starting". */
 uint64		pqw_slot_new_generation(int slot);
@@ -170,8 +224,8 @@ void		pqw_slot_mark_hung(int slot);
 bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call);
 
 /*
- * The verbs every other file uses on slots; only shmem.cpp (and the
- * launcher, which allocates them) reads or writes slot fields.
+ * The verbs every other file uses on slots; only shmem.cpp reads or writes
+ * slot fields.
  */
 
 /* Ticker: one successful call of `job` (0 tick, 1 retry, 2 maint, 3
@@ -207,6 +261,42 @@ void		pqw_handlers_changed(Oid dboid);
 /* Any backend: SIGTERM every worker of `dboid` (holding off its restart
  * until `hold_until`, if not 0); returns how many were running. */
 int			pqw_signal_workers(Oid dboid, TimestampTz hold_until);
+
+/* A slot in use as pgque_worker.status() shows it. */
+typedef struct PqwSlotStatus
+{
+	PqwKind		kind;
+	char		dbname[NAMEDATALEN];
+	pid_t		pid;
+	PqwState	state;
+	TimestampTz started_at;
+	TimestampTz last_call_at;
+	int64		errors;
+	char		last_error[PQW_ERRLEN];
+	TimestampTz last_error_at;
+	/* ticker: 0 in a dispatcher's row */
+	TimestampTz last_tick_at;
+	int64		tick_calls;
+	int64		ticks;
+	int64		retry_calls;
+	int64		retry_moved;
+	int64		retry_last_drain;
+	int64		maint_runs;
+	int64		rotate_runs;
+	int64		wakeups;
+	int64		tick_us_sum;
+	int64		tick_us_max;
+	/* dispatcher: 0 in a ticker's row */
+	int64		batches;
+	int64		messages_ok;
+	int64		messages_nacked;
+	int			max_subxids;
+	int64		subxid_overflows;
+} PqwSlotStatus;
+
+/* status(): a palloc'd copy of every slot in use, taken under the shared
+ * lock; *n is how many. */
+PqwSlotStatus *pqw_slots_status(int *n);
 
 /* Reads of a slot. */
 PqwState	pqw_slot_state(int slot);

@@ -24,7 +24,7 @@ PQW_EXPORT Datum
 pqw_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PqwSlot    *copy;
+	PqwSlotStatus *copy;
 	int			n = 0;
 
 	if (pqw_shared == NULL)
@@ -34,18 +34,13 @@ pqw_status(PG_FUNCTION_ARGS)
 				 errhint("Add pgque_worker to shared_preload_libraries and restart the server.")));
 
 	InitMaterializedSRF(fcinfo, 0);
-	copy = (PqwSlot *) palloc(sizeof(PqwSlot) * pqw_shared->nslots);
-	LWLockAcquire(pqw_shared->lock, LW_SHARED);
-	for (int i = 0; i < pqw_shared->nslots; i++)
-		if (pqw_shared->slots[i].in_use)
-			copy[n++] = pqw_shared->slots[i];
-	LWLockRelease(pqw_shared->lock);
+	copy = pqw_slots_status(&n);
 
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[STATUS_COLS];
 		bool		nulls[STATUS_COLS];
-		PqwSlot    *s = &copy[i];
+		const PqwSlotStatus *s = &copy[i];
 		int			c = 0;
 
 		memset(nulls, 0, sizeof(nulls));
