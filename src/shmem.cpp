@@ -40,6 +40,9 @@ slot_reset(PqwSlot *s)
 {
 	memset(s, 0, sizeof(*s));
 	pg_atomic_init_u32(&s->ticker.events_pending, 0);
+	for (int w = 0; w < pqw::QueueSet::kWords; w++)
+		pg_atomic_init_u64(&s->ticker.woken_queues[w], 0);
+	pg_atomic_init_u32(&s->ticker.woken_all, 0);
 }
 
 static void
@@ -155,7 +158,7 @@ pqw_find_slot(Oid dboid, PqwKind kind)
 }
 
 void
-pqw_notify_ticker(Oid dboid)
+pqw_notify_ticker(Oid dboid, const pqw::QueueSet *queues)
 {
 	int			t;
 	Latch	   *latch = NULL;
@@ -166,7 +169,16 @@ pqw_notify_ticker(Oid dboid)
 	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
 	if (t >= 0)
 	{
-		pg_atomic_write_u32(&pqw_shared->slots[t].ticker.events_pending, 1);
+		PqwTickerPart *tp = &pqw_shared->slots[t].ticker;
+
+		/* what to tick first (full barriers), then that there is a wake */
+		if (queues == NULL)
+			pg_atomic_exchange_u32(&tp->woken_all, 1);
+		else
+			for (int w = 0; w < pqw::QueueSet::kWords; w++)
+				if (queues->words[w] != 0)
+					pg_atomic_fetch_or_u64(&tp->woken_queues[w], queues->words[w]);
+		pg_atomic_write_u32(&tp->events_pending, 1);
 		latch = pqw_shared->slots[t].latch;
 	}
 	LWLockRelease(pqw_shared->lock);
@@ -517,14 +529,20 @@ pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int64 cal
 }
 
 bool
-pqw_ticker_take_wakeup(int slot)
+pqw_ticker_take_wakeup(int slot, pqw::QueueSet *queues, bool *all)
 {
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
+	*all = false;
 	/* a plain read first: the exchange's cache-line write is for a wake */
 	if (pg_atomic_read_u32(&s->ticker.events_pending) == 0 ||
 		pg_atomic_exchange_u32(&s->ticker.events_pending, 0) == 0)
 		return false;
+	/* after the flag: a commit sets these before it */
+	*all = pg_atomic_exchange_u32(&s->ticker.woken_all, 0) != 0;
+	for (int w = 0; w < pqw::QueueSet::kWords; w++)
+		if (pg_atomic_read_u64(&s->ticker.woken_queues[w]) != 0)
+			queues->words[w] |= pg_atomic_exchange_u64(&s->ticker.woken_queues[w], 0);
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	s->ticker.wakeups++;
 	LWLockRelease(pqw_shared->lock);

@@ -14,6 +14,8 @@
 
 #include "pg.h"
 
+#include "core/queue_set.hpp"
+
 #define PQW_ERRLEN 256
 
 typedef enum PqwKind
@@ -69,6 +71,13 @@ typedef struct PqwTickerPart
 	 * pg_atomic_init_u32 wherever it (re)initialises a slot.
 	 */
 	pg_atomic_uint32 events_pending;
+	/*
+	 * What those commits enqueued into: a pqw::QueueSet (queue_id % 1024)
+	 * merged with atomic ORs, and whether one named no queue (every queue
+	 * is ticked then). Set before events_pending; initialised with it.
+	 */
+	pg_atomic_uint64 woken_queues[pqw::QueueSet::kWords];
+	pg_atomic_uint32 woken_all;
 	int64		wakeups;		/* commit wake-ups taken */
 	int64		tick_us_sum;	/* time in successful ticker() calls */
 	int64		tick_us_max;
@@ -155,9 +164,10 @@ const char *pqw_kind_name(PqwKind kind);
 int			pqw_find_slot(Oid dboid, PqwKind kind);
 
 /* Wakes the ticker of a database, if one runs, to call ticker() at once:
- * a commit enqueued or changed the tick policy. Shared lock only: this
+ * a commit enqueued into `queues` (NULL: it cannot say, or it changed the
+ * tick policy; every queue is ticked). Shared lock and atomics only: this
  * runs at the commit of user transactions. */
-void		pqw_notify_ticker(Oid dboid);
+void		pqw_notify_ticker(Oid dboid, const pqw::QueueSet *queues);
 
 /* Wakes the dispatcher of a database, if one runs (e.g. after a tick). */
 void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
@@ -240,8 +250,9 @@ typedef enum PqwJob
 	PQW_NUM_JOBS
 } PqwJob;
 void		pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int64 call_us);
-/* Ticker: did a commit enqueue since it last looked? Takes the wake-up. */
-bool		pqw_ticker_take_wakeup(int slot);
+/* Ticker: did a commit enqueue since it last looked? Takes the wake-up and
+ * what the commits named: the queues (merged into *queues), or *all. */
+bool		pqw_ticker_take_wakeup(int slot, pqw::QueueSet *queues, bool *all);
 /* Ticker: whether its database has enabled handlers (a change wakes the
  * launcher); and the answer as last recorded. */
 void		pqw_ticker_set_want_dispatcher(int slot, bool want);

@@ -336,6 +336,9 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 typedef struct ExecInto
 {
 	const char *sql;
+	int			nargs;
+	Oid		   *argtypes;
+	Datum	   *values;
 	PqwCallResult *result;
 } ExecInto;
 
@@ -344,13 +347,14 @@ exec_into_fn(void *arg)
 {
 	ExecInto   *e = (ExecInto *) arg;
 
-	pqw_exec_into(e->sql, 0, NULL, NULL, e->result);
+	pqw_exec_into(e->sql, e->nargs, e->argtypes, e->values, e->result);
 }
 
 bool
-pqw_try_exec_into(const char *sql, PqwCallResult *result)
+pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				  PqwCallResult *result)
 {
-	ExecInto	e = {sql, result};
+	ExecInto	e = {sql, nargs, argtypes, values, result};
 	bool		ok = pqw_in_subtransaction(exec_into_fn, &e, NULL, result);
 
 	/* SPI's tuple table of the subtransaction is gone with it */

@@ -109,9 +109,9 @@ void		pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
 bool		pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error,
 								  PqwCallResult *result);
 
-/* pqw_exec_into of `sql` (no parameters) in a subtransaction of its own
- * (pqw_in_subtransaction). */
-bool		pqw_try_exec_into(const char *sql, PqwCallResult *result);
+/* pqw_exec_into in a subtransaction of its own (pqw_in_subtransaction). */
+bool		pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							  PqwCallResult *result);
 
 /* Copies the current error into `result` and cleans up after it: used by
  * PG_CATCH blocks that handle an error without rethrowing. */

@@ -26,6 +26,7 @@
 #include "core/clock.hpp"
 #include "core/log_limiter.hpp"
 #include "core/schedule.hpp"
+#include "core/tick_scope.hpp"
 
 /* the jobs, as shmem.h counts them */
 typedef PqwJob JobId;
@@ -79,29 +80,56 @@ static bool commit_since_tick = false;
  * (numeric * numeric, interval / float8, float8 * interval), so no operator
  * created in a schema on some search_path could be picked instead.
  */
-static const char *const policy_sql =
-	"select pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where pending)) * 1000::numeric)::int8,"
-	"       pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where not pending)) * 1000::numeric)::int8"
-	"  from (select coalesce(q.ev_new, 0) > 0 as pending,"
-	"         greatest(case"
-	"           when q.ev_new >= q.queue_ticker_max_count then interval '0'"
-	"           when q.ev_new > 0 then q.queue_ticker_max_lag - q.ticker_lag"
-	"           when g.gap is null then interval '0'"
-	"           else greatest(q.queue_ticker_max_lag / 2::float8,"
-	"                         least(2::float8 * g.gap, q.queue_ticker_idle_period)) - q.ticker_lag"
-	"         end, interval '0') as d"
-	"    from pgque.get_queue_info() q"
-	"    left join lateral ("
-	"      select t1.tick_time - t2.tick_time as gap"
-	"        from pgque.queue qq"
-	"        cross join lateral (select t.tick_id, t.tick_time from pgque.tick t"
-	"                             where t.tick_queue = qq.queue_id"
-	"                             order by t.tick_id desc limit 1) t1"
-	"        cross join lateral (select t.tick_time from pgque.tick t"
-	"                             where t.tick_queue = qq.queue_id and t.tick_id < t1.tick_id"
-	"                             order by t.tick_id desc limit 1) t2"
-	"       where qq.queue_name = q.queue_name) g on true"
-	"   where not q.queue_ticker_paused and not q.queue_external_ticker) s";
+#define POLICY_SELECT \
+	"select pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where pending)) * 1000::numeric)::int8," \
+	"       pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where not pending)) * 1000::numeric)::int8" \
+	"  from (select coalesce(q.ev_new, 0) > 0 as pending," \
+	"         greatest(case" \
+	"           when q.ev_new >= q.queue_ticker_max_count then interval '0'" \
+	"           when q.ev_new > 0 then q.queue_ticker_max_lag - q.ticker_lag" \
+	"           when g.gap is null then interval '0'" \
+	"           else greatest(q.queue_ticker_max_lag / 2::float8," \
+	"                         least(2::float8 * g.gap, q.queue_ticker_idle_period)) - q.ticker_lag" \
+	"         end, interval '0') as d" \
+	"    from " POLICY_SOURCE \
+	"    left join lateral (" \
+	"      select t1.tick_time - t2.tick_time as gap" \
+	"        from pgque.queue qq" \
+	"        cross join lateral (select t.tick_id, t.tick_time from pgque.tick t" \
+	"                             where t.tick_queue = qq.queue_id" \
+	"                             order by t.tick_id desc limit 1) t1" \
+	"        cross join lateral (select t.tick_time from pgque.tick t" \
+	"                             where t.tick_queue = qq.queue_id and t.tick_id < t1.tick_id" \
+	"                             order by t.tick_id desc limit 1) t2" \
+	"       where qq.queue_name = q.queue_name) g on true" \
+	"   where " POLICY_FILTER " not q.queue_ticker_paused and not q.queue_external_ticker) s"
+
+/* Queues named by their queue_id % 1024 in $1 (core/queue_set.hpp). */
+#define QUEUE_IN_SET(alias) \
+	"(" alias ".queue_id::int4 operator(pg_catalog.%) 1024) operator(pg_catalog.=) any ($1::int4[])"
+
+/* Every queue; */
+#define POLICY_SOURCE "pgque.get_queue_info() q"
+#define POLICY_FILTER ""
+static const char *const policy_sql = POLICY_SELECT;
+#undef POLICY_SOURCE
+#undef POLICY_FILTER
+/* or the queues a commit named (TickScope). */
+#define POLICY_SOURCE "pgque.queue q0 cross join lateral pgque.get_queue_info(q0.queue_name) q"
+#define POLICY_FILTER QUEUE_IN_SET("q0") " and"
+static const char *const policy_some_sql = POLICY_SELECT;
+#undef POLICY_SOURCE
+#undef POLICY_FILTER
+
+/* The targeted tick: pgque.ticker(queue) (PgQue's per-queue policy) for
+ * the queues a commit named; returns how many ticked, as ticker() does. */
+static const char *const tick_some_sql =
+	"select pg_catalog.count(*) from pgque.queue q"
+	" where " QUEUE_IN_SET("q")
+	"   and not q.queue_ticker_paused and not q.queue_external_ticker"
+	"   and pgque.ticker(q.queue_name) operator(pg_catalog.>) 0";
+
+static pqw::TickScope tick_scope;	/* full or targeted tick */
 
 static int
 tick_period_ms(void)
@@ -324,6 +352,10 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r)
 typedef struct TickCall
 {
 	const char *sql;
+	const char *policy_sql;
+	int			nargs;			/* targeted: $1, the queues */
+	Oid		   *argtypes;
+	Datum	   *values;
 	PqwCallResult *tick;		/* the transaction's result */
 	PqwCallResult *policy;
 } TickCall;
@@ -333,9 +365,22 @@ tick_fn(void *arg)
 {
 	TickCall   *t = (TickCall *) arg;
 
-	pqw_exec_into(t->sql, 0, NULL, NULL, t->tick);
+	pqw_exec_into(t->sql, t->nargs, t->argtypes, t->values, t->tick);
 	if (t->policy)
-		(void) pqw_try_exec_into(policy_sql, t->policy);
+		(void) pqw_try_exec_into(t->policy_sql, t->nargs, t->argtypes, t->values, t->policy);
+}
+
+/* The queues of a targeted tick, as an int4[] of queue_id % 1024. */
+static Datum
+targets_array(void)
+{
+	int32		r[pqw::QueueSet::kBits];
+	Datum		d[pqw::QueueSet::kBits];
+	int			n = tick_scope.targets().residues(r, pqw::QueueSet::kBits);
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(r[i]);
+	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
 }
 
 /* A commit enqueued events: tick now, or once min_tick_interval allows. */
@@ -343,10 +388,17 @@ static void
 take_commit_wakeup(void)
 {
 	pqw::Millis t;
+	pqw::QueueSet queues;
+	bool		all;
 
-	if (!pqw_ticker_take_wakeup(my_slot))
+	if (!pqw_ticker_take_wakeup(my_slot, &queues, &all))
+		return;
+	/* a commit that set its queues after our last take, before its flag:
+	 * those queues were ticked then already */
+	if (!all && queues.empty())
 		return;
 	commit_since_tick = true;
+	tick_scope.on_wake(all ? NULL : &queues, jobs[JOB_TICK].timer.next_due());
 	t = last_tick_call + pqw_min_tick_interval_ms;
 	jobs[JOB_TICK].timer.run_at(t > pqw::monotonic_ms() ? t : pqw::monotonic_ms());
 }
@@ -361,6 +413,7 @@ run_job(JobId id)
 	pqw::Millis now;
 	TimestampTz t0;
 	int64		call_us;
+	bool		targeted = false;
 
 	if (id == JOB_TICK && pqw_tick_period_ms == 0)
 		sql = tick_config_sql;
@@ -370,7 +423,23 @@ run_job(JobId id)
 	if (id == JOB_TICK)
 	{
 		TickCall	tc;
+		Oid			argtype = INT4ARRAYOID;
+		Datum		arg;
 
+		memset(&tc, 0, sizeof(tc));
+		targeted = pqw_wake_on_commit && tick_scope.targeted(pqw::monotonic_ms());
+		if (targeted)
+		{
+			/* only the queues the commits named: PgQue's per-queue policy */
+			arg = targets_array();
+			sql = tick_some_sql;
+			tc.policy_sql = policy_some_sql;
+			tc.nargs = 1;
+			tc.argtypes = &argtype;
+			tc.values = &arg;
+		}
+		else
+			tc.policy_sql = policy_sql;
 		tc.sql = sql;
 		tc.tick = &r;
 		tc.policy = pqw_wake_on_commit ? &policy : NULL;
@@ -388,6 +457,8 @@ run_job(JobId id)
 			return;
 		report_failure(job, &r, now);
 		job->drain_calls = 0;
+		if (targeted)
+			tick_scope.on_wake(NULL, job->timer.next_due());	/* the retry ticks all */
 		job->timer.failed(now, backoff_ms(id, job->timer.failures() + 1));
 		return;
 	}
@@ -399,7 +470,7 @@ run_job(JobId id)
 		pqw_ticker_wants_dispatcher(my_slot))
 		pqw_wake_dispatcher(MyDatabaseId, false);
 
-	if (id == JOB_TICK && pqw_tick_period_ms == 0 && !r.isnull[1] &&
+	if (id == JOB_TICK && !targeted && pqw_tick_period_ms == 0 && !r.isnull[1] &&
 		r.value[1] >= 1 && r.value[1] <= 60000)
 		config_tick_period_ms = (int) r.value[1];
 
@@ -412,6 +483,12 @@ run_job(JobId id)
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit)
 			schedule_by_policy(job, now, &policy);
+		/* after a targeted call the other queues keep the full call's
+		 * schedule */
+		if (targeted)
+			job->timer.set_next_due(tick_scope.after_targeted(job->timer.next_due()));
+		else
+			tick_scope.after_full();
 		return;
 	}
 
@@ -558,6 +635,8 @@ init_jobs(pqw::Millis now)
 		"select pgque.maint()",
 		"select pgque.maint_rotate_tables_step2()",
 	};
+
+	tick_scope = pqw::TickScope();	/* the first call is a full one */
 
 	for (int i = 0; i < NUM_JOBS; i++)
 	{

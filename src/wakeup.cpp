@@ -25,6 +25,9 @@
  *    - COMMIT PREPARED in a database with PgQue: what the prepared
  *      transaction did is not known here, and a needless wake costs one
  *      ticker() call.
+ *    Writes into event tables also name their queue (event_<queue_id>_<n>),
+ *    so the ticker ticks those queues alone (core/tick_scope.hpp); any
+ *    other wake-up asks for a full ticker() call.
  *    What a subtransaction noted is forgotten when it aborts.
  *
  * 3. Ticks made by anyone but pgque_worker's own ticker (a user calling
@@ -49,6 +52,8 @@ extern "C" {
 
 #include "guc.h"
 #include "shmem.h"
+
+#include "core/queue_set.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_handlers_changed);
@@ -86,11 +91,30 @@ typedef enum WakeTarget
  */
 static int	wake_level[NUM_WAKE_TARGETS] = {0, 0};
 
+/*
+ * The queues whose event tables this transaction wrote, so that the ticker
+ * ticks those alone; wake_all: a wake-up it cannot attribute to a queue
+ * (COPY, force_tick(), COMMIT PREPARED, a policy change), for which the
+ * ticker calls pgque.ticker() for every queue. Kept for the whole
+ * transaction: a queue noted in a subtransaction that aborted costs one
+ * needless pgque.ticker(queue) call, if anything else wakes the ticker.
+ */
+static pqw::QueueSet woken_queues;
+static bool wake_all = false;
+
+/* Will the commit wake the ticker for every queue already? (wake_all
+ * outlives the abort of the subtransaction that set it, the level not.) */
+static inline bool
+ticker_fully_noted(void)
+{
+	return wake_all && wake_level[WAKE_TICKER] != 0;
+}
+
 /* Has this transaction noted every wake-up there is to note? */
 static inline bool
 all_noted(void)
 {
-	return wake_level[WAKE_TICKER] != 0 && wake_level[WAKE_DISPATCHER] != 0;
+	return ticker_fully_noted() && wake_level[WAKE_DISPATCHER] != 0;
 }
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
@@ -125,6 +149,7 @@ typedef enum RelRole
 /* The last relation classified: statements mostly repeat their target. */
 static Oid	memo_relid = InvalidOid;
 static RelRole memo_role = REL_OTHER;
+static int64 memo_queue_id = -1;	/* REL_EVENTS: its queue, -1 if unknown */
 
 static void
 invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
@@ -211,10 +236,33 @@ database_has_pgque(void)
 	return ensure_cache() && (OidIsValid(pgque_nsp) || OidIsValid(pgq_nsp));
 }
 
+static void note_wake_level(WakeTarget target);
+
 /* Notes a wake-up of `target` for the commit, at the current nesting
- * level. */
+ * level; for the ticker, one it cannot attribute to a queue (every queue
+ * is ticked). */
 static void
 note_wake(WakeTarget target)
+{
+	if (target == WAKE_TICKER)
+		wake_all = true;
+	note_wake_level(target);
+}
+
+/* Notes events enqueued into the queue of the event table just classified
+ * (classify_rel's memo). */
+static void
+note_events(void)
+{
+	if (memo_queue_id >= 0)
+		woken_queues.add(memo_queue_id);
+	else
+		wake_all = true;
+	note_wake_level(WAKE_TICKER);
+}
+
+static void
+note_wake_level(WakeTarget target)
 {
 	if (wake_level[target] == 0)
 	{
@@ -243,6 +291,7 @@ classify_rel(Oid relid)
 	Oid			nsp;
 	char	   *name;
 	RelRole		role = REL_OTHER;
+	int64		queue_id = -1;
 
 	if (relid == memo_relid)
 		return memo_role;
@@ -253,7 +302,10 @@ classify_rel(Oid relid)
 		if (name == NULL)
 			role = REL_OTHER;
 		else if (strncmp(name, "event_", 6) == 0)
+		{
 			role = REL_EVENTS;
+			queue_id = pqw::event_table_queue_id(name);
+		}
 		else if (strcmp(name, "queue") == 0 || strcmp(name, "config") == 0)
 			role = REL_POLICY;
 		else if (strcmp(name, "subscription") == 0)
@@ -265,6 +317,7 @@ classify_rel(Oid relid)
 	}
 	memo_relid = relid;
 	memo_role = role;
+	memo_queue_id = queue_id;
 	return role;
 }
 
@@ -306,7 +359,7 @@ note_statement_wakes(PlannedStmt *ps)
 		switch (classify_rel(rte->relid))
 		{
 			case REL_EVENTS:
-				note_wake(WAKE_TICKER);
+				note_events();
 				break;
 			case REL_POLICY:
 				if (!in_own_ticker())
@@ -366,7 +419,7 @@ pqw_needs_fmgr_hook(Oid fn_oid)
 static void
 pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 {
-	if (event == FHET_START && pqw_wake_on_commit && wake_level[WAKE_TICKER] == 0 &&
+	if (event == FHET_START && pqw_wake_on_commit && !ticker_fully_noted() &&
 		ensure_cache() && OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
 		note_wake(WAKE_TICKER);
@@ -395,7 +448,7 @@ copy_target(const RangeVar *rv)
 void
 pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 {
-	if (!pqw_wake_on_commit || wake_level[WAKE_TICKER] != 0 || stmt == NULL)
+	if (!pqw_wake_on_commit || ticker_fully_noted() || stmt == NULL)
 		return;
 	if (IsA(stmt, CopyStmt))
 	{
@@ -408,7 +461,7 @@ pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 			return;
 		relid = copy_target(c->relation);
 		if (OidIsValid(relid) && classify_rel(relid) == REL_EVENTS)
-			note_wake(WAKE_TICKER);
+			note_events();
 	}
 	else if (IsA(stmt, TransactionStmt) &&
 			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
@@ -428,7 +481,7 @@ on_xact_event(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_level[WAKE_TICKER] != 0)
-				pqw_notify_ticker(MyDatabaseId);
+				pqw_notify_ticker(MyDatabaseId, wake_all ? NULL : &woken_queues);
 			if (wake_level[WAKE_DISPATCHER] != 0)
 				pqw_wake_dispatcher(MyDatabaseId, false);
 			if (handlers_changed)
@@ -437,6 +490,8 @@ on_xact_event(XactEvent event, void *arg)
 			nrestart = 0;
 			handlers_changed = false;
 			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
+			woken_queues.clear();
+			wake_all = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -447,6 +502,8 @@ on_xact_event(XactEvent event, void *arg)
 			nrestart = 0;
 			handlers_changed = false;
 			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
+			woken_queues.clear();
+			wake_all = false;
 			break;
 		default:
 			break;

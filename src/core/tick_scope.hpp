@@ -1,0 +1,49 @@
+// tick_scope.hpp: tick every queue, or only the queues a commit woke us for.
+//
+// pgque.ticker() visits every queue of the database (PgQue's own loop, and
+// our policy read after it): with a thousand idle queues that is tens of
+// milliseconds per call, paid on every enqueuing commit. A commit that names
+// its queues (see queue_set.hpp) is served by ticking those alone
+// (pgque.ticker(queue) applies the same per-queue policy) and reading their
+// policy alone; the full call keeps its own schedule (the idle ticks of all
+// queues, from the last full policy read), which targeted calls never move
+// later. A wake-up that names no queue, or a full call falling due, makes
+// the next call a full one.
+//
+// PostgreSQL-free.
+#pragma once
+
+#include "core/clock.hpp"
+#include "core/queue_set.hpp"
+
+namespace pqw {
+
+class TickScope {
+public:
+    // A commit woke the ticker: `queues` (nullptr: it could not say which)
+    // while the next full call was due at `full_due`.
+    void on_wake(const QueueSet *queues, Millis full_due) noexcept;
+
+    // Is the call about to run at `now` a targeted one?
+    bool targeted(Millis now) const noexcept
+    {
+        return !all_ && saved_ && !targets_.empty() && now < full_due_;
+    }
+    const QueueSet &targets() const noexcept { return targets_; }
+
+    // A full call ran: everything is ticked, its policy read plans anew.
+    void after_full() noexcept;
+
+    // A targeted call ran and its policy read wants the next call at
+    // `next`: the next call is due at the earlier of that and the full
+    // call's own due time.
+    Millis after_targeted(Millis next) noexcept;
+
+private:
+    QueueSet targets_;
+    bool all_ = false;
+    bool saved_ = false;   // full_due_ holds the full call's due time
+    Millis full_due_ = 0;
+};
+
+}  // namespace pqw

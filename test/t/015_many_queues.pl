@@ -1,0 +1,90 @@
+# Many queues: a commit that enqueued into one queue makes the ticker tick
+# that queue alone (pgque.ticker(queue)), not every queue of the database;
+# the idle queues still get their idle ticks from the full ticker() call,
+# and a wake-up that names no queue (force_tick) still ticks all.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $nidle = 100;
+my $nsend = 20;
+my $node = new_node('many', conf => q{
+track_functions = 'pl'
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+
+sub sq { return $node->safe_psql('app', $_[0]); }
+
+sq(qq{
+create table got (payload text);
+create function h(m pgque.message) returns void language plpgsql as \$\$
+begin
+  insert into got values (m.payload);
+end \$\$;
+select pgque.create_queue('idle_' || i) from generate_series(1, $nidle) i;
+select pgque.create_queue('busy');
+select pgque.set_queue_config('busy', 'ticker_max_count', '1');
+select pgque_worker.register_handler('busy', 'c', 'h(pgque.message)');
+});
+# the queue sequence's first event does not count for ticker_max_count
+sq(q{select pgque.send('busy', 'warm-up'::text)});
+wait_until($node, 'app', q{select count(*) from got}, '1', 'the first message is handled');
+
+# calls of every ticker function (pgque's and, under the fixture, PgQ's),
+# as the workers have reported them
+sub ticker_calls
+{
+	return sq(q{select coalesce(sum(calls), 0) from pg_stat_user_functions where funcname = 'ticker'});
+}
+sub settled_ticker_calls
+{
+	# statistics are flushed at most once a second per backend
+	my $prev = -1;
+	for (1 .. 50)
+	{
+		usleep(1_200_000);
+		my $now = ticker_calls();
+		return $now if $now == $prev;
+		$prev = $now;
+	}
+	return $prev;
+}
+
+my $before = settled_ticker_calls();
+for my $i (1 .. $nsend)
+{
+	sq(qq{select pgque.send('busy', 'm$i'::text)});
+	wait_until($node, 'app', qq{select count(*) from got where payload = 'm$i'}, '1', "message m$i handled");
+}
+my $calls = settled_ticker_calls() - $before;
+is(sq(q{select count(*) from got where payload like 'm%'}), $nsend, "$nsend messages, each handled once");
+# a full ticker() call costs one call per queue ($nidle + 1) and more
+cmp_ok($calls, '<', $nsend * $nidle / 4,
+	"ticker function calls for $nsend enqueuing commits: $calls (a full tick each would be over " . ($nsend * ($nidle + 1)) . ')');
+
+# the idle queues still get ticks: the full call keeps its schedule
+my $idle_ticks = sq(q{select count(*) from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'idle_1'});
+sq(q{select pgque.set_queue_config('idle_1', 'ticker_idle_period', '1 second')});
+wait_until($node, 'app',
+	qq{select count(*) > $idle_ticks from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'idle_1'},
+	't', 'an idle queue gets its idle tick');
+
+# force_tick names no queue to the commit hook: a full call follows
+sq(q{select pgque.create_queue('forced')});
+sq(q{select pgque.subscribe('forced', 'fc')});
+my $ft = sq(q{select count(*) from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'forced'});
+sq(q{select pgque.force_tick('forced')});
+wait_until($node, 'app',
+	qq{select count(*) > $ft from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'forced'},
+	't', 'force_tick() is ticked');
+
+$node->stop;
+done_testing();
