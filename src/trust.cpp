@@ -8,6 +8,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
 #include "utils/inval.h"
+#include "utils/syscache.h"
 }
 
 static PqwTrust trust = PQW_TRUST_NO_PGQUE;
@@ -15,7 +16,20 @@ static bool trust_valid = false;
 static Oid	owner = InvalidOid;
 static char refusal[256] = "";
 static char owner_name[NAMEDATALEN + 2] = "";
+static Oid	pgque_nsp = InvalidOid;
 
+/*
+ * Relations changed since the last check. Autovacuum's statistics, PgQue's
+ * rotation (TRUNCATE) and ANALYZE update pg_class rows all the time; with a
+ * thousand queues the full check reads thousands of pg_class rows (15 ms
+ * measured), so a change of a relation is checked by itself: is it in
+ * schema pgque, and owned by someone other than its owner or a superuser?
+ * Any other catalog change, or more relations than fit here, means the
+ * full check.
+ */
+#define MAX_CHANGED_RELS 64
+static Oid	changed_rels[MAX_CHANGED_RELS];
+static int	nchanged_rels = 0;
 /*
  * One catalog read: the schema's owner, whether every call we make exists
  * (an install still running is "no PgQue" yet), and the first object of
@@ -43,7 +57,8 @@ static const char *const trust_sql =
 	"       and t.typowner not in (select oid from su) limit 1),"
 	"   (select pg_catalog.format('operator %s is owned by role %s', o.oid::pg_catalog.regoperator, o.oprowner::pg_catalog.regrole)"
 	"      from pg_catalog.pg_operator o where o.oprnamespace = n.oid and o.oprowner <> n.nspowner"
-	"       and o.oprowner not in (select oid from su) limit 1))"
+	"       and o.oprowner not in (select oid from su) limit 1)),"
+	"  n.oid"
 	" from n";
 
 static void
@@ -55,6 +70,48 @@ invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	trust_valid = false;
 }
 
+/* A relation changed (InvalidOid: all of them): noted, checked by itself
+ * at the next pqw_pgque_trust(). No catalog access here. */
+static void
+relation_changed(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (!trust_valid)
+		return;
+	if (!OidIsValid(relid) || nchanged_rels == MAX_CHANGED_RELS)
+	{
+		trust_valid = false;
+		return;
+	}
+	for (int i = 0; i < nchanged_rels; i++)
+		if (changed_rels[i] == relid)
+			return;
+	changed_rels[nchanged_rels++] = relid;
+}
+
+/* Do the relations changed since the last check keep the answer? Only an
+ * "ok" is kept (a refusal or "no PgQue" is read again in full). */
+static bool
+changed_rels_keep_trust(void)
+{
+	bool		keep = trust == PQW_TRUST_OK;
+
+	for (int i = 0; keep && i < nchanged_rels; i++)
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(changed_rels[i]));
+		Form_pg_class c;
+
+		if (!HeapTupleIsValid(tup))
+			continue;			/* dropped */
+		c = (Form_pg_class) GETSTRUCT(tup);
+		if (c->relnamespace == pgque_nsp && c->relowner != owner && !superuser_arg(c->relowner))
+			keep = false;
+		ReleaseSysCache(tup);
+	}
+	nchanged_rels = 0;
+	return keep;
+}
+
 PqwTrust
 pqw_pgque_trust(void)
 {
@@ -64,8 +121,11 @@ pqw_pgque_trust(void)
 	int			nest;
 	int			rc;
 
+	if (trust_valid && nchanged_rels > 0 && !changed_rels_keep_trust())
+		trust_valid = false;
 	if (trust_valid)
 		return trust;
+	nchanged_rels = 0;
 	/* also called in users' sessions (_queue_exists): resolve names in the
 	 * catalog only, whatever their search_path says */
 	nest = NewGUCNestLevel();
@@ -77,6 +137,7 @@ pqw_pgque_trust(void)
 		elog(ERROR, "could not read the owners of schema pgque");
 	trust = PQW_TRUST_NO_PGQUE;
 	owner = InvalidOid;
+	pgque_nsp = InvalidOid;
 	owner_name[0] = '\0';
 	refusal[0] = '\0';
 	if (SPI_processed == 1)
@@ -84,6 +145,7 @@ pqw_pgque_trust(void)
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
 		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		pgque_nsp = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
 		strlcpy(owner_name, SPI_getvalue(tup, desc, 2), sizeof(owner_name));
 		if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) && !isnull)
 		{
@@ -140,7 +202,7 @@ pqw_trust_install(void)
 	/* Owners, schemas and objects of PgQue live in these catalogs. */
 	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, invalidate, (Datum) 0);
-	CacheRegisterSyscacheCallback(RELOID, invalidate, (Datum) 0);
+	CacheRegisterRelcacheCallback(relation_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(OPEROID, invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, invalidate, (Datum) 0);
