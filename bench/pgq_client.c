@@ -14,6 +14,14 @@
  *       in ms, one per line, then pgque.ack(); sleeps POLL_US when nothing
  *       was ready. Runs until SIGTERM/SIGINT.
  *
+ *   pgq_client floor   CONNINFO QUEUE CONSUMER N
+ *       The floor of end-to-end latency, with no scheduler at all: N times,
+ *       one client runs back to back the three transactions a delivery
+ *       needs -- send (payload = server clock), pgque.ticker(QUEUE), and
+ *       receive + ack -- and prints for each event the latency (server
+ *       clock at receive - server clock at send) in ms, one per line. The
+ *       queue must tick on one event (ticker_max_count 1).
+ *
  *   pgq_client drain   CONNINFO QUEUE CONSUMER N [each]
  *       External per-message consumer: per batch, in one transaction:
  *       receive, one INSERT round trip per message into public.sink, ack,
@@ -218,6 +226,65 @@ cmd_poll(int argc, char **argv)
 	return 0;
 }
 
+/* ----------------------------------------------------------------- floor */
+
+static int
+cmd_floor(int argc, char **argv)
+{
+	if (argc != 6)
+	{
+		fprintf(stderr, "usage: pgq_client floor CONNINFO QUEUE CONSUMER N\n");
+		return 1;
+	}
+	PGconn	   *c = connect_or_die(argv[2]);
+	const char *params[2] = {argv[3], argv[4]};
+	long		want = atol(argv[5]);
+	long		got = 0;
+
+	PQclear(expect(c, PQprepare(c, "send",
+								"select pgque.send($1::text, clock_timestamp()::text)", 1, NULL),
+				   PGRES_COMMAND_OK, "prepare send"));
+	PQclear(expect(c, PQprepare(c, "tick", "select pgque.ticker($1::text)", 1, NULL),
+				   PGRES_COMMAND_OK, "prepare ticker"));
+	PQclear(expect(c, PQprepare(c, "recv",
+								"select (extract(epoch from clock_timestamp() - payload::timestamptz) * 1000)::float8,"
+								" batch_id from pgque.receive($1::text, $2::text, 2147483647)", 2, NULL),
+				   PGRES_COMMAND_OK, "prepare receive"));
+	PQclear(expect(c, PQprepare(c, "ack", "select pgque.ack($1::bigint)", 1, NULL),
+				   PGRES_COMMAND_OK, "prepare ack"));
+	while (got < want && !stop_flag)
+	{
+		PGresult   *r;
+		int			n;
+
+		PQclear(expect(c, PQexecPrepared(c, "send", 1, params, NULL, NULL, 0),
+					   PGRES_TUPLES_OK, "send"));
+		PQclear(expect(c, PQexecPrepared(c, "tick", 1, params, NULL, NULL, 0),
+					   PGRES_TUPLES_OK, "ticker"));
+		exec_cmd(c, "begin");
+		r = expect(c, PQexecPrepared(c, "recv", 2, params, NULL, NULL, 0),
+				   PGRES_TUPLES_OK, "receive");
+		n = PQntuples(r);
+		for (int i = 0; i < n; i++)
+			printf("%s\n", PQgetvalue(r, i, 0));
+		if (n > 0)
+		{
+			const char *ap[1] = {PQgetvalue(r, 0, 1)};
+
+			PQclear(expect(c, PQexecPrepared(c, "ack", 1, ap, NULL, NULL, 0),
+						   PGRES_TUPLES_OK, "ack"));
+		}
+		PQclear(r);
+		exec_cmd(c, "commit");
+		got += n;
+		/* 10 ms apart, as the 100/s latency run sends */
+		sleep_until(now_s() + 0.01);
+	}
+	fflush(stdout);
+	PQfinish(c);
+	return 0;
+}
+
 /* ----------------------------------------------------------------- drain */
 
 static int
@@ -289,6 +356,8 @@ main(int argc, char **argv)
 		return cmd_poll(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "drain") == 0)
 		return cmd_drain(argc, argv);
-	fprintf(stderr, "usage: pgq_client send|poll|drain ...\n");
+	if (argc >= 2 && strcmp(argv[1], "floor") == 0)
+		return cmd_floor(argc, argv);
+	fprintf(stderr, "usage: pgq_client send|poll|drain|floor ...\n");
 	return 1;
 }

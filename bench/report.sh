@@ -11,6 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 psql <<'SQL' >/dev/null 2>&1
 create or replace function public.bench_label(m text) returns text language sql as $$
   select case
+    when m = 'floor' then 'floor: one client, send + pgque.ticker(queue) + receive/ack back to back'
     when m = 'woc' then 'pgque_worker, wake on commit'
     when m = 'wocx' then 'pgque_worker ticker, wake on commit, external 1 ms poller (no dispatcher)'
     when m like 'p%' then format('pgque_worker, period %s ms', substr(m, 2))
@@ -68,6 +69,12 @@ select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s 
   from res_lat r join lat_stats s using (mode, rate) left join res_idle i using (mode)
   join mode_order o on o.m = r.mode
  order by r.rate, o.ord;
+SQL
+echo
+psql <<'SQL'
+select format('Floor (%s deliveries, one client running the three transactions back to back, 10 ms apart, no scheduler): p50 %s ms, p95 %s ms, p99 %s ms.',
+              n, round(p50::numeric, 2), round(p95::numeric, 2), round(p99::numeric, 2))
+  from lat_stats where mode = 'floor';
 SQL
 echo
 echo "![latency](latency.png)"
@@ -145,6 +152,12 @@ with w as (select * from lat_stats where mode = 'woc'),
 select format('| wake on commit p50 <= 2 ms at both rates | %s | %s |',
               coalesce((select string_agg(format('%s/s: %s ms', rate, round(p50::numeric, 3)), ', ' order by rate) from w), 'not measured'),
               case when not exists (select from w) then 'n/a' when (select bool_and(p50 <= 2) from w) then 'yes' else 'NO' end)
+union all
+select format('| wake on commit p50 <= the floor (%s ms) at both rates | %s | %s |',
+              coalesce((select round(p50::numeric, 2)::text from lat_stats where mode = 'floor'), 'not measured'),
+              coalesce((select string_agg(format('%s/s: %s ms', rate, round(p50::numeric, 3)), ', ' order by rate) from w), 'not measured'),
+              case when not exists (select from w) or not exists (select from lat_stats where mode = 'floor') then 'n/a'
+                   when (select bool_and(p50 <= (select p50 from lat_stats where mode = 'floor')) from w) then 'yes' else 'NO' end)
 union all
 select format('| wake on commit p99 <= 10 ms at both rates | %s | %s |',
               coalesce((select string_agg(format('%s/s: %s ms', rate, round(p99::numeric, 3)), ', ' order by rate) from w), 'not measured'),

@@ -12,6 +12,7 @@
 # and bench/results/*.png, and stops the cluster.
 #
 # Durations (seconds unless said):
+#   BENCH_FLOOR_MESSAGES (1000)    deliveries of the latency floor (one client, 100/s)
 #   BENCH_LOAD_SECONDS (10)        each latency run (per mode and rate)
 #   BENCH_RATES ("100 1000")       events/s of the latency runs
 #   BENCH_TICK_IDLE_SECONDS (10)   idle window per mode for ticks/s and WAL/s
@@ -34,8 +35,9 @@ port=${BENCH_PORT:-5477}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   : "${BENCH_LOAD_SECONDS:=3}" "${BENCH_TICK_IDLE_SECONDS:=3}" "${BENCH_IDLE_SECONDS:=10}"
   : "${BENCH_DISPATCH_MESSAGES:=10000}" "${BENCH_PGBENCH_SECONDS:=5}" "${BENCH_PGBENCH_ROUNDS:=1}"
-  : "${BENCH_PGBENCH_SCALE:=2}"
+  : "${BENCH_PGBENCH_SCALE:=2}" "${BENCH_FLOOR_MESSAGES:=300}"
 fi
+FLOOR_MESSAGES=${BENCH_FLOOR_MESSAGES:-1000}
 LOAD_SECONDS=${BENCH_LOAD_SECONDS:-10}
 RATES=${BENCH_RATES:-100 1000}
 TICK_IDLE_SECONDS=${BENCH_TICK_IDLE_SECONDS:-10}
@@ -169,6 +171,19 @@ start_poll() { # file: external consumer polling receive every 1 ms
   bg_pids+=("$poll_pid")
 }
 stop_poll() { kill -TERM "$poll_pid" 2>/dev/null || true; wait "$poll_pid" 2>/dev/null || true; }
+
+# ============================================================ 0. the floor
+# What a delivery costs with nobody waiting on anything: one client runs the
+# three transactions (send, pgque.ticker(queue), receive + ack) back to back.
+log "latency floor: $FLOOR_MESSAGES deliveries by one client, no scheduler"
+CONF=([pgque_worker.enabled]=off); apply_conf
+q bench "select public.bench_queue('floor')" >/dev/null
+q bench "select pgque.subscribe('floor', 'fc')" >/dev/null
+"$client" floor "$conninfo dbname=bench" floor fc "$FLOOR_MESSAGES" > "$dir/floor.txt" 2>>"$raw"
+$psql_base -d bench -c "\\copy lat_all(ms) from '$dir/floor.txt'"
+q bench "update lat_all set mode = 'floor', rate = 100 where mode is null"
+q bench "select pgque.drop_queue('floor', true)" >/dev/null
+log "  floor p50 $(q bench "select round(percentile_disc(0.5) within group (order by ms)::numeric, 2) from lat_all where mode = 'floor'") ms"
 
 # ============================================================ 1. latency, ticks, WAL
 q bench "select public.bench_queue('lat')" >/dev/null

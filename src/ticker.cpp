@@ -83,7 +83,9 @@ static bool commit_since_tick = false;
 #define POLICY_SELECT \
 	"select pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where pending)) * 1000::numeric)::int8," \
 	"       pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where not pending)) * 1000::numeric)::int8" \
+	PENDING_WORDS \
 	"  from (select coalesce(q.ev_new, 0) > 0 as pending," \
+	"         q0.queue_id::int4 operator(pg_catalog.%) 1024 as r," \
 	"         greatest(case" \
 	"           when q.ev_new >= q.queue_ticker_max_count then interval '0'" \
 	"           when q.ev_new > 0 then q.queue_ticker_max_lag - q.ticker_lag" \
@@ -104,12 +106,23 @@ static bool commit_since_tick = false;
 	"       where qq.queue_name = q.queue_name) g on true" \
 	"   where " POLICY_FILTER " not q.queue_ticker_paused and not q.queue_external_ticker) s"
 
+/* The queues with pending events, as the 16 words of a pqw::QueueSet. */
+#define PENDING_WORD(w) \
+	", pg_catalog.bit_or(1::int8 operator(pg_catalog.<<) (r operator(pg_catalog.%) 64))" \
+	" filter (where pending and r operator(pg_catalog./) 64 operator(pg_catalog.=) " #w ")"
+#define PENDING_WORDS \
+	PENDING_WORD(0) PENDING_WORD(1) PENDING_WORD(2) PENDING_WORD(3) \
+	PENDING_WORD(4) PENDING_WORD(5) PENDING_WORD(6) PENDING_WORD(7) \
+	PENDING_WORD(8) PENDING_WORD(9) PENDING_WORD(10) PENDING_WORD(11) \
+	PENDING_WORD(12) PENDING_WORD(13) PENDING_WORD(14) PENDING_WORD(15)
+
 /* Queues named by their queue_id % 1024 in $1 (core/queue_set.hpp). */
 #define QUEUE_IN_SET(alias) \
 	"(" alias ".queue_id::int4 operator(pg_catalog.%) 1024) operator(pg_catalog.=) any ($1::int4[])"
 
 /* Every queue; */
-#define POLICY_SOURCE "pgque.get_queue_info() q"
+#define POLICY_SOURCE \
+	"pgque.get_queue_info() q join pgque.queue q0 on q0.queue_name operator(pg_catalog.=) q.queue_name"
 #define POLICY_FILTER ""
 static const char *const policy_sql = POLICY_SELECT;
 #undef POLICY_SOURCE
@@ -130,6 +143,7 @@ static const char *const tick_some_sql =
 	"   and pgque.ticker(q.queue_name) operator(pg_catalog.>) 0";
 
 static pqw::TickScope tick_scope;	/* full or targeted tick */
+static int64 last_full_call_us = 0;	/* the last full ticker() call took */
 
 static int
 tick_period_ms(void)
@@ -301,17 +315,28 @@ account(JobId id, const PqwCallResult *r, bool drain_done, int64 call_us)
 }
 
 /*
- * After a ticker() call with wake_on_commit: sleep until PgQue's policy can
- * first want a tick (commits wake us earlier). Ticks of idle queues stay on
- * the tick-period grid; queues with pending events may be ticked sooner
- * (at their max_lag), but never closer than min_tick_interval.
+ * After a ticker() call with wake_on_commit: when PgQue's policy can first
+ * want a tick (commits wake us earlier). `pending`: the queues with new
+ * events, at their max_lag but never closer than min_tick_interval; they
+ * get targeted calls. `idle`: idle ticks, on the tick-period grid (or at
+ * once after a commit, see commit_since_tick), a full call spaced by what
+ * it costs; never later than max_idle_interval.
  */
-static void
-schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r)
+typedef struct PolicyDue
 {
-	pqw::Millis next = now + pqw_max_idle_interval_ms;
-	pqw::Millis grid_next = job->timer.next_due();
+	bool		ok;
+	pqw::Millis pending;
+	pqw::Millis idle;
+	pqw::QueueSet pending_set;	/* queues with new events */
+} PolicyDue;
 
+static void
+policy_due(const PqwCallResult *r, pqw::Millis now, pqw::Millis grid_next, bool targeted,
+		   PolicyDue *due)
+{
+	due->ok = r->ok;
+	due->pending = due->idle = now + pqw_max_idle_interval_ms;
+	due->pending_set.clear();
 	if (!r->ok)
 	{
 		/* keep ticking every period, and say so once */
@@ -326,8 +351,8 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r)
 	{
 		pqw::Millis d = r->value[0] > pqw_min_tick_interval_ms ? r->value[0] : pqw_min_tick_interval_ms;
 
-		if (now + d < next)
-			next = now + d;
+		if (now + d < due->pending)
+			due->pending = now + d;
 	}
 	if (!r->isnull[1])
 	{
@@ -340,9 +365,42 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r)
 		}
 		else if (t < grid_next)
 			t = grid_next;
-		if (t < next)
-			next = t;
+		/* a full call for idle ticks alone: spaced by what it costs (queues
+		 * with events get targeted calls meanwhile) */
+		if (!targeted &&
+			t < now + pqw::TickScope::idle_spacing(last_full_call_us, 0))
+			t = now + pqw::TickScope::idle_spacing(last_full_call_us, 0);
+		if (t < due->idle)
+			due->idle = t;
 	}
+	for (int w = 0; w < pqw::QueueSet::kWords; w++)
+		if (!r->isnull[2 + w])
+			due->pending_set.words[w] = (uint64) r->value[2 + w];
+}
+
+/* Sets the tick job's next call after a successful one: targeted at the
+ * queues with events while the full call's idle ticks are not due. */
+static void
+schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targeted)
+{
+	PolicyDue	due;
+	pqw::Millis next;
+
+	policy_due(r, now, job->timer.next_due(), targeted, &due);
+	if (!due.ok)
+	{
+		/* every period, full calls */
+		if (!targeted)
+			tick_scope.after_full(NULL, 0);
+		else
+			(void) tick_scope.after_targeted(job->timer.next_due());
+		return;
+	}
+	next = due.pending < due.idle ? due.pending : due.idle;
+	if (targeted)
+		next = tick_scope.after_targeted(next);
+	else
+		tick_scope.after_full(&due.pending_set, due.idle);
 	job->timer.set_next_due(next);
 }
 
@@ -480,15 +538,13 @@ run_job(JobId id)
 			commit_since_tick = false;
 		account(id, &r, true, call_us);
 		last_tick_call = now;
+		if (!targeted)
+			last_full_call_us = call_us;
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit)
-			schedule_by_policy(job, now, &policy);
-		/* after a targeted call the other queues keep the full call's
-		 * schedule */
-		if (targeted)
-			job->timer.set_next_due(tick_scope.after_targeted(job->timer.next_due()));
+			schedule_by_policy(job, now, &policy, targeted);
 		else
-			tick_scope.after_full();
+			tick_scope.after_full(NULL, 0);
 		return;
 	}
 

@@ -31,13 +31,25 @@ public:
     }
     const QueueSet &targets() const noexcept { return targets_; }
 
-    // A full call ran: everything is ticked, its policy read plans anew.
-    void after_full() noexcept;
+    // A full call ran: everything is ticked. Its policy read found
+    // `pending` queues with events short of a tick (nullptr or empty: none):
+    // the calls for those are targeted at them until the full call's idle
+    // ticks fall due at `full_due`.
+    void after_full(const QueueSet *pending, Millis full_due) noexcept;
 
     // A targeted call ran and its policy read wants the next call at
     // `next`: the next call is due at the earlier of that and the full
-    // call's own due time.
+    // call's own due time. If it is the targeted queues' turn first (events
+    // still short of ticker_max_count, an idle tick soon), they stay the
+    // targets of that call; otherwise the full call comes next.
     Millis after_targeted(Millis next) noexcept;
+
+    // How long a full call waits for idle ticks alone after the last one,
+    // which took `last_call_us`: 20 times that (a full call's share of a
+    // core stays near 5 %), at least `floor` (the tick-period grid), at
+    // most 10 s. Idle ticks are never urgent; with a thousand queues their
+    // phases would otherwise make every grid slot a full call.
+    static Millis idle_spacing(std::int64_t last_call_us, Millis floor) noexcept;
 
 private:
     QueueSet targets_;

@@ -42,10 +42,21 @@ TEST(TickScope, EarlierPolicyWins)
     QueueSet a = of(5);
     t.on_wake(&a, 60000);
     EXPECT_EQ(t.after_targeted(150), 150);
+    // queue 5 is due before the full call: it stays the target
+    EXPECT_TRUE(t.targeted(150));
     // the next wake keeps the full call's time
     t.on_wake(&a, 150);
     EXPECT_TRUE(t.targeted(200));
     EXPECT_EQ(t.after_targeted(70000), 60000);
+    EXPECT_FALSE(t.targeted(300));
+}
+
+TEST(TickScope, IdleSpacing)
+{
+    EXPECT_EQ(TickScope::idle_spacing(0, 100), 100);        // nothing measured: the grid
+    EXPECT_EQ(TickScope::idle_spacing(1000, 100), 100);     // 1 ms calls: the grid
+    EXPECT_EQ(TickScope::idle_spacing(70000, 100), 1400);   // 70 ms calls: 1.4 s
+    EXPECT_EQ(TickScope::idle_spacing(5000000, 100), 10000);  // capped
 }
 
 TEST(TickScope, UnnamedWakeMakesItFull)
@@ -55,7 +66,7 @@ TEST(TickScope, UnnamedWakeMakesItFull)
     t.on_wake(&a, 1000);
     t.on_wake(nullptr, 1000);
     EXPECT_FALSE(t.targeted(10));
-    t.after_full();
+    t.after_full(nullptr, 0);
     t.on_wake(&a, 5000);
     EXPECT_TRUE(t.targeted(10));
 }
@@ -67,6 +78,21 @@ TEST(TickScope, FullDueMeansFull)
     t.on_wake(&a, 1000);
     EXPECT_TRUE(t.targeted(999));
     EXPECT_FALSE(t.targeted(1000));
-    t.after_full();
+    t.after_full(nullptr, 0);
     EXPECT_FALSE(t.targeted(0));
+}
+
+TEST(TickScope, PendingQueuesOfAFullCallGetTargetedCalls)
+{
+    TickScope t;
+    QueueSet p = of(7);
+    t.after_full(&p, 5000);  // queue 7 has events; idle ticks at 5000
+    EXPECT_TRUE(t.targeted(100));
+    std::int32_t r[2];
+    ASSERT_EQ(t.targets().residues(r, 2), 1);
+    EXPECT_EQ(r[0], 7);
+    EXPECT_FALSE(t.targeted(5000));  // then the full call
+    QueueSet none;
+    t.after_full(&none, 9000);
+    EXPECT_FALSE(t.targeted(100));
 }
