@@ -128,19 +128,24 @@ static const char *const policy_sql = POLICY_SELECT;
 #undef POLICY_SOURCE
 #undef POLICY_FILTER
 /* or the queues a commit named (TickScope). */
-#define POLICY_SOURCE "pgque.queue q0 cross join lateral pgque.get_queue_info(q0.queue_name) q"
-#define POLICY_FILTER QUEUE_IN_SET("q0") " and"
+#define POLICY_SOURCE \
+	"(select qz.queue_id, qz.queue_name from pgque.queue qz where " QUEUE_IN_SET("qz") " offset 0) q0" \
+	" cross join lateral pgque.get_queue_info(q0.queue_name) q"
+#define POLICY_FILTER ""
 static const char *const policy_some_sql = POLICY_SELECT;
 #undef POLICY_SOURCE
 #undef POLICY_FILTER
 
 /* The targeted tick: pgque.ticker(queue) (PgQue's per-queue policy) for
  * the queues a commit named; returns how many ticked, as ticker() does. */
+/* (OFFSET 0 keeps the planner from evaluating ticker() before the filter:
+ * a view or an inlined function could move it first.) */
 static const char *const tick_some_sql =
-	"select pg_catalog.count(*) from pgque.queue q"
-	" where " QUEUE_IN_SET("q")
-	"   and not q.queue_ticker_paused and not q.queue_external_ticker"
-	"   and pgque.ticker(q.queue_name) operator(pg_catalog.>) 0";
+	"select pg_catalog.count(*) from"
+	" (select q.queue_name from pgque.queue q"
+	"   where " QUEUE_IN_SET("q")
+	"     and not q.queue_ticker_paused and not q.queue_external_ticker offset 0) s"
+	" where pgque.ticker(s.queue_name) operator(pg_catalog.>) 0";
 
 static pqw::TickScope tick_scope;	/* full or targeted tick */
 static int64 last_full_call_us = 0;	/* the last full ticker() call took */

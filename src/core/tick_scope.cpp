@@ -38,7 +38,8 @@ Millis TickScope::after_targeted(Millis next) noexcept
 Millis TickScope::idle_spacing(std::int64_t last_call_us, Millis floor) noexcept
 {
     const Millis cap = 10000;
-    Millis s = last_call_us > 0 ? static_cast<Millis>(last_call_us / 1000 * 20) : 0;
+    const std::int64_t cheap_us = 5000;
+    Millis s = last_call_us >= cheap_us ? static_cast<Millis>(last_call_us / 1000 * 20) : 0;
     if (s > cap)
         s = cap;
     return s > floor ? s : floor;

@@ -45,10 +45,11 @@ public:
     Millis after_targeted(Millis next) noexcept;
 
     // How long a full call waits for idle ticks alone after the last one,
-    // which took `last_call_us`: 20 times that (a full call's share of a
-    // core stays near 5 %), at least `floor` (the tick-period grid), at
-    // most 10 s. Idle ticks are never urgent; with a thousand queues their
-    // phases would otherwise make every grid slot a full call.
+    // which took `last_call_us`: a call under 5 ms is cheap, the policy's
+    // own times stand (`floor`); a slower one waits 20 times what it took
+    // (its share of a core stays near 5 %), at most 10 s. Idle ticks are
+    // never urgent; with a thousand queues their phases would otherwise make
+    // every grid slot a full call.
     static Millis idle_spacing(std::int64_t last_call_us, Millis floor) noexcept;
 
 private:

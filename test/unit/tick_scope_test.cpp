@@ -55,6 +55,8 @@ TEST(TickScope, IdleSpacing)
 {
     EXPECT_EQ(TickScope::idle_spacing(0, 100), 100);        // nothing measured: the grid
     EXPECT_EQ(TickScope::idle_spacing(1000, 100), 100);     // 1 ms calls: the grid
+    EXPECT_EQ(TickScope::idle_spacing(4999, 0), 0);         // cheap: the policy's times
+    EXPECT_EQ(TickScope::idle_spacing(5000, 0), 100);       // 5 ms: 100 ms
     EXPECT_EQ(TickScope::idle_spacing(70000, 100), 1400);   // 70 ms calls: 1.4 s
     EXPECT_EQ(TickScope::idle_spacing(5000000, 100), 10000);  // capped
 }
