@@ -8,6 +8,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
 #include "utils/inval.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 }
 
@@ -30,6 +31,12 @@ static Oid	pgque_nsp = InvalidOid;
 #define MAX_CHANGED_RELS 64
 static Oid	changed_rels[MAX_CHANGED_RELS];
 static int	nchanged_rels = 0;
+/* Bumped by a catalog change that needs the full check: a full check that
+ * saw one while it ran is not kept. Relation changes during a full check
+ * are only noted (checked by themselves next time), so autovacuum's steady
+ * churn cannot keep the full check from ever being kept. */
+static uint64 inval_count = 0;
+static bool checking = false;	/* the full check is running */
 /*
  * One catalog read: the schema's owner, whether every call we make exists
  * (an install still running is "no PgQue" yet), and the first object of
@@ -67,6 +74,7 @@ invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	(void) arg;
 	(void) cacheid;
 	(void) hashvalue;
+	inval_count++;
 	trust_valid = false;
 }
 
@@ -76,10 +84,11 @@ static void
 relation_changed(Datum arg, Oid relid)
 {
 	(void) arg;
-	if (!trust_valid)
-		return;
+	if (!trust_valid && !checking)
+		return;					/* the full check runs next anyway */
 	if (!OidIsValid(relid) || nchanged_rels == MAX_CHANGED_RELS)
 	{
+		inval_count++;
 		trust_valid = false;
 		return;
 	}
@@ -120,18 +129,29 @@ pqw_pgque_trust(void)
 	TupleDesc	desc;
 	int			nest;
 	int			rc;
+	uint64		count_before;
 
+	checking = false;			/* an earlier check may have raised */
+	/* what other sessions committed up to now (a long statement or a
+	 * REPEATABLE READ caller may not have looked in a while) */
+	AcceptInvalidationMessages();
 	if (trust_valid && nchanged_rels > 0 && !changed_rels_keep_trust())
 		trust_valid = false;
 	if (trust_valid)
 		return trust;
 	nchanged_rels = 0;
+	count_before = inval_count;
 	/* also called in users' sessions (_queue_exists): resolve names in the
-	 * catalog only, whatever their search_path says */
+	 * catalog only, whatever their search_path says; read the catalogs as
+	 * committed now, not as the caller's snapshot saw them */
 	nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	PushActiveSnapshot(GetLatestSnapshot());
+	checking = true;
 	rc = SPI_execute(trust_sql, true, 1);
+	checking = false;
+	PopActiveSnapshot();
 	AtEOXact_GUC(false, nest);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the owners of schema pgque");
@@ -160,8 +180,10 @@ pqw_pgque_trust(void)
 			}
 		}
 	}
-	/* Set last: an error above leaves the answer to be checked again. */
-	trust_valid = true;
+	/* Set last: an error above leaves the answer to be checked again; a
+	 * catalog change committed while the check ran makes the next call
+	 * check again (this call answers from what it read). */
+	trust_valid = inval_count == count_before;
 	return trust;
 }
 
