@@ -1093,6 +1093,9 @@ idle_wait_ms(pqw::Millis last_load)
 
 	if (pqw_dispatch_poll_interval_ms > 0 && now + pqw_dispatch_poll_interval_ms < due)
 		due = now + pqw_dispatch_poll_interval_ms;
+	/* without wake_on_commit no commit hook sees ticks made elsewhere */
+	if (!pqw_wake_on_commit && pqw_dispatch_poll_interval_ms == 0 && now + 1000 < due)
+		due = now + 1000;
 	for (int i = 0; i < nhandlers; i++)
 		if (handlers[i].next_try > now && handlers[i].next_try < due)
 			due = handlers[i].next_try;
@@ -1125,6 +1128,7 @@ pqw_dispatcher_main(Datum main_arg)
 
 		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
 			continue;
+		pqw_dispatcher_take_wake(my_slot);
 		if (reload_requested() || pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
@@ -1155,7 +1159,9 @@ pqw_dispatcher_main(Datum main_arg)
 				failing |= handlers[i].failures > 0;
 			pqw_worker_set_state(&me, failing ? PQW_STATE_BACKOFF : PQW_STATE_RUNNING);
 		}
-		if (!worked)
+		/* a wake-up during this pass (its latch may have been reset by a
+		 * lock wait inside it) means another pass, not a sleep */
+		if (!worked && !pqw_dispatcher_wake_pending(my_slot))
 			pqw_worker_wait(idle_wait_ms(last_load));
 	}
 }

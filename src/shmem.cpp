@@ -43,6 +43,7 @@ slot_reset(PqwSlot *s)
 	for (int w = 0; w < pqw::QueueSet::kWords; w++)
 		pg_atomic_init_u64(&s->ticker.woken_queues[w], 0);
 	pg_atomic_init_u32(&s->ticker.woken_all, 0);
+	pg_atomic_init_u32(&s->dispatcher.wake_pending, 0);
 }
 
 static void
@@ -201,6 +202,7 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
 	{
 		if (reload_handlers)
 			pqw_shared->slots[i].dispatcher.reload_handlers = true;
+		pg_atomic_write_u32(&pqw_shared->slots[i].dispatcher.wake_pending, 1);
 		if (pqw_shared->slots[i].latch)
 			SetLatch(pqw_shared->slots[i].latch);
 	}
@@ -562,12 +564,6 @@ pqw_ticker_set_want_dispatcher(int slot, bool want)
 		pqw_wake_launcher();
 }
 
-bool
-pqw_ticker_wants_dispatcher(int slot)
-{
-	return pqw_shared->slots[slot].ticker.want_dispatcher;
-}
-
 void
 pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
 					   int subxids, bool overflowed)
@@ -597,6 +593,27 @@ pqw_dispatcher_take_reload(int slot)
 	pqw_shared->slots[slot].dispatcher.reload_handlers = false;
 	LWLockRelease(pqw_shared->lock);
 	return reload;
+}
+
+void
+pqw_dispatcher_take_wake(int slot)
+{
+	PqwSlot    *s = &pqw_shared->slots[slot];
+
+	if (pg_atomic_read_u32(&s->dispatcher.wake_pending) != 0)
+		(void) pg_atomic_exchange_u32(&s->dispatcher.wake_pending, 0);
+}
+
+bool
+pqw_dispatcher_wake_pending(int slot)
+{
+	return pg_atomic_read_u32(&pqw_shared->slots[slot].dispatcher.wake_pending) != 0;
+}
+
+bool
+pqw_ticker_wakeup_pending(int slot)
+{
+	return pg_atomic_read_u32(&pqw_shared->slots[slot].ticker.events_pending) != 0;
 }
 
 void

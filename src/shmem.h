@@ -88,6 +88,9 @@ typedef struct PqwDispatcherPart
 {
 	/* handler registrations changed, reload them */
 	bool		reload_handlers;
+	/* woken (a tick, a registration) since it last looked: a wait inside
+	 * its work (a lock, a standby) may have reset the latch itself */
+	pg_atomic_uint32 wake_pending;
 	int64		batches;		/* batches finished */
 	int64		messages_ok;	/* messages handled */
 	int64		messages_nacked;	/* messages nacked */
@@ -253,16 +256,22 @@ void		pqw_ticker_counted(int slot, PqwJob job, int64 value, bool drain_done, int
 /* Ticker: did a commit enqueue since it last looked? Takes the wake-up and
  * what the commits named: the queues (merged into *queues), or *all. */
 bool		pqw_ticker_take_wakeup(int slot, pqw::QueueSet *queues, bool *all);
+/* Ticker, before it sleeps: is a wake-up waiting (its latch may have been
+ * reset by a wait inside a call)? */
+bool		pqw_ticker_wakeup_pending(int slot);
 /* Ticker: whether its database has enabled handlers (a change wakes the
- * launcher); and the answer as last recorded. */
+ * launcher). */
 void		pqw_ticker_set_want_dispatcher(int slot, bool want);
-bool		pqw_ticker_wants_dispatcher(int slot);
 
 /* Dispatcher: what one committed chunk did. */
 void		pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
 								   int subxids, bool overflowed);
 /* Dispatcher: were handler registrations changed since it last looked? */
 bool		pqw_dispatcher_take_reload(int slot);
+/* Dispatcher: takes the wake-up at the start of a pass; and, before it
+ * sleeps, whether one came since. */
+void		pqw_dispatcher_take_wake(int slot);
+bool		pqw_dispatcher_wake_pending(int slot);
 /* Dispatcher: no enabled handler left; it leaves (state "no handlers") and
  * the launcher starts none until registrations change. */
 void		pqw_dispatcher_leave(int slot);

@@ -92,9 +92,10 @@ typedef enum WakeTarget
 static int	wake_level[NUM_WAKE_TARGETS] = {0, 0};
 
 /*
- * The queues whose event tables this transaction wrote, so that the ticker
- * ticks those alone; wake_all: a wake-up it cannot attribute to a queue
- * (COPY, force_tick(), COMMIT PREPARED, a policy change), for which the
+ * The queues whose event tables this transaction wrote (statements and
+ * COPY), so that the ticker ticks those alone; wake_all: a wake-up it
+ * cannot attribute to a queue (force_tick(), COMMIT PREPARED, a policy
+ * change), for which the
  * ticker calls pgque.ticker() for every queue. Kept for the whole
  * transaction: a queue noted in a subtransaction that aborted costs one
  * needless pgque.ticker(queue) call, if anything else wakes the ticker.
