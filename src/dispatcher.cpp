@@ -901,7 +901,8 @@ record_error(Handler *h, const PqwCallResult *r)
 	char		line[PQW_ERRLEN];
 	pqw::LogDecision d;
 
-	snprintf(line, sizeof(line), "%s/%s: %s", h->queue, h->consumer, r->message);
+	if (snprintf(line, sizeof(line), "%s/%s: %s", h->queue, h->consumer, r->message) >= (int) sizeof(line))
+		line[sizeof(line) - 1] = '\0';	/* cut to the slot's size, as meant */
 	pqw_slot_set_error(my_slot, line);
 	d = h->limiter.on_error(pqw::fingerprint(r->message, (uint64) r->sqlerrcode),
 							pqw::monotonic_ms());

@@ -354,8 +354,15 @@ bool
 pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
 				  PqwCallResult *result)
 {
-	ExecInto	e = {sql, nargs, argtypes, values, result};
-	bool		ok = pqw_in_subtransaction(exec_into_fn, &e, NULL, result);
+	ExecInto	e;
+	bool		ok;
+
+	e.sql = sql;
+	e.nargs = nargs;
+	e.argtypes = argtypes;
+	e.values = values;
+	e.result = result;
+	ok = pqw_in_subtransaction(exec_into_fn, &e, NULL, result);
 
 	/* SPI's tuple table of the subtransaction is gone with it */
 	SPI_tuptable = NULL;

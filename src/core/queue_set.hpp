@@ -29,10 +29,10 @@ struct QueueSet {
     }
     bool empty() const noexcept
     {
+        std::uint64_t any = 0;
         for (std::uint64_t w : words)
-            if (w != 0)
-                return false;
-        return true;
+            any |= w;
+        return any == 0;
     }
     void merge(const QueueSet &o) noexcept
     {

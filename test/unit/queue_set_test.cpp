@@ -46,7 +46,7 @@ TEST(QueueSet, AddMergeResidues)
 TEST(QueueSet, ResiduesCountsBeyondMax)
 {
     QueueSet a;
-    for (int i = 0; i < 100; i++)
+    for (std::int64_t i = 0; i < 100; i++)
         a.add(i * 3);
     std::int32_t out[10];
     EXPECT_EQ(a.residues(out, 10), 100);
