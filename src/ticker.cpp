@@ -743,15 +743,6 @@ pqw_ticker_main(Datum main_arg)
 
 	pqw_worker_start(&me, main_arg, PQW_KIND_TICKER, PQW_STATE_STARTING);
 
-	/*
-	 * The ticker's commits do not wait for the WAL flush (~0.5 ms per tick
-	 * here, on the path of every delivery). Safe: a tick or maintenance
-	 * step lost in a crash is made again; whatever depends on a tick (a
-	 * batch taken, a chunk committed, an ack) commits later in WAL order,
-	 * and its own flush makes the tick durable first.
-	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SET, true, WARNING, false);
 
 	switch (pgque_trust())
 	{
