@@ -1,0 +1,136 @@
+# How the dispatcher reads a batch: a batch that ends on a chunk boundary is
+# acked by its last chunk (one event of lookahead), not by an extra empty
+# transaction; events are read through PgQue's own query text
+# (batch_event_sql), and through get_batch_events() when that text cannot
+# be read directly, with the same result: every event once, in order.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $node = new_node('bread', conf => q{
+pgque_worker.chunk_messages = 10
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+$node->safe_psql('app', q{
+create table got (payload text, n bigserial);
+create function h(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into got (payload) values (m.payload);
+end $$;
+create function hb(ms pgque.message[]) returns void language plpgsql as $$
+begin
+  insert into got (payload) select x.payload from unnest(ms) x;
+end $$;
+select pgque.create_queue('qb');
+select pgque.set_queue_config('qb', 'ticker_max_count', '1');
+});
+
+sub sq { return $node->safe_psql('app', $_[0]); }
+
+# chunks of the handler so far that did not ack a batch
+sub extra_chunks
+{
+	my ($consumer) = @_;
+	return sq(qq{select coalesce(sum(chunks - batches), 0) from pgque_worker.handler_stat
+		where queue_name = 'qb' and consumer_name = '$consumer'});
+}
+
+# Registers a handler and lets it take a first message: PgQ counts the
+# first event of a new queue as "new" only once its sequence has moved past
+# the create-time tick, and a consumer's first batch may hold events sent
+# before it subscribed. Returns its extra chunks after that.
+sub register_warm
+{
+	my ($consumer, $fn, $batch) = @_;
+	sq(qq{select pgque_worker.register_handler('qb', '$consumer', '$fn', batch => $batch)});
+	sq(qq{select pgque.send('qb', 'warm-$consumer'::text)});
+	wait_until($node, 'app', qq{select count(*) from got where payload = 'warm-$consumer'}, '1',
+		"$consumer: a first message is handled");
+	wait_until($node, 'app', qq{select count(*) from pgque.get_consumer_info('qb', '$consumer')
+		where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+	return extra_chunks($consumer);
+}
+
+# one transaction: one batch of $n events
+sub send_batch
+{
+	my ($tag, $n) = @_;
+	sq(qq{select pgque.send_batch('qb', array(select '$tag-' || lpad(g::text, 3, '0')
+		from generate_series(1, $n) g))});
+}
+
+# every event of $tag once, in order
+sub all_once_in_order
+{
+	my ($tag, $n, $what) = @_;
+	wait_until($node, 'app', qq{select count(*) from got where payload like '$tag-%'}, $n,
+		"$what: $n events handled");
+	is(sq(qq{select count(distinct payload) = $n
+		and bool_and(payload = '$tag-' || lpad(r::text, 3, '0'))
+		from (select payload, row_number() over (order by n) r from got
+		      where payload like '$tag-%') s}), 't', "  once each, in order");
+}
+
+# ---- message handler
+my $base = register_warm('cm', 'h(pgque.message)', 'false');
+send_batch('m10', 10);
+all_once_in_order('m10', 10, 'a batch of exactly one chunk');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cm')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cm') - $base, 0, '  acked by the chunk that handled it: no extra transaction');
+
+send_batch('m25', 25);
+all_once_in_order('m25', 25, 'a batch of two and a half chunks');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cm')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cm') - $base, 2, '  in 3 chunks');
+
+send_batch('m30', 30);
+all_once_in_order('m30', 30, 'a batch of exactly three chunks');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cm')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cm') - $base, 4, '  in 3 chunks, the last one acking');
+sq(q{select pgque_worker.unregister_handler('qb', 'cm')});
+sq(q{truncate got});
+
+# ---- batch handler, the same batches
+$base = register_warm('cb', 'hb(pgque.message[])', 'true');
+send_batch('b10', 10);
+all_once_in_order('b10', 10, 'batch handler, one chunk');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cb') - $base, 0, '  by that chunk');
+send_batch('b20', 20);
+all_once_in_order('b20', 20, 'batch handler, two chunks');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cb') - $base, 1, '  by the second chunk');
+
+# ---- PgQue's query text cannot be read directly (here: its columns renamed,
+# which get_batch_events() does not mind, as it reads them by position)
+my $pos = log_position($node);
+sq(q{
+alter function pgque.batch_event_sql(bigint) rename to batch_event_sql_orig;
+create function pgque.batch_event_sql(x_batch_id bigint) returns text
+language sql as $$
+  select 'select * from (' || pgque.batch_event_sql_orig($1) || ') s (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10)'
+$$;
+});
+send_batch('f25', 25);
+all_once_in_order('f25', 25, 'through get_batch_events()');
+ok(wait_for_log($node, qr/reading batches through pgque\.get_batch_events\(\) in database "app"/, $pos),
+	'  which the log says once');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
+	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+is(extra_chunks('cb') - $base, 3, '  in 3 chunks');
+is(sq(q{select count(*) from pgque_worker.handler_stat where errors > 0}), '0', 'no chunk failed');
+
+$node->stop;
+done_testing();
