@@ -85,6 +85,16 @@ typedef struct Handler
 	pqw::HungRange hung;
 	/* chunks failing at COMMIT: retried, then narrowed, then nacked */
 	pqw::CommitRetry commit;
+	/*
+	 * Whether the handler may have a batch: set by a wake-up that names its
+	 * queue (or every queue), by a reload, and while it has work or fails;
+	 * cleared when next_batch() finds nothing. A tick of one queue then
+	 * costs the handlers of other queues nothing. `residue` is its queue's
+	 * id % 1024 as the last next_batch() found it (-1: not known yet, any
+	 * wake-up counts).
+	 */
+	bool		ready;
+	int32		residue;
 } Handler;
 
 /* What one chunk transaction did. */
@@ -104,6 +114,13 @@ typedef struct ChunkResult
 	double		handler_secs;
 	int			max_subxids;	/* subtransaction XIDs at commit */
 	bool		overflowed;
+	/* when each step ended (log_chunk_steps) */
+	TimestampTz t_start;
+	TimestampTz t_batch;		/* next_batch */
+	TimestampTz t_cursor;		/* progress read, cursor opened */
+	TimestampTz t_fetch;		/* chunk fetched, one event looked ahead */
+	TimestampTz t_handler;
+	TimestampTz t_finish;		/* nacks, ack, stats and progress */
 } ChunkResult;
 
 /* One failed message of a chunk. */
@@ -167,7 +184,11 @@ static const char *const batch_event_sql_sql = "select pgque.batch_event_sql($1)
  * process: get_batch_events() it is, until the next load. */
 static bool events_direct = true;
 
-static const char *const next_batch_sql = "select pgque.next_batch($1, $2)";
+/* The consumer's open batch (or the next one) and its queue's id, for the
+ * wake-ups that name the queues ticked (see Handler.residue). */
+static const char *const next_batch_sql =
+	"select pgque.next_batch($1, $2),"
+	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)";
 static const char *const ack_sql = "select pgque.ack($1)";
 static const char *const progress_sql =
 	"select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
@@ -279,6 +300,8 @@ load_handlers_fn(void *arg)
 		h->retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
 		h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
+		h->ready = true;
+		h->residue = -1;
 		h->hung = pqw::HungRange();
 		h->commit = pqw::CommitRetry();
 		for (int k = 0; k < nkept; k++)
@@ -724,6 +747,14 @@ open_batch(Handler *h, ChunkResult *res)
 		SPI_processed != 1)
 		elog(ERROR, "pgque.next_batch() returned no row");
 	batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	res->t_batch = GetCurrentTimestamp();
+	{
+		bool		qnull;
+		int64		qid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+													  &qnull));
+
+		h->residue = qnull || qid < 0 ? -1 : (int32) (qid % pqw::QueueSet::kBits);
+	}
 	if (isnull)
 	{
 		disarm();
@@ -832,6 +863,7 @@ chunk_fn(void *arg)
 	Oid			stypes[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
 		INT8OID, INT8OID, INT8OID, TEXTOID};
 
+	res->t_start = GetCurrentTimestamp();
 	if (h->needs_close)
 	{
 		close_cursor_if_open(h->portal);
@@ -849,7 +881,11 @@ chunk_fn(void *arg)
 			return;
 	}
 	else
+	{
 		check_batch_still_ours(h);
+		res->t_batch = GetCurrentTimestamp();
+	}
+	res->t_cursor = GetCurrentTimestamp();
 
 	portal = cursor_as_left(h);
 	fetch = pqw::commit_retry_fetch(h->commit, pqw_chunk_messages);
@@ -859,6 +895,7 @@ chunk_fn(void *arg)
 	/* A batch that ends with this chunk is acked with it. */
 	res->finished = res->n < fetch || !batch_has_more(portal);
 	note_cursor(h, portal);
+	res->t_fetch = GetCurrentTimestamp();
 
 	memset(&run, 0, sizeof(run));
 	run.h = h;
@@ -909,7 +946,7 @@ chunk_fn(void *arg)
 				break;
 		}
 
-	t0 = GetCurrentTimestamp();
+	t0 = res->t_fetch;
 	if (run.n > 0)
 	{
 		char	   *why;
@@ -925,7 +962,8 @@ chunk_fn(void *arg)
 		else if (!try_range(&run, 0, run.n, &why))
 			isolate(&run, 0, run.n, why);
 	}
-	res->handler_secs = (double) (GetCurrentTimestamp() - t0) / 1000000.0;
+	res->t_handler = GetCurrentTimestamp();
+	res->handler_secs = (double) (res->t_handler - t0) / 1000000.0;
 	res->nfail = run.nfail;
 	res->nok = run.n - run.nfail;
 
@@ -977,6 +1015,7 @@ chunk_fn(void *arg)
 		elog(ERROR, "could not record handler progress");
 	pqw_end_as(&as);
 	disarm();
+	res->t_finish = GetCurrentTimestamp();
 
 	/* What the subtransaction cache of this backend holds at commit. */
 	res->max_subxids = MyProc->subxidStatus.count;
@@ -1092,6 +1131,73 @@ account(const ChunkResult *res)
 						   res->overflowed);
 }
 
+static double
+ms_between(TimestampTz from, TimestampTz to)
+{
+	return (double) (to - from) / 1000.0;
+}
+
+/* Where a committed chunk's time went, at DEBUG1 (bench/run.sh sums it). */
+static void
+log_chunk_steps(const Handler *h, const ChunkResult *res)
+{
+	TimestampTz done;
+
+	if (!message_level_is_interesting(DEBUG1))
+		return;
+	done = GetCurrentTimestamp();
+	ereport(DEBUG1,
+			(errmsg_internal("pgque_worker chunk: queue \"%s\" consumer \"%s\" events %d batch_end %d"
+							 " next_batch_ms %.3f cursor_ms %.3f fetch_ms %.3f handler_ms %.3f"
+							 " finish_ms %.3f commit_ms %.3f woke_ms %.3f start " INT64_FORMAT,
+							 h->queue, h->consumer, (int) res->n, res->finished ? 1 : 0,
+							 ms_between(res->t_start, res->t_batch),
+							 ms_between(res->t_batch, res->t_cursor),
+							 ms_between(res->t_cursor, res->t_fetch),
+							 ms_between(res->t_fetch, res->t_handler),
+							 ms_between(res->t_handler, res->t_finish),
+							 ms_between(res->t_finish, done),
+							 pqw_worker_woke_at > 0 && pqw_worker_woke_at <= res->t_start ?
+							 ms_between(pqw_worker_woke_at, res->t_start) : -1.0,
+							 (int64) res->t_start)));
+}
+
+/* The dispatcher's poll, if any: pgque_worker.dispatch_poll_interval; and
+ * without wake_on_commit, when no commit hook sees ticks made elsewhere,
+ * every second. */
+static long
+poll_interval_ms(void)
+{
+	if (pqw_dispatch_poll_interval_ms > 0)
+		return pqw_dispatch_poll_interval_ms;
+	return pqw_wake_on_commit ? 0 : 1000;
+}
+
+/*
+ * Marks the handlers a wake-up concerns as ready: those of the queues it
+ * names (all of them for a wake-up that names none, or whose queue is not
+ * known yet), and every handler once per poll interval when polling.
+ */
+static void
+take_wake(pqw::Millis *last_poll)
+{
+	pqw::QueueSet queues;
+	bool		all = false;
+	pqw::Millis now = pqw::monotonic_ms();
+	long		poll = poll_interval_ms();
+
+	if (!pqw_dispatcher_take_wake(my_slot, &queues, &all))
+		all = false;
+	if (poll > 0 && now - *last_poll >= poll)
+	{
+		all = true;
+		*last_poll = now;
+	}
+	for (int i = 0; i < nhandlers; i++)
+		if (all || handlers[i].residue < 0 || queues.has_residue(handlers[i].residue))
+			handlers[i].ready = true;
+}
+
 /* One chunk of one handler. Returns true if it did some work. */
 static bool
 dispatch_one(Handler *h)
@@ -1101,7 +1207,7 @@ dispatch_one(Handler *h)
 	char		activity[256];
 	pqw::Millis now = pqw::monotonic_ms();
 
-	if (now < h->next_try)
+	if (!h->ready || now < h->next_try)
 		return false;
 	memset(&res, 0, sizeof(res));
 	res.h = h;
@@ -1160,9 +1266,14 @@ dispatch_one(Handler *h)
 		have_hung = false;
 	}
 	if (res.no_batch)
+	{
+		h->ready = false;		/* until a tick of its queue */
 		return false;
+	}
 	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
 	account(&res);
+	if (res.n > 0)
+		log_chunk_steps(h, &res);
 	return true;
 }
 
@@ -1189,18 +1300,16 @@ leave_no_handlers(void)
  * periodic reload is due; with pgque_worker.dispatch_poll_interval set, no
  * longer than that. */
 static long
-idle_wait_ms(pqw::Millis last_load)
+idle_wait_ms(pqw::Millis last_load, pqw::Millis last_poll)
 {
 	pqw::Millis now = pqw::monotonic_ms();
 	pqw::Millis due = last_load + RELOAD_INTERVAL_MS;
+	long		poll = poll_interval_ms();
 
-	if (pqw_dispatch_poll_interval_ms > 0 && now + pqw_dispatch_poll_interval_ms < due)
-		due = now + pqw_dispatch_poll_interval_ms;
-	/* without wake_on_commit no commit hook sees ticks made elsewhere */
-	if (!pqw_wake_on_commit && pqw_dispatch_poll_interval_ms == 0 && now + 1000 < due)
-		due = now + 1000;
+	if (poll > 0 && last_poll + poll < due)
+		due = last_poll + poll;
 	for (int i = 0; i < nhandlers; i++)
-		if (handlers[i].next_try > now && handlers[i].next_try < due)
+		if (handlers[i].ready && handlers[i].next_try > now && handlers[i].next_try < due)
 			due = handlers[i].next_try;
 	return due > now ? (long) (due - now) : 0;
 }
@@ -1209,6 +1318,7 @@ PQW_EXPORT void
 pqw_dispatcher_main(Datum main_arg)
 {
 	pqw::Millis last_load;
+	pqw::Millis last_poll;
 
 	pqw_worker_start(&me, main_arg, PQW_KIND_DISPATCHER, PQW_STATE_RUNNING);
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
@@ -1216,7 +1326,7 @@ pqw_dispatcher_main(Datum main_arg)
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	RegisterXactCallback(commit_fault_callback, NULL);
 	load_handlers();
-	last_load = pqw::monotonic_ms();
+	last_load = last_poll = pqw::monotonic_ms();
 	if (nhandlers == 0)
 		leave_no_handlers();
 	take_hung_call();
@@ -1231,7 +1341,7 @@ pqw_dispatcher_main(Datum main_arg)
 
 		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
 			continue;
-		pqw_dispatcher_take_wake(my_slot);
+		take_wake(&last_poll);
 		if (reload_requested() || pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
@@ -1265,6 +1375,6 @@ pqw_dispatcher_main(Datum main_arg)
 		/* a wake-up during this pass (its latch may have been reset by a
 		 * lock wait inside it) means another pass, not a sleep */
 		if (!worked && !pqw_dispatcher_wake_pending(my_slot))
-			pqw_worker_wait(idle_wait_ms(last_load));
+			pqw_worker_wait(idle_wait_ms(last_load, last_poll));
 	}
 }

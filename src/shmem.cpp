@@ -33,17 +33,55 @@ pqw_shmem_request(void)
 	RequestNamedLWLockTranche("pgque_worker", 1);
 }
 
-/* Resets a slot to all zeros, free, with its atomic initialised. Caller
+static void
+wake_set_init(PqwWakeSet *ws)
+{
+	pg_atomic_init_u32(&ws->pending, 0);
+	for (int w = 0; w < pqw::QueueSet::kWords; w++)
+		pg_atomic_init_u64(&ws->queues[w], 0);
+	pg_atomic_init_u32(&ws->all, 0);
+}
+
+/* Posts a wake-up naming `queues` (NULL: all). Full barriers: what, then
+ * that there is one. */
+static void
+wake_set_post(PqwWakeSet *ws, const pqw::QueueSet *queues)
+{
+	if (queues == NULL)
+		pg_atomic_exchange_u32(&ws->all, 1);
+	else
+		for (int w = 0; w < pqw::QueueSet::kWords; w++)
+			if (queues->words[w] != 0)
+				pg_atomic_fetch_or_u64(&ws->queues[w], queues->words[w]);
+	pg_atomic_write_u32(&ws->pending, 1);
+}
+
+/* Takes a posted wake-up: false if none; else what it named, merged into
+ * *queues, or *all. */
+static bool
+wake_set_take(PqwWakeSet *ws, pqw::QueueSet *queues, bool *all)
+{
+	*all = false;
+	/* a plain read first: the exchange's cache-line write is for a wake */
+	if (pg_atomic_read_u32(&ws->pending) == 0 ||
+		pg_atomic_exchange_u32(&ws->pending, 0) == 0)
+		return false;
+	/* after the flag: a poster sets these before it */
+	*all = pg_atomic_exchange_u32(&ws->all, 0) != 0;
+	for (int w = 0; w < pqw::QueueSet::kWords; w++)
+		if (pg_atomic_read_u64(&ws->queues[w]) != 0)
+			queues->words[w] |= pg_atomic_exchange_u64(&ws->queues[w], 0);
+	return true;
+}
+
+/* Resets a slot to all zeros, free, with its atomics initialised. Caller
  * holds the lock exclusively (or is the startup hook). */
 static void
 slot_reset(PqwSlot *s)
 {
 	memset(s, 0, sizeof(*s));
-	pg_atomic_init_u32(&s->ticker.events_pending, 0);
-	for (int w = 0; w < pqw::QueueSet::kWords; w++)
-		pg_atomic_init_u64(&s->ticker.woken_queues[w], 0);
-	pg_atomic_init_u32(&s->ticker.woken_all, 0);
-	pg_atomic_init_u32(&s->dispatcher.wake_pending, 0);
+	wake_set_init(&s->ticker.wake);
+	wake_set_init(&s->dispatcher.wake);
 }
 
 static void
@@ -170,16 +208,7 @@ pqw_notify_ticker(Oid dboid, const pqw::QueueSet *queues)
 	t = pqw_find_slot(dboid, PQW_KIND_TICKER);
 	if (t >= 0)
 	{
-		PqwTickerPart *tp = &pqw_shared->slots[t].ticker;
-
-		/* what to tick first (full barriers), then that there is a wake */
-		if (queues == NULL)
-			pg_atomic_exchange_u32(&tp->woken_all, 1);
-		else
-			for (int w = 0; w < pqw::QueueSet::kWords; w++)
-				if (queues->words[w] != 0)
-					pg_atomic_fetch_or_u64(&tp->woken_queues[w], queues->words[w]);
-		pg_atomic_write_u32(&tp->events_pending, 1);
+		wake_set_post(&pqw_shared->slots[t].ticker.wake, queues);
 		latch = pqw_shared->slots[t].latch;
 	}
 	LWLockRelease(pqw_shared->lock);
@@ -190,7 +219,7 @@ pqw_notify_ticker(Oid dboid, const pqw::QueueSet *queues)
 }
 
 void
-pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
+pqw_wake_dispatcher(Oid dboid, bool reload_handlers, const pqw::QueueSet *queues)
 {
 	int			i;
 
@@ -202,7 +231,7 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers)
 	{
 		if (reload_handlers)
 			pqw_shared->slots[i].dispatcher.reload_handlers = true;
-		pg_atomic_write_u32(&pqw_shared->slots[i].dispatcher.wake_pending, 1);
+		wake_set_post(&pqw_shared->slots[i].dispatcher.wake, queues);
 		if (pqw_shared->slots[i].latch)
 			SetLatch(pqw_shared->slots[i].latch);
 	}
@@ -535,16 +564,8 @@ pqw_ticker_take_wakeup(int slot, pqw::QueueSet *queues, bool *all)
 {
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
-	*all = false;
-	/* a plain read first: the exchange's cache-line write is for a wake */
-	if (pg_atomic_read_u32(&s->ticker.events_pending) == 0 ||
-		pg_atomic_exchange_u32(&s->ticker.events_pending, 0) == 0)
+	if (!wake_set_take(&s->ticker.wake, queues, all))
 		return false;
-	/* after the flag: a commit sets these before it */
-	*all = pg_atomic_exchange_u32(&s->ticker.woken_all, 0) != 0;
-	for (int w = 0; w < pqw::QueueSet::kWords; w++)
-		if (pg_atomic_read_u64(&s->ticker.woken_queues[w]) != 0)
-			queues->words[w] |= pg_atomic_exchange_u64(&s->ticker.woken_queues[w], 0);
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	s->ticker.wakeups++;
 	LWLockRelease(pqw_shared->lock);
@@ -595,25 +616,22 @@ pqw_dispatcher_take_reload(int slot)
 	return reload;
 }
 
-void
-pqw_dispatcher_take_wake(int slot)
+bool
+pqw_dispatcher_take_wake(int slot, pqw::QueueSet *queues, bool *all)
 {
-	PqwSlot    *s = &pqw_shared->slots[slot];
-
-	if (pg_atomic_read_u32(&s->dispatcher.wake_pending) != 0)
-		(void) pg_atomic_exchange_u32(&s->dispatcher.wake_pending, 0);
+	return wake_set_take(&pqw_shared->slots[slot].dispatcher.wake, queues, all);
 }
 
 bool
 pqw_dispatcher_wake_pending(int slot)
 {
-	return pg_atomic_read_u32(&pqw_shared->slots[slot].dispatcher.wake_pending) != 0;
+	return pg_atomic_read_u32(&pqw_shared->slots[slot].dispatcher.wake.pending) != 0;
 }
 
 bool
 pqw_ticker_wakeup_pending(int slot)
 {
-	return pg_atomic_read_u32(&pqw_shared->slots[slot].ticker.events_pending) != 0;
+	return pg_atomic_read_u32(&pqw_shared->slots[slot].ticker.wake.pending) != 0;
 }
 
 void
@@ -641,7 +659,7 @@ pqw_handlers_changed(Oid dboid)
 	if (t >= 0)
 		pqw_shared->slots[t].ticker.want_dispatcher = true;
 	LWLockRelease(pqw_shared->lock);
-	pqw_wake_dispatcher(dboid, true);
+	pqw_wake_dispatcher(dboid, true, NULL);
 	pqw_wake_launcher();
 }
 

@@ -49,6 +49,21 @@ typedef struct PqwHandlerCall
 	int64		last_id;
 } PqwHandlerCall;
 
+/*
+ * A wake-up and the queues it names, posted by any backend and taken by the
+ * slot's worker. Atomic, so posters hold the shared lock only (which keeps
+ * the slot from being reused) and the worker takes it with exchanges:
+ * `queues` (a pqw::QueueSet, queue_id % 1024, merged with atomic ORs) and
+ * `all` (a wake-up that named no queue: every queue) are set before
+ * `pending`. Initialised with the slot (shmem.cpp).
+ */
+typedef struct PqwWakeSet
+{
+	pg_atomic_uint32 pending;
+	pg_atomic_uint64 queues[pqw::QueueSet::kWords];
+	pg_atomic_uint32 all;
+} PqwWakeSet;
+
 /* The fields of a ticker's slot. */
 typedef struct PqwTickerPart
 {
@@ -63,21 +78,9 @@ typedef struct PqwTickerPart
 	int64		rotate_runs;
 	/* the database has enabled handlers, wants a dispatcher */
 	bool		want_dispatcher;
-	/*
-	 * A commit enqueued events (or changed the tick policy) since the
-	 * ticker last looked. Atomic, so committing backends set it under the
-	 * shared lock (which only keeps the slot from being reused) and the
-	 * ticker takes it with an exchange; shmem.cpp initialises it with
-	 * pg_atomic_init_u32 wherever it (re)initialises a slot.
-	 */
-	pg_atomic_uint32 events_pending;
-	/*
-	 * What those commits enqueued into: a pqw::QueueSet (queue_id % 1024)
-	 * merged with atomic ORs, and whether one named no queue (every queue
-	 * is ticked then). Set before events_pending; initialised with it.
-	 */
-	pg_atomic_uint64 woken_queues[pqw::QueueSet::kWords];
-	pg_atomic_uint32 woken_all;
+	/* commits that enqueued events (or changed the tick policy) since the
+	 * ticker last looked, and the queues they enqueued into */
+	PqwWakeSet	wake;
 	int64		wakeups;		/* commit wake-ups taken */
 	int64		tick_us_sum;	/* time in successful ticker() calls */
 	int64		tick_us_max;
@@ -88,9 +91,10 @@ typedef struct PqwDispatcherPart
 {
 	/* handler registrations changed, reload them */
 	bool		reload_handlers;
-	/* woken (a tick, a registration) since it last looked: a wait inside
-	 * its work (a lock, a standby) may have reset the latch itself */
-	pg_atomic_uint32 wake_pending;
+	/* woken (a tick, a registration) since it last looked, and the queues
+	 * that were ticked: a wait inside its work (a lock, a standby) may have
+	 * reset the latch itself */
+	PqwWakeSet	wake;
 	int64		batches;		/* batches finished */
 	int64		messages_ok;	/* messages handled */
 	int64		messages_nacked;	/* messages nacked */
@@ -172,8 +176,10 @@ int			pqw_find_slot(Oid dboid, PqwKind kind);
  * runs at the commit of user transactions. */
 void		pqw_notify_ticker(Oid dboid, const pqw::QueueSet *queues);
 
-/* Wakes the dispatcher of a database, if one runs (e.g. after a tick). */
-void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers);
+/* Wakes the dispatcher of a database, if one runs: after a tick of
+ * `queues` (NULL: of any queue, or a registration change), to look for
+ * batches of the handlers of those queues. */
+void		pqw_wake_dispatcher(Oid dboid, bool reload_handlers, const pqw::QueueSet *queues);
 
 /* Worker start: claim `slot` (pid, latch, start time, `state` unless the
  * slot says "no pgque"), copy its database name into dbname[NAMEDATALEN],
@@ -268,9 +274,10 @@ void		pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nack
 								   int subxids, bool overflowed);
 /* Dispatcher: were handler registrations changed since it last looked? */
 bool		pqw_dispatcher_take_reload(int slot);
-/* Dispatcher: takes the wake-up at the start of a pass; and, before it
- * sleeps, whether one came since. */
-void		pqw_dispatcher_take_wake(int slot);
+/* Dispatcher: takes the wake-up at the start of a pass, with the queues
+ * ticked since (merged into *queues) or *all; and, before it sleeps,
+ * whether one came since. */
+bool		pqw_dispatcher_take_wake(int slot, pqw::QueueSet *queues, bool *all);
 bool		pqw_dispatcher_wake_pending(int slot);
 /* Dispatcher: no enabled handler left; it leaves (state "no handlers") and
  * the launcher starts none until registrations change. */

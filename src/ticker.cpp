@@ -409,30 +409,6 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targe
 	job->timer.set_next_due(next);
 }
 
-/* One tick: ticker() and, with wake_on_commit, the policy read after it, in
- * one transaction (the policy read in a subtransaction: its failure must not
- * undo the tick). */
-typedef struct TickCall
-{
-	const char *sql;
-	const char *policy_sql;
-	int			nargs;			/* targeted: $1, the queues */
-	Oid		   *argtypes;
-	Datum	   *values;
-	PqwCallResult *tick;		/* the transaction's result */
-	PqwCallResult *policy;
-} TickCall;
-
-static void
-tick_fn(void *arg)
-{
-	TickCall   *t = (TickCall *) arg;
-
-	pqw_exec_into(t->sql, t->nargs, t->argtypes, t->values, t->tick);
-	if (t->policy)
-		(void) pqw_try_exec_into(t->policy_sql, t->nargs, t->argtypes, t->values, t->policy);
-}
-
 /* The queues of a targeted tick, as an int4[] of queue_id % 1024. */
 static Datum
 targets_array(void)
@@ -466,6 +442,28 @@ take_commit_wakeup(void)
 	jobs[JOB_TICK].timer.run_at(t > pqw::monotonic_ms() ? t : pqw::monotonic_ms());
 }
 
+/* Where a tick's time went, at DEBUG1: from the wake-up to the call, the
+ * ticker() transaction (the dispatcher is woken at its end, `at`, in
+ * microseconds since 2000-01-01), the policy read. */
+static void
+log_tick_steps(bool targeted, const PqwCallResult *r, TimestampTz t0, TimestampTz t_tick)
+{
+	TimestampTz done;
+
+	if (!message_level_is_interesting(DEBUG1))
+		return;
+	done = GetCurrentTimestamp();
+	ereport(DEBUG1,
+			(errmsg_internal("pgque_worker tick: targeted %d ticks %lld woke_ms %.3f tick_ms %.3f"
+							 " policy_ms %.3f at " INT64_FORMAT,
+							 targeted ? 1 : 0,
+							 (long long) (r->ok && r->has_row && !r->isnull[0] ? r->value[0] : 0),
+							 pqw_worker_woke_at > 0 && pqw_worker_woke_at <= t0 ?
+							 (double) (t0 - pqw_worker_woke_at) / 1000.0 : -1.0,
+							 (double) (t_tick - t0) / 1000.0, (double) (done - t_tick) / 1000.0,
+							 (int64) t_tick)));
+}
+
 static void
 run_job(JobId id)
 {
@@ -475,6 +473,7 @@ run_job(JobId id)
 	const char *sql = job->sql;
 	pqw::Millis now;
 	TimestampTz t0;
+	TimestampTz t_tick = 0;
 	int64		call_us;
 	bool		targeted = false;
 
@@ -485,28 +484,40 @@ run_job(JobId id)
 	t0 = GetCurrentTimestamp();
 	if (id == JOB_TICK)
 	{
-		TickCall	tc;
 		Oid			argtype = INT4ARRAYOID;
-		Datum		arg;
+		Datum		arg = (Datum) 0;
+		const char *psql = policy_sql;
+		int			nargs = 0;
+		pqw::QueueSet ticked;	/* the queues this call may tick */
 
-		memset(&tc, 0, sizeof(tc));
 		targeted = pqw_wake_on_commit && tick_scope.targeted(pqw::monotonic_ms());
 		if (targeted)
 		{
 			/* only the queues the commits named: PgQue's per-queue policy */
 			arg = targets_array();
+			ticked = tick_scope.targets();
 			sql = tick_some_sql;
-			tc.policy_sql = policy_some_sql;
-			tc.nargs = 1;
-			tc.argtypes = &argtype;
-			tc.values = &arg;
+			psql = policy_some_sql;
+			nargs = 1;
 		}
-		else
-			tc.policy_sql = policy_sql;
-		tc.sql = sql;
-		tc.tick = &r;
-		tc.policy = pqw_wake_on_commit ? &policy : NULL;
-		(void) pqw_in_transaction(sql, PQW_AS_PGQUE_OWNER, tick_fn, &tc, job_timeout_ms(id), &r);
+		(void) pqw_call(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id), &r);
+		t_tick = GetCurrentTimestamp();
+
+		/* A materialized tick: the dispatcher, if one runs, has a batch to
+		 * take (not only when want_dispatcher says so: that flag is set by a
+		 * periodic check that may lag a registration), for the handlers of
+		 * the queues ticked. Woken before the policy read, which is not on
+		 * a message's way. */
+		if (r.ok && r.has_row && !r.isnull[0] && r.value[0] > 0)
+			pqw_wake_dispatcher(MyDatabaseId, false, targeted ? &ticked : NULL);
+
+		/* With wake_on_commit, PgQue's tick policy read after the tick, in
+		 * a read-only transaction of its own (no WAL flush at its commit):
+		 * its failure leaves the tick alone. */
+		if (r.ok && pqw_wake_on_commit)
+			(void) pqw_call(psql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id),
+							&policy);
+		log_tick_steps(targeted, &r, t0, t_tick);
 	}
 	else
 		pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
@@ -527,12 +538,6 @@ run_job(JobId id)
 	}
 
 	report_recovery(job);
-
-	/* A materialized tick: the dispatcher, if one runs, has a batch to
-	 * take (not only when want_dispatcher says so: that flag is set by a
-	 * periodic check that may lag a registration) */
-	if (id == JOB_TICK && r.has_row && !r.isnull[0] && r.value[0] > 0)
-		pqw_wake_dispatcher(MyDatabaseId, false);
 
 	if (id == JOB_TICK && !targeted && pqw_tick_period_ms == 0 && !r.isnull[1] &&
 		r.value[1] >= 1 && r.value[1] <= 60000)

@@ -484,7 +484,7 @@ on_xact_event(XactEvent event, void *arg)
 			if (wake_level[WAKE_TICKER] != 0)
 				pqw_notify_ticker(MyDatabaseId, wake_all ? NULL : &woken_queues);
 			if (wake_level[WAKE_DISPATCHER] != 0)
-				pqw_wake_dispatcher(MyDatabaseId, false);
+				pqw_wake_dispatcher(MyDatabaseId, false, NULL);
 			if (handlers_changed)
 				pqw_handlers_changed(MyDatabaseId);
 			restart_noted_workers();

@@ -19,11 +19,14 @@ pqw_worker_start(PqwWorker *w, Datum main_arg, PqwKind kind, PqwState state)
 										ALLOCSET_DEFAULT_SIZES);
 }
 
+TimestampTz pqw_worker_woke_at = 0;
+
 void
 pqw_worker_wait(long ms)
 {
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 ms, PG_WAIT_EXTENSION);
+	pqw_worker_woke_at = GetCurrentTimestamp();
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 }

@@ -39,5 +39,8 @@ PqwPass		pqw_worker_pass(PqwWorker *w, bool *reloaded);
 /* Sleeps on the latch (or until it is set), exits with the postmaster. */
 void		pqw_worker_wait(long ms);
 
+/* When the last pqw_worker_wait returned (for the DEBUG1 step logs). */
+extern TimestampTz pqw_worker_woke_at;
+
 /* The slot's state, written only when it changes. */
 void		pqw_worker_set_state(PqwWorker *w, PqwState state);

@@ -34,6 +34,11 @@ struct QueueSet {
             any |= w;
         return any == 0;
     }
+    // Whether a residue (queue_id % kBits, as residues() gives them) is in.
+    bool has_residue(std::int32_t r) const noexcept
+    {
+        return r >= 0 && r < kBits && ((words[r / 64] >> (r % 64)) & 1U) != 0;
+    }
     void merge(const QueueSet &o) noexcept
     {
         for (int i = 0; i < kWords; i++)

@@ -52,3 +52,21 @@ TEST(QueueSet, ResiduesCountsBeyondMax)
     EXPECT_EQ(a.residues(out, 10), 100);
     EXPECT_EQ(out[9], 27);
 }
+
+// The dispatcher asks whether a wake-up names a handler's queue by residue.
+TEST(QueueSet, HasResidue)
+{
+    QueueSet a;
+    a.add(5);
+    a.add(1024 + 700);
+    EXPECT_TRUE(a.has_residue(5));
+    EXPECT_TRUE(a.has_residue(700));
+    EXPECT_FALSE(a.has_residue(6));
+    EXPECT_FALSE(a.has_residue(0));
+    EXPECT_FALSE(a.has_residue(-1));    // unknown: callers treat it apart
+    EXPECT_FALSE(a.has_residue(1024));  // out of range, not a bit
+    std::int32_t out[4];
+    ASSERT_EQ(a.residues(out, 4), 2);
+    for (int i = 0; i < 2; i++)
+        EXPECT_TRUE(a.has_residue(out[i]));
+}
