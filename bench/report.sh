@@ -96,28 +96,59 @@ echo "![idle CPU](idle_cpu.png)"
 echo
 echo "## Dispatch throughput"
 echo
-echo "The same ${DISPATCH_MESSAGES} messages (payload ~80 bytes, ${DISPATCH_BATCH} per batch, ticked"
-echo "before the clock starts) consumed by each method in turn; the handler inserts each"
-echo "payload into a table. Time: from the start (handler enabled / client started) to"
-echo "the last insert, server clock."
+echo "The same ${DISPATCH_MESSAGES} messages (payload ~80 bytes, ticked before the clock starts)"
+echo "consumed by each method in turn; the handler inserts each payload into a table."
+echo "Stream A: ${DISPATCH_BATCH} per batch. Stream B: all in one batch (one transaction)."
+echo "Time: from the start (handler enabled / client started) to the last insert, server"
+echo "clock; steady: from the first insert to the last (without the dispatcher noticing"
+echo "the enabled handler, or the client connecting)."
 echo
-echo "| method | messages | seconds | messages/s | vs external | vs PL/pgSQL loop |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| method | stream | messages | seconds | messages/s | steady messages/s | vs external |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 psql <<'SQL'
-with t as (select method, messages, seconds, messages / nullif(seconds, 0) rate from res_thr),
-     ext as (select rate from t where method = 'ext'),
-     plp as (select rate from t where method = 'plp')
-select format('| %s | %s | %s | %s | %sx | %s |',
+with t as (select method, messages, seconds, messages / nullif(seconds, 0) rate,
+                  messages / nullif(steady_seconds, 0) steady from res_thr),
+     ext as (select rate from t where method = 'ext')
+select format('| %s | %s | %s | %s | %s | %s | %sx |',
        case method when 'ext' then 'external libpq consumer (receive / INSERT per message / ack)'
                    when 'plp' then 'PL/pgSQL loop (receive / handler in BEGIN ... EXCEPTION per message / ack)'
                    when 'msg' then 'pgque_worker message handler'
                    when 'bat' then 'pgque_worker batch handler'
+                   when 'msg1' then 'pgque_worker message handler'
+                   when 'bat1' then 'pgque_worker batch handler'
                    when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
                    when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
-       messages, round(seconds::numeric, 2), round(t.rate::numeric),
-       round((t.rate / ext.rate)::numeric, 1), round((t.rate / plp.rate)::numeric, 2))
-  from t, ext, plp
- order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat'], method);
+       case when method in ('msg1', 'bat1') then 'B' else 'A' end,
+       messages, round(seconds::numeric, 3), round(t.rate::numeric), round(t.steady::numeric),
+       round((t.rate / ext.rate)::numeric, 1))
+  from t, ext
+ order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','msg1','bat1'], method);
+SQL
+echo
+echo "Where a batch's time goes (a second run of the handlers with"
+echo "\`log_min_messages = debug1\`, where the dispatcher logs each chunk's steps; ms per"
+echo "batch: the sum over the batch's chunks). next_batch: \`pgque.next_batch()\` (on a later"
+echo "chunk, the check that the batch is still open); cursor: the recorded progress and"
+echo "opening the batch cursor (PgQue's \`batch_event_sql()\` and planning it); fetch: reading"
+echo "the chunk's events and looking one ahead; finish: nacks, \`pgque.ack()\`, stats and"
+echo "progress; commit: the chunk's COMMIT (WAL flush included)."
+echo
+echo "| handler | stream | batches | chunks | next_batch | cursor | fetch | handler | finish | commit | total | all but the handler |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+psql <<'SQL'
+with s as (select replace(consumer, '_s', '') c, count(*) chunks, sum(batch_end) batches,
+                  sum(next_batch_ms) nb, sum(cursor_ms) cu, sum(fetch_ms) fe, sum(handler_ms) ha,
+                  sum(finish_ms) fi, sum(commit_ms) co
+             from res_steps where events > 0 group by 1)
+select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+       case when c like 'msg%' then 'message' else 'batch' end,
+       case when c in ('msg1', 'bat1') then 'B' else 'A' end, batches, chunks,
+       round((nb / batches)::numeric, 2), round((cu / batches)::numeric, 2), round((fe / batches)::numeric, 2),
+       round((ha / batches)::numeric, 2), round((fi / batches)::numeric, 2), round((co / batches)::numeric, 2),
+       round(((nb + cu + fe + ha + fi + co) / batches)::numeric, 2),
+       round(((nb + cu + fe + fi + co) / batches)::numeric, 2))
+  from s where batches > 0
+ order by array_position(array['msg','bat','msg1','bat1'], c);
 SQL
 echo
 echo "## Cost of the commit hook"
@@ -142,7 +173,7 @@ echo "## Targets"
 echo
 echo "| target | reached | met |"
 echo "|---|---|---|"
-psql -v has_woc="$BENCH_HAS_WOC" <<'SQL'
+psql -v has_woc="$BENCH_HAS_WOC" -v dbatch="$DISPATCH_BATCH" <<'SQL'
 with w as (select * from lat_stats where mode = 'woc'),
      wl as (select * from res_lat where mode = 'woc'),
      cpu5 as (select pct from res_cpu where what like 'pgque_worker%' and dbs = 5),
@@ -177,6 +208,11 @@ union all
 select format('| message handler >= 10x external consumer | %sx | %s |',
               round(((select rate from t where method = 'msg') / (select rate from t where method = 'ext'))::numeric, 1),
               case when (select rate from t where method = 'msg') >= 10 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
+union all
+select format('| batch handler >= 2x message handler, %s | %sx | %s |', x.stream,
+              round((b.rate / m.rate)::numeric, 2), case when b.rate >= 2 * m.rate then 'yes' else 'NO' end)
+  from (values ('stream A (batches of ' || :'dbatch' || ')', 'msg', 'bat'), ('stream B (one batch)', 'msg1', 'bat1')) x(stream, mm, bb)
+  join t m on m.method = x.mm join t b on b.method = x.bb
 union all
 select format('| batch handler >= 30x external consumer | %sx | %s |',
               round(((select rate from t where method = 'bat') / (select rate from t where method = 'ext'))::numeric, 1),

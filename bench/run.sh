@@ -127,7 +127,8 @@ q bench "create extension pgque_worker" >/dev/null
 $psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
 q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
-q bench "create table res_thr (method text, messages int, seconds float8)"
+q bench "create table res_thr (method text, messages int, seconds float8, steady_seconds float8)"
+q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
 q bench "create table res_pgbench_load (round int, woc text, load1 float8)"
@@ -271,8 +272,17 @@ CONF=(); apply_conf
 q bench "select public.bench_queue('keep')" >/dev/null
 q bench "select pgque_worker.register_handler('keep', 'k', 'public.bench_noop(pgque.message)')" >/dev/null
 q bench "select public.bench_queue('thr')" >/dev/null
-q bench "select pgque_worker.register_handler('thr', 'msg', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
-q bench "select pgque_worker.register_handler('thr', 'bat', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+q bench "select public.bench_queue('thr1')" >/dev/null
+# per stream: a message and a batch handler, and the same pair again for the
+# run that logs where each chunk's time goes (log_min_messages = debug1)
+for c in msg msg_s; do
+  q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+  q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+done
+for c in bat bat_s; do
+  q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+  q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+done
 q bench "select pgque.subscribe('thr', 'ext')" >/dev/null
 q bench "select pgque.subscribe('thr', 'plp')" >/dev/null
 q bench "select pgque.subscribe('thr', 'ext_tcp')" >/dev/null
@@ -283,23 +293,27 @@ for i in $(seq 1 "$nb"); do
   echo "select pgque.send_batch('thr', array(select 'msg-' || lpad(g::text, 8, '0') || '-' || repeat('x', 64) from generate_series(($i - 1) * $DISPATCH_BATCH + 1, least($i * $DISPATCH_BATCH, $DISPATCH_MESSAGES)) g));"
   echo "select pgque.ticker();"
 done | $psql_base -d bench >/dev/null
-wait_for 30 bench "select ev_new from pgque.get_queue_info('thr')" 0
+# the second stream: all of it in one transaction, so one batch
+echo "select pgque.send_batch('thr1', array(select 'msg-' || lpad(g::text, 8, '0') || '-' || repeat('x', 64) from generate_series(1, $DISPATCH_MESSAGES) g));
+select pgque.ticker();" | $psql_base -d bench >/dev/null
+wait_for 30 bench "select sum(ev_new) from pgque.get_queue_info() where queue_name in ('thr', 'thr1')" 0
 sleep 0.5
 
-thr_worker() { # consumer
+thr_worker() { # queue consumer [record]
   q bench "truncate sink"
   local t0; t0=$(q bench "select clock_timestamp()")
-  q bench "update pgque_worker.handler set enabled = true where queue_name = 'thr' and consumer_name = '$1'"
+  q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2'"
   wait_for 600 bench "select count(*) from sink" "$DISPATCH_MESSAGES" || true
-  q bench "update pgque_worker.handler set enabled = false where queue_name = 'thr' and consumer_name = '$1'"
-  q bench "insert into res_thr select '$1', count(*), extract(epoch from max(at) - '$t0') from sink"
+  q bench "update pgque_worker.handler set enabled = false where queue_name = '$1' and consumer_name = '$2'"
+  [ "${3:-1}" = 1 ] || return 0
+  q bench "insert into res_thr select '$2', count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
 }
 thr_client() { # consumer command...
   local c=$1; shift
   q bench "truncate sink"
   local t0; t0=$(q bench "select clock_timestamp()")
   "$@" >> "$raw"
-  q bench "insert into res_thr select '$c', count(*), extract(epoch from max(at) - '$t0') from sink"
+  q bench "insert into res_thr select '$c', count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
 }
 thr_client ext timeout 900 "$client" drain "$conninfo dbname=bench" thr ext "$DISPATCH_MESSAGES"
 log "  external libpq consumer done"
@@ -308,10 +322,24 @@ thr_client ext_each timeout 1800 "$client" drain "$conninfo dbname=bench" thr ex
 log "  external libpq consumer variants done"
 thr_client plp timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp', $DISPATCH_MESSAGES)"
 log "  PL/pgSQL loop done"
-thr_worker msg
-log "  message handler done"
-thr_worker bat
-log "  batch handler done"
+thr_worker thr msg
+thr_worker thr bat
+thr_worker thr1 msg1
+thr_worker thr1 bat1
+log "  message and batch handlers done"
+# where a chunk's time goes: the dispatcher logs each chunk's steps at DEBUG1
+CONF=([log_min_messages]=debug1); apply_conf
+logpos=$(stat -c %s "$dir/server.log")
+for c in "thr msg_s" "thr bat_s" "thr1 msg1_s" "thr1 bat1_s"; do thr_worker $c 0; done
+CONF=(); apply_conf
+tail -c +$((logpos + 1)) "$dir/server.log" | awk '
+  /pgque_worker chunk: / {
+    delete f; for (i = 1; i < NF; i++) f[$i] = $(i + 1)
+    c = f["consumer"]; gsub(/"/, "", c)
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f["events"], f["batch_end"], f["next_batch_ms"],
+           f["cursor_ms"], f["fetch_ms"], f["handler_ms"], f["finish_ms"], f["commit_ms"] }' |
+  $psql_base -d bench -c "copy res_steps from stdin"
+log "  chunk steps logged"
 q bench "select * from pgque_worker.handler_stats" >> "$raw"
 
 # ============================================================ 3. commit hook cost
@@ -375,6 +403,7 @@ log "writing $out/results.md and plots"
 q bench "select * from res_lat" >> "$raw"
 q bench "select * from res_idle" >> "$raw"
 q bench "select * from res_thr" >> "$raw"
+q bench "select consumer, count(*), sum(batch_end) from res_steps group by 1" >> "$raw"
 export BENCH_PSQL="$psql_base -d bench" BENCH_OUT="$out" BENCH_HAS_WOC=$HAS_WOC BENCH_HAS_MTI=$HAS_MTI \
        BENCH_PGQUE_SQL="$PGQUE_SQL" BENCH_HERE="$here" LOAD_SECONDS TICK_IDLE_SECONDS IDLE_SECONDS \
        DISPATCH_MESSAGES DISPATCH_BATCH PGBENCH_SECONDS PGBENCH_ROUNDS PGBENCH_SCALE
