@@ -386,12 +386,13 @@ policy_due(const PqwCallResult *r, pqw::Millis now, pqw::Millis grid_next, bool 
 /* Sets the tick job's next call after a successful one: targeted at the
  * queues with events while the full call's idle ticks are not due. */
 static void
-schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targeted)
+schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targeted,
+				   pqw::Millis grid_next)
 {
 	PolicyDue	due;
 	pqw::Millis next;
 
-	policy_due(r, now, job->timer.next_due(), targeted, &due);
+	policy_due(r, now, grid_next, targeted, &due);
 	if (!due.ok)
 	{
 		/* every period, full calls */
@@ -464,6 +465,44 @@ log_tick_steps(bool targeted, const PqwCallResult *r, TimestampTz t0, TimestampT
 							 (int64) t_tick)));
 }
 
+/*
+ * The policy read after a targeted tick waits POLICY_DELAY_MS: on a small
+ * machine the dispatcher the tick woke was measured to wait ~1 ms for the
+ * CPU the ticker held with that read. A tick due meanwhile goes first; a
+ * read owed POLICY_MAX_DEFER_MS goes before the next tick. The read after a
+ * full call is not deferred (it says which queues the next, targeted calls
+ * are for).
+ */
+#define POLICY_DELAY_MS 2
+#define POLICY_MAX_DEFER_MS 20
+static bool policy_owed = false;
+static pqw::Millis policy_owed_since;	/* the first tick it is owed for */
+static pqw::Millis policy_at;	/* when it is read */
+static pqw::Millis policy_grid;	/* the tick-period grid after that tick */
+
+/* Reads the owed policy of the targeted queues and schedules by it. */
+static void
+read_owed_policy(void)
+{
+	Job		   *job = &jobs[JOB_TICK];
+	PqwCallResult policy;
+	Oid			argtype = INT4ARRAYOID;
+	Datum		arg;
+	bool		was_due = job->timer.due(pqw::monotonic_ms());
+
+	policy_owed = false;
+	/* a full call since, nothing to read, or a failing tick backing off */
+	if (tick_scope.targets().empty() || job->timer.failures() > 0)
+		return;
+	arg = targets_array();
+	(void) pqw_call(policy_some_sql, PQW_AS_PGQUE_OWNER, 1, &argtype, &arg,
+					job_timeout_ms(JOB_TICK), &policy);
+	schedule_by_policy(job, pqw::monotonic_ms(), &policy, true, policy_grid);
+	/* a tick a commit asked for stays due */
+	if (was_due)
+		job->timer.run_now(pqw::monotonic_ms());
+}
+
 static void
 run_job(JobId id)
 {
@@ -486,7 +525,6 @@ run_job(JobId id)
 	{
 		Oid			argtype = INT4ARRAYOID;
 		Datum		arg = (Datum) 0;
-		const char *psql = policy_sql;
 		int			nargs = 0;
 		pqw::QueueSet ticked;	/* the queues this call may tick */
 
@@ -497,7 +535,6 @@ run_job(JobId id)
 			arg = targets_array();
 			ticked = tick_scope.targets();
 			sql = tick_some_sql;
-			psql = policy_some_sql;
 			nargs = 1;
 		}
 		(void) pqw_call(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id), &r);
@@ -513,9 +550,10 @@ run_job(JobId id)
 
 		/* With wake_on_commit, PgQue's tick policy read after the tick, in
 		 * a read-only transaction of its own (no WAL flush at its commit):
-		 * its failure leaves the tick alone. */
-		if (r.ok && pqw_wake_on_commit)
-			(void) pqw_call(psql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id),
+		 * its failure leaves the tick alone. After a targeted tick it is
+		 * owed (see read_owed_policy). */
+		if (r.ok && pqw_wake_on_commit && !targeted)
+			(void) pqw_call(policy_sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id),
 							&policy);
 		log_tick_steps(targeted, &r, t0, t_tick);
 	}
@@ -552,8 +590,19 @@ run_job(JobId id)
 		if (!targeted)
 			last_full_call_us = call_us;
 		job->timer.completed(now, job_period_ms(id));
-		if (pqw_wake_on_commit)
-			schedule_by_policy(job, now, &policy, targeted);
+		if (pqw_wake_on_commit && targeted)
+		{
+			if (!policy_owed)
+				policy_owed_since = now;
+			policy_owed = true;
+			policy_at = now + POLICY_DELAY_MS;
+			policy_grid = job->timer.next_due();
+		}
+		else if (pqw_wake_on_commit)
+		{
+			policy_owed = false;	/* the full read covers it */
+			schedule_by_policy(job, now, &policy, targeted, job->timer.next_due());
+		}
 		else
 			tick_scope.after_full(NULL, 0);
 		return;
@@ -704,6 +753,7 @@ init_jobs(pqw::Millis now)
 	};
 
 	tick_scope = pqw::TickScope();	/* the first call is a full one */
+	policy_owed = false;
 
 	for (int i = 0; i < NUM_JOBS; i++)
 	{
@@ -773,7 +823,7 @@ pqw_ticker_main(Datum main_arg)
 	for (;;)
 	{
 		pqw::Millis now;
-		pqw::Millis due[NUM_JOBS + 1];
+		pqw::Millis due[NUM_JOBS + 2];
 		bool		reloaded;
 
 		switch (pqw_worker_pass(&me, &reloaded))
@@ -827,6 +877,15 @@ pqw_ticker_main(Datum main_arg)
 		}
 		if (pqw_wake_on_commit)
 			take_commit_wakeup();
+		if (policy_owed)
+		{
+			now = pqw::monotonic_ms();
+			/* a tick due goes first, unless the read waited too long */
+			if (!pqw_wake_on_commit ||
+				(now >= policy_at && !jobs[JOB_TICK].timer.due(now)) ||
+				now - policy_owed_since >= POLICY_MAX_DEFER_MS)
+				read_owed_policy();
+		}
 		for (int i = 0; i < NUM_JOBS; i++)
 		{
 			if (jobs[i].timer.due(pqw::monotonic_ms()))
@@ -843,8 +902,9 @@ pqw_ticker_main(Datum main_arg)
 		for (int i = 0; i < NUM_JOBS; i++)
 			due[i] = jobs[i].timer.next_due();
 		due[NUM_JOBS] = handlers_check.next_due();
+		due[NUM_JOBS + 1] = policy_owed ? policy_at : now + 60000;
 		{
-			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS + 1, 60000);
+			pqw::Millis w = pqw::wait_until_earliest(now, due, NUM_JOBS + 2, 60000);
 
 			/* a commit's wake-up during the calls (a lock wait inside one
 			 * may have reset the latch) means another pass, not a sleep */
