@@ -99,7 +99,7 @@ echo
 echo "The same ${DISPATCH_MESSAGES} messages (payload ~80 bytes, ticked before the clock starts)"
 echo "consumed by each method in turn; the handler inserts each payload into a table."
 echo "Stream A: ${DISPATCH_BATCH} per batch. Stream B: all in one batch (one transaction)."
-echo "Time: from the start (handler enabled / client started) to the last insert, server"
+echo "Time: from the start (the statement enabling the handler / the client's start) to the last insert, server"
 echo "clock; steady: from the first insert to the last (without the dispatcher noticing"
 echo "the enabled handler, or the client connecting)."
 echo

@@ -301,8 +301,8 @@ sleep 0.5
 
 thr_worker() { # queue consumer [record]
   q bench "truncate sink"
-  local t0; t0=$(q bench "select clock_timestamp()")
-  q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2'"
+  # the clock starts with the enabling statement (not before a psql start)
+  local t0; t0=$(q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2' returning clock_timestamp()")
   wait_for 600 bench "select count(*) from sink" "$DISPATCH_MESSAGES" || true
   q bench "update pgque_worker.handler set enabled = false where queue_name = '$1' and consumer_name = '$2'"
   [ "${3:-1}" = 1 ] || return 0
