@@ -1188,7 +1188,7 @@ take_wake(pqw::Millis *last_poll)
 
 	if (!pqw_dispatcher_take_wake(my_slot, &queues, &all))
 		all = false;
-	if (poll > 0 && now - *last_poll >= poll)
+	if ((poll > 0 && now - *last_poll >= poll) || *last_poll == 0)
 	{
 		all = true;
 		*last_poll = now;
@@ -1339,8 +1339,13 @@ pqw_dispatcher_main(Datum main_arg)
 		bool		worked = false;
 		bool		reloaded;
 
-		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
+		PqwPass		pass = pqw_worker_pass(&me, &reloaded);
+
+		if (pass == PQW_PASS_WAITED)
 			continue;
+		/* back from a pause or a standby: every handler looks once */
+		if (pass == PQW_PASS_RESUMED)
+			last_poll = 0;
 		take_wake(&last_poll);
 		if (reload_requested() || pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
