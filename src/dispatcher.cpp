@@ -1186,8 +1186,7 @@ take_wake(pqw::Millis *last_poll)
 	pqw::Millis now = pqw::monotonic_ms();
 	long		poll = poll_interval_ms();
 
-	if (!pqw_dispatcher_take_wake(my_slot, &queues, &all))
-		all = false;
+	(void) pqw_dispatcher_take_wake(my_slot, &queues, &all);
 	if ((poll > 0 && now - *last_poll >= poll) || *last_poll == 0)
 	{
 		all = true;
