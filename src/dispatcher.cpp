@@ -15,6 +15,11 @@
  *           chunk) and stats; commit
  *   txn 2.. fetch the next chunk from the cursor, same as above
  *
+ * A chunk that acked its batch with room left goes on in the same
+ * transaction to the consumer's next batches (each acked, or its progress
+ * recorded, like the first), up to chunk_messages messages: small batches
+ * share one commit.
+ *
  * So a chunk's effects, its nacks, its progress and the final ack commit
  * together: in-database effects happen exactly once, even after a crash
  * (the reopened batch resumes after the recorded event). The cursor is
@@ -97,30 +102,51 @@ typedef struct Handler
 	int32		residue;
 } Handler;
 
+/* One batch's share of a chunk transaction (see chunk_fn). */
+typedef struct ChunkPart
+{
+	bool		no_batch;		/* next_batch() found none */
+	int64		n;				/* messages */
+	int64		nok;
+	int64		nfail;
+	bool		finished;		/* batch acked */
+	int64		first_id;		/* its events */
+	int64		last_id;
+	char	   *first_error;	/* the first nacked message's reason, or NULL */
+	bool		touched_hung;	/* held events of the call a predecessor hung in */
+	/* when each step ended (log_chunk_steps) */
+	TimestampTz t_start;
+	TimestampTz t_batch;		/* next_batch */
+	TimestampTz t_cursor;		/* progress read, cursor opened */
+	TimestampTz t_fetch;		/* events fetched, one looked ahead */
+	TimestampTz t_handler;
+	TimestampTz t_finish;		/* nacks and ack (on the last part: stats and progress) */
+} ChunkPart;
+
+/* Batches one chunk transaction takes at most. */
+#define MAX_PARTS 64
+
 /* What one chunk transaction did. */
 typedef struct ChunkResult
 {
 	Handler    *h;
 	bool		no_batch;		/* no batch was ready */
-	int64		n;				/* messages in the chunk */
+	bool		drained;		/* after some, no further batch was ready */
+	int64		n;				/* messages in the chunk, all parts */
 	int64		nok;
 	int64		nfail;
-	bool		finished;		/* batch acked */
+	int			batches;		/* batches acked */
+	bool		finished;		/* the last part acked its batch */
 	const char *paused;			/* the handler's role may not run it now */
 	bool		hung_done;		/* the chunk a predecessor hung in is done */
 	bool		at_commit;		/* chunk_fn returned: a failure now is COMMIT's */
-	int64		first_id;		/* the chunk's events */
+	int64		first_id;		/* the first part's events */
 	int64		last_id;
 	double		handler_secs;
 	int			max_subxids;	/* subtransaction XIDs at commit */
 	bool		overflowed;
-	/* when each step ended (log_chunk_steps) */
-	TimestampTz t_start;
-	TimestampTz t_batch;		/* next_batch */
-	TimestampTz t_cursor;		/* progress read, cursor opened */
-	TimestampTz t_fetch;		/* chunk fetched, one event looked ahead */
-	TimestampTz t_handler;
-	TimestampTz t_finish;		/* nacks, ack, stats and progress */
+	int			nparts;
+	ChunkPart	parts[MAX_PARTS];
 } ChunkResult;
 
 /* One failed message of a chunk. */
@@ -730,7 +756,7 @@ batch_has_more(Portal portal)
 }
 
 static void
-open_batch(Handler *h, ChunkResult *res)
+open_batch(Handler *h, ChunkPart *res)
 {
 	Datum		args[2];
 	Oid			types[2] = {TEXTOID, TEXTOID};
@@ -821,7 +847,6 @@ static bool fail_this_commit = false;
 static void
 pqw_debug_commit_fault(const ChunkRun *run)
 {
-	fail_this_commit = false;
 	if (pqw_debug_fail_commit_event <= 0)
 		return;
 	for (int i = 0; i < run->n; i++)
@@ -845,61 +870,45 @@ commit_fault_callback(XactEvent event, void *arg)
 		fail_this_commit = false;
 }
 
+/*
+ * One part of a chunk: up to `fetch` messages of the handler's open batch
+ * (or of the next one), through the handler, failures nacked, the batch
+ * acked if it ends with them.
+ */
 static void
-chunk_fn(void *arg)
+run_part(Handler *h, ChunkPart *part, int fetch)
 {
-	ChunkResult *res = (ChunkResult *) arg;
-	Handler    *h = res->h;
 	ChunkRun	run;
 	Portal		portal;
 	SPITupleTable *tt;
-	int64		last_id = 0;
-	int			fetch;
-	TimestampTz t0;
 	bool		isolate_first = false;
-	PqwAs		as;
-	Datum		sargs[10];
-	char		snulls[10];
-	Oid			stypes[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
-		INT8OID, INT8OID, INT8OID, TEXTOID};
 
-	res->t_start = GetCurrentTimestamp();
-	if (h->needs_close)
-	{
-		close_cursor_if_open(h->portal);
-		h->needs_close = false;
-	}
-	res->paused = role_unusable(h);
-	if (res->paused)
-		return;
-	check_handler_usable(h);
-
+	part->t_start = GetCurrentTimestamp();
 	if (!h->cursor_open)
 	{
-		open_batch(h, res);
-		if (res->no_batch)
+		open_batch(h, part);
+		if (part->no_batch)
 			return;
 	}
 	else
 	{
 		check_batch_still_ours(h);
-		res->t_batch = GetCurrentTimestamp();
+		part->t_batch = GetCurrentTimestamp();
 	}
-	res->t_cursor = GetCurrentTimestamp();
+	part->t_cursor = GetCurrentTimestamp();
 
 	portal = cursor_as_left(h);
-	fetch = pqw::commit_retry_fetch(h->commit, pqw_chunk_messages);
 	SPI_cursor_fetch(portal, true, fetch);
 	tt = SPI_tuptable;
-	res->n = (int64) SPI_processed;
+	part->n = (int64) SPI_processed;
 	/* A batch that ends with this chunk is acked with it. */
-	res->finished = res->n < fetch || !batch_has_more(portal);
+	part->finished = part->n < fetch || !batch_has_more(portal);
 	note_cursor(h, portal);
-	res->t_fetch = GetCurrentTimestamp();
+	part->t_fetch = GetCurrentTimestamp();
 
 	memset(&run, 0, sizeof(run));
 	run.h = h;
-	run.n = (int) res->n;
+	run.n = (int) part->n;
 	run.msgs = (Datum *) palloc(sizeof(Datum) * (run.n > 0 ? run.n : 1));
 	run.ids = (int64 *) palloc(sizeof(int64) * (run.n > 0 ? run.n : 1));
 	run.skip = (bool *) palloc0(sizeof(bool) * (run.n > 0 ? run.n : 1));
@@ -915,10 +924,9 @@ chunk_fn(void *arg)
 
 		run.msgs[i] = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
 		run.ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
-		last_id = run.ids[i];
 	}
-	res->first_id = run.n > 0 ? run.ids[0] : 0;
-	res->last_id = last_id;
+	part->first_id = run.n > 0 ? run.ids[0] : 0;
+	part->last_id = run.n > 0 ? run.ids[run.n - 1] : 0;
 
 	/* This event alone failed at COMMIT CommitRetry::kTries times: nacked
 	 * without calling the handler (see core/commit_retry.hpp). */
@@ -935,18 +943,19 @@ chunk_fn(void *arg)
 		switch (pqw::hung_plan_for(h->hung, run.ids[i]))
 		{
 			case pqw::HungPlan::kNackAlone:
+				part->touched_hung = true;
 				add_failure(&run, i,
 							psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
 									 2 * pqw_handler_timeout_ms));
 				break;
 			case pqw::HungPlan::kIsolate:
+				part->touched_hung = true;
 				isolate_first = true;
 				break;
 			case pqw::HungPlan::kNormal:
 				break;
 		}
 
-	t0 = res->t_fetch;
 	if (run.n > 0)
 	{
 		char	   *why;
@@ -961,11 +970,12 @@ chunk_fn(void *arg)
 		}
 		else if (!try_range(&run, 0, run.n, &why))
 			isolate(&run, 0, run.n, why);
+		MemoryContextDelete(run.call_cxt);
 	}
-	res->t_handler = GetCurrentTimestamp();
-	res->handler_secs = (double) (res->t_handler - t0) / 1000000.0;
-	res->nfail = run.nfail;
-	res->nok = run.n - run.nfail;
+	part->t_handler = GetCurrentTimestamp();
+	part->nfail = run.nfail;
+	part->nok = run.n - run.nfail;
+	part->first_error = run.nfail > 0 ? run.fails[0].reason : NULL;
 
 	/* Nothing a handler did may have moved our cursor. */
 	portal = cursor_as_left(h);
@@ -973,8 +983,7 @@ chunk_fn(void *arg)
 	if (run.nfail > 0)
 		nack_failures(&run, h->batch_id);
 
-	arm();
-	if (res->finished)
+	if (part->finished)
 	{
 		Datum		a = Int64GetDatum(h->batch_id);
 		Oid			t = INT8OID;
@@ -983,7 +992,9 @@ chunk_fn(void *arg)
 		/* 1: we finished it. Anything else: someone else finished it, or
 		 * the consumer or queue went away; the chunk's effects must not
 		 * commit then. */
+		arm();
 		pqw_exec_into(ack_sql, 1, &t, &a, &acked);
+		disarm();
 		if (acked.isnull[0] || acked.value[0] != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -991,41 +1002,122 @@ chunk_fn(void *arg)
 							h->batch_id, h->queue, h->consumer),
 					 errdetail("Another session finished it, or the consumer or the queue was removed; the chunk is rolled back.")));
 		SPI_cursor_close(portal);
+		h->cursor_open = false;
 	}
+	pqw_debug_commit_fault(&run);
+	SPI_freetuptable(tt);
+	part->t_finish = GetCurrentTimestamp();
+}
 
-	/* Stats and progress, in the same transaction as the chunk's effects
-	 * (our table: written as the worker). */
+/*
+ * Whether a chunk may go on to the handler's next batch once one is acked:
+ * only while nothing about the handler is being narrowed down (a commit
+ * failure, a predecessor's hung call) and its last chunk did not fail, so
+ * that a failure is always retried on one batch alone.
+ */
+static bool
+may_take_more(const Handler *h)
+{
+	return h->failures == 0 && h->hung.empty() && h->commit.limit == 0 &&
+		h->commit.fails == 0 && h->commit.nack_id < 0;
+}
+
+/*
+ * A chunk transaction. Its first part continues the handler's open batch
+ * or takes the next one; once a part acks its batch, further parts take
+ * the next batches, until the chunk has pgque_worker.chunk_messages
+ * messages, no batch is ready or MAX_PARTS batches were taken. So a stream
+ * of small batches costs one commit per chunk_messages messages, not one
+ * per batch. Each batch's failures are its own: nacked in it, acked with it.
+ */
+static void
+chunk_fn(void *arg)
+{
+	ChunkResult *res = (ChunkResult *) arg;
+	Handler    *h = res->h;
+	ChunkPart  *last = NULL;
+	int			fetch;
+	bool		more;
+	PqwAs		as;
+	Datum		sargs[10];
+	char		snulls[10];
+	Oid			stypes[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
+		INT8OID, INT8OID, INT8OID, TEXTOID};
+	const char *first_error = NULL;
+
+	fail_this_commit = false;
+	if (h->needs_close)
+	{
+		close_cursor_if_open(h->portal);
+		h->needs_close = false;
+	}
+	res->paused = role_unusable(h);
+	if (res->paused)
+		return;
+	check_handler_usable(h);
+
+	fetch = pqw::commit_retry_fetch(h->commit, pqw_chunk_messages);
+	more = may_take_more(h);
+	do
+	{
+		ChunkPart  *part = &res->parts[res->nparts];
+
+		run_part(h, part, (int) (fetch - res->n));
+		if (part->no_batch)
+		{
+			res->no_batch = res->nparts == 0;
+			res->drained = res->nparts > 0;
+			break;
+		}
+		res->nparts++;
+		last = part;
+		res->n += part->n;
+		res->nok += part->nok;
+		res->nfail += part->nfail;
+		res->batches += part->finished ? 1 : 0;
+		res->handler_secs += (double) (part->t_handler - part->t_fetch) / 1000000.0;
+		if (first_error == NULL)
+			first_error = part->first_error;
+	} while (more && last->finished && res->n < fetch && res->nparts < MAX_PARTS);
+	if (last == NULL)
+		return;
+	res->first_id = res->parts[0].first_id;
+	res->last_id = last->last_id;
+	res->finished = last->finished;
+
+	/* Stats, and the progress of a batch the chunk ends inside, in the
+	 * same transaction as the chunk's effects (our table: written as the
+	 * worker). */
 	memset(snulls, ' ', sizeof(snulls));
 	sargs[0] = CStringGetTextDatum(h->queue);
 	sargs[1] = CStringGetTextDatum(h->consumer);
-	sargs[2] = Int64GetDatum(res->finished ? 1 : 0);
+	sargs[2] = Int64GetDatum(res->batches);
 	sargs[3] = Int64GetDatum(res->nok);
 	sargs[4] = Int64GetDatum(res->nfail);
 	sargs[5] = Float8GetDatum(res->handler_secs);
 	sargs[6] = Int64GetDatum(h->batch_id);
-	sargs[7] = Int64GetDatum(last_id);
-	sargs[8] = Int64GetDatum(res->n);
-	sargs[9] = run.nfail > 0 ? CStringGetTextDatum(run.fails[0].reason) : (Datum) 0;
-	if (res->finished)
+	sargs[7] = Int64GetDatum(last->last_id);
+	sargs[8] = Int64GetDatum(last->n);
+	sargs[9] = first_error != NULL ? CStringGetTextDatum(first_error) : (Datum) 0;
+	if (last->finished)
 		snulls[6] = snulls[7] = snulls[8] = 'n';
-	if (run.nfail == 0)
+	if (first_error == NULL)
 		snulls[9] = 'n';
+	arm();
 	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
 	if (pqw_exec_cached(stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record handler progress");
 	pqw_end_as(&as);
 	disarm();
-	res->t_finish = GetCurrentTimestamp();
+	last->t_finish = GetCurrentTimestamp();
 
 	/* What the subtransaction cache of this backend holds at commit. */
 	res->max_subxids = MyProc->subxidStatus.count;
 	res->overflowed = MyProc->subxidStatus.overflowed;
 
-	if (res->finished)
-		h->cursor_open = false;
 	/* once this commits, the stopped call is behind us */
-	res->hung_done = pqw::hung_range_done(h->hung, last_id, res->finished);
-	pqw_debug_commit_fault(&run);
+	res->hung_done = pqw::hung_range_done(h->hung, last->touched_hung, last->last_id,
+										   last->finished);
 	res->at_commit = true;
 }
 
@@ -1127,7 +1219,7 @@ pause_handler(Handler *h, const char *why)
 static void
 account(const ChunkResult *res)
 {
-	pqw_dispatcher_counted(my_slot, res->finished, res->nok, res->nfail, res->max_subxids,
+	pqw_dispatcher_counted(my_slot, res->batches, res->nok, res->nfail, res->max_subxids,
 						   res->overflowed);
 }
 
@@ -1137,7 +1229,9 @@ ms_between(TimestampTz from, TimestampTz to)
 	return (double) (to - from) / 1000.0;
 }
 
-/* Where a committed chunk's time went, at DEBUG1 (bench/run.sh sums it). */
+/* Where a committed chunk's time went, a line per batch part, at DEBUG1
+ * (bench/run.sh sums it per batch). The chunk's commit counts on its last
+ * part. */
 static void
 log_chunk_steps(const Handler *h, const ChunkResult *res)
 {
@@ -1146,20 +1240,27 @@ log_chunk_steps(const Handler *h, const ChunkResult *res)
 	if (!message_level_is_interesting(DEBUG1))
 		return;
 	done = GetCurrentTimestamp();
-	ereport(DEBUG1,
-			(errmsg_internal("pgque_worker chunk: queue \"%s\" consumer \"%s\" events %d batch_end %d"
-							 " next_batch_ms %.3f cursor_ms %.3f fetch_ms %.3f handler_ms %.3f"
-							 " finish_ms %.3f commit_ms %.3f woke_ms %.3f start " INT64_FORMAT,
-							 h->queue, h->consumer, (int) res->n, res->finished ? 1 : 0,
-							 ms_between(res->t_start, res->t_batch),
-							 ms_between(res->t_batch, res->t_cursor),
-							 ms_between(res->t_cursor, res->t_fetch),
-							 ms_between(res->t_fetch, res->t_handler),
-							 ms_between(res->t_handler, res->t_finish),
-							 ms_between(res->t_finish, done),
-							 pqw_worker_woke_at > 0 && pqw_worker_woke_at <= res->t_start ?
-							 ms_between(pqw_worker_woke_at, res->t_start) : -1.0,
-							 (int64) res->t_start)));
+	for (int i = 0; i < res->nparts; i++)
+	{
+		const ChunkPart *p = &res->parts[i];
+		bool		last = i == res->nparts - 1;
+
+		ereport(DEBUG1,
+				(errmsg_internal("pgque_worker chunk: queue \"%s\" consumer \"%s\" events %d batch_end %d"
+								 " next_batch_ms %.3f cursor_ms %.3f fetch_ms %.3f handler_ms %.3f"
+								 " finish_ms %.3f commit_ms %.3f woke_ms %.3f start " INT64_FORMAT
+								 " part %d of %d",
+								 h->queue, h->consumer, (int) p->n, p->finished ? 1 : 0,
+								 ms_between(p->t_start, p->t_batch),
+								 ms_between(p->t_batch, p->t_cursor),
+								 ms_between(p->t_cursor, p->t_fetch),
+								 ms_between(p->t_fetch, p->t_handler),
+								 ms_between(p->t_handler, p->t_finish),
+								 last ? ms_between(p->t_finish, done) : 0.0,
+								 i == 0 && pqw_worker_woke_at > 0 && pqw_worker_woke_at <= p->t_start ?
+								 ms_between(pqw_worker_woke_at, p->t_start) : -1.0,
+								 (int64) p->t_start, i + 1, res->nparts)));
+	}
 }
 
 /* The dispatcher's poll, if any: pgque_worker.dispatch_poll_interval; and
@@ -1215,7 +1316,7 @@ dispatch_one(Handler *h)
 	/* timeouts are armed inside, per step; PgQue's owner runs the chunk */
 	if (!pqw_in_transaction(activity, PQW_AS_PGQUE_OWNER, chunk_fn, &res, 0, &r))
 	{
-		if (res.at_commit)
+		if (res.at_commit && res.nparts == 1)
 		{
 			/* the handler calls went through; COMMIT did not */
 			if (pqw::commit_failed(h->commit, res.first_id, res.last_id, (int) res.n))
@@ -1225,6 +1326,10 @@ dispatch_one(Handler *h)
 						 "The chunk of events " INT64_FORMAT " to " INT64_FORMAT " failed at commit; after %d failures in a row it is split, and an event failing alone is nacked without calling the handler.",
 						 res.first_id, res.last_id, pqw::CommitRetry::kTries);
 		}
+		else if (res.at_commit && r.detail[0] == '\0')
+			snprintf(r.detail, sizeof(r.detail),
+					 "A chunk of %d batches failed at commit; it is retried on its first batch alone.",
+					 res.nparts);
 		if (h->cursor_open)
 			h->needs_close = true;
 		h->cursor_open = false;
@@ -1264,11 +1369,10 @@ dispatch_one(Handler *h)
 		h->hung = pqw::HungRange();
 		have_hung = false;
 	}
-	if (res.no_batch)
-	{
+	if (res.no_batch || res.drained)
 		h->ready = false;		/* until a tick of its queue */
+	if (res.no_batch)
 		return false;
-	}
 	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
 	account(&res);
 	if (res.n > 0)

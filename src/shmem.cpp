@@ -586,13 +586,13 @@ pqw_ticker_set_want_dispatcher(int slot, bool want)
 }
 
 void
-pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
+pqw_dispatcher_counted(int slot, int batches_finished, int64 ok, int64 nacked,
 					   int subxids, bool overflowed)
 {
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	s->dispatcher.batches += batch_finished ? 1 : 0;
+	s->dispatcher.batches += batches_finished;
 	s->dispatcher.messages_ok += ok;
 	s->dispatcher.messages_nacked += nacked;
 	/* the happy path's figure: isolating failures needs more, by design */

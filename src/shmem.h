@@ -270,7 +270,7 @@ bool		pqw_ticker_wakeup_pending(int slot);
 void		pqw_ticker_set_want_dispatcher(int slot, bool want);
 
 /* Dispatcher: what one committed chunk did. */
-void		pqw_dispatcher_counted(int slot, bool batch_finished, int64 ok, int64 nacked,
+void		pqw_dispatcher_counted(int slot, int batches_finished, int64 ok, int64 nacked,
 								   int subxids, bool overflowed);
 /* Dispatcher: were handler registrations changed since it last looked? */
 bool		pqw_dispatcher_take_reload(int slot);

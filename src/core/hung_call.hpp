@@ -34,8 +34,12 @@ enum class HungPlan {
 // The plan for the event `id` of a chunk, given the range.
 HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept;
 
-// Whether a chunk whose last event is `chunk_last_id` (or that finished
-// the batch) leaves the range behind, so it can be forgotten.
-bool hung_range_done(const HungRange &r, std::int64_t chunk_last_id, bool batch_finished) noexcept;
+// Whether a chunk leaves the range behind, so it can be forgotten: it held
+// some of the range's events (`touched`) and either ends at or past the
+// range (`chunk_last_id`) or finished its batch. A chunk that held none of
+// them (the batches before the one the call hung in, which its stopped
+// transaction may have taken along) does not.
+bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_last_id,
+                     bool batch_finished) noexcept;
 
 }  // namespace pqw

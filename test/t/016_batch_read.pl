@@ -2,8 +2,9 @@
 # acked by its last chunk (one event of lookahead), not by an extra empty
 # transaction; events are read through PgQue's own query text
 # (batch_event_sql), and through get_batch_events() when that text cannot
-# be read directly, with the same result: every event once, in order; and
-# with log_min_messages = debug1, ticks and chunks log their steps.
+# be read directly, with the same result: every event once, in order; small
+# batches share a chunk transaction; and with log_min_messages = debug1,
+# ticks and chunks log their steps.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -114,6 +115,42 @@ wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'c
 	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
 is(extra_chunks('cb') - $base, 1, '  by the second chunk');
 
+# ---- small batches: once a chunk acks one, it goes on to the next ones,
+# up to chunk_messages (10) messages, each batch acked with its own chunk
+# part and a failing message nacked in its own batch
+sq(q{
+create table gs (payload text, n bigserial);
+create function hs(m pgque.message) returns void language plpgsql as $$
+begin
+  if m.payload = 's4-2' then
+    raise exception 'bad message %', m.payload;
+  end if;
+  insert into gs (payload) values (m.payload);
+end $$;
+select pgque.create_queue('qs');
+select pgque.set_queue_config('qs', 'ticker_max_count', '1');
+select pgque_worker.register_handler('qs', 'cs', 'hs(pgque.message)', enabled => false);
+});
+for my $b (1 .. 8)
+{
+	sq(qq{select pgque.send_batch('qs', array['s$b-1', 's$b-2', 's$b-3'])});
+	sq(q{select pgque.ticker()});
+}
+sq(q{update pgque_worker.handler set enabled = true where queue_name = 'qs'});
+wait_until($node, 'app', q{select count(*) from gs}, '23', 'small batches: 23 events handled');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qs', 'cs')
+	where pending_events = 0 and current_batch is null}, '1', '  every batch acked');
+is(sq(q{select string_agg(payload, ',' order by n) from gs}),
+	join(',', grep { $_ ne 's4-2' } map { my $b = $_; map { "s$b-$_" } 1 .. 3 } 1 .. 8),
+	'  each once, in order, but the failing one');
+my ($batches, $chunks, $nacked) = split /\|/, sq(q{select batches, chunks, messages_nacked
+	from pgque_worker.handler_stat where queue_name = 'qs' and consumer_name = 'cs'});
+is($nacked, '1', '  the failing message nacked');
+cmp_ok($batches, '>=', 6, "  in $batches batches");
+cmp_ok($chunks, '<=', 4, "  taken by $chunks chunk transactions, not one per batch");
+is(sq(q{select count(*) from pgque_worker.handler_stat where errors > 0}), '0', '  no chunk failed');
+sq(q{select pgque_worker.unregister_handler('qs', 'cs')});
+
 # ---- with log_min_messages = debug1 the worker logs where a tick's and a
 # chunk's time went (bench/run.sh reads these lines)
 $node->safe_psql('postgres', q{alter system set log_min_messages = debug1});
@@ -122,7 +159,7 @@ my $lpos = log_position($node);
 send_batch('d10', 10);
 all_once_in_order('d10', 10, 'with the step logs on');
 ok(wait_for_log($node,
-		qr/pgque_worker chunk: queue "qb" consumer "cb" events 10 batch_end 1 next_batch_ms [0-9.]+ cursor_ms [0-9.]+ fetch_ms [0-9.]+ handler_ms [0-9.]+ finish_ms [0-9.]+ commit_ms [0-9.]+ woke_ms -?[0-9.]+ start [0-9]+/,
+		qr/pgque_worker chunk: queue "qb" consumer "cb" events 10 batch_end 1 next_batch_ms [0-9.]+ cursor_ms [0-9.]+ fetch_ms [0-9.]+ handler_ms [0-9.]+ finish_ms [0-9.]+ commit_ms [0-9.]+ woke_ms -?[0-9.]+ start [0-9]+ part 1 of 1/,
 		$lpos), '  the chunk logs its steps');
 ok(wait_for_log($node,
 		qr/pgque_worker tick: targeted [01] ticks [0-9]+ woke_ms -?[0-9.]+ tick_ms [0-9.]+ policy_ms [0-9.]+ at [0-9]+/,

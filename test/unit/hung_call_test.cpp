@@ -14,7 +14,7 @@ TEST(HungCall, NoRangeMeansNormal)
     EXPECT_TRUE(r.empty());
     EXPECT_EQ(hung_plan_for(r, 0), HungPlan::kNormal);
     EXPECT_EQ(hung_plan_for(r, 42), HungPlan::kNormal);
-    EXPECT_FALSE(hung_range_done(r, 100, true));
+    EXPECT_FALSE(hung_range_done(r, true, 100, true));
 }
 
 TEST(HungCall, OneEventIsNackedAloneOthersNormal)
@@ -38,8 +38,19 @@ TEST(HungCall, RangeIsIsolatedNotNacked)
 TEST(HungCall, DoneOnceTheChunkPassedTheRangeOrTheBatchEnded)
 {
     HungRange r{10, 20};
-    EXPECT_FALSE(hung_range_done(r, 15, false));
-    EXPECT_TRUE(hung_range_done(r, 20, false));
-    EXPECT_TRUE(hung_range_done(r, 25, false));
-    EXPECT_TRUE(hung_range_done(r, 5, true));
+    EXPECT_FALSE(hung_range_done(r, true, 15, false));
+    EXPECT_TRUE(hung_range_done(r, true, 20, false));
+    EXPECT_TRUE(hung_range_done(r, true, 25, false));
+    EXPECT_TRUE(hung_range_done(r, true, 12, true));
+}
+
+// The stopped transaction may have taken earlier batches along (a chunk
+// goes on to the next batches): those, handled again first, hold none of
+// the range, and finishing them does not end it, whatever their ids.
+TEST(HungCall, NotDoneByABatchWithoutTheRange)
+{
+    HungRange r{10, 20};
+    EXPECT_FALSE(hung_range_done(r, false, 5, true));
+    EXPECT_FALSE(hung_range_done(r, false, 30, true));
+    EXPECT_FALSE(hung_range_done(r, false, 30, false));
 }
