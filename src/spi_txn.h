@@ -8,7 +8,7 @@
 
 #include "pg.h"
 
-#define PQW_MAX_COLS 18	/* the tick policy: 2 dues and a 16-word queue set */
+#define PQW_MAX_COLS 19	/* the tick policy: 2 dues, a 16-word queue set, a count */
 
 typedef struct PqwCallResult
 {

@@ -74,7 +74,8 @@ static bool commit_since_tick = false;
  * queue once its last tick is older than max(ticker_max_lag / 2,
  * min(2 * previous gap, ticker_idle_period)), or at once if it has fewer
  * than two ticks. Returns milliseconds from now, for queues with pending
- * events and for idle queues (NULL when there are none).
+ * events and for idle queues (NULL when there are none), the queues with
+ * pending events (a pqw::QueueSet) and how many queues it read.
  *
  * Run as PgQue's owner; every operator has an exact built-in match
  * (numeric * numeric, interval / float8, float8 * interval), so no operator
@@ -83,7 +84,7 @@ static bool commit_since_tick = false;
 #define POLICY_SELECT \
 	"select pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where pending)) * 1000::numeric)::int8," \
 	"       pg_catalog.ceil(extract(epoch from pg_catalog.min(d) filter (where not pending)) * 1000::numeric)::int8" \
-	PENDING_WORDS \
+	PENDING_WORDS ", pg_catalog.count(*)" \
 	"  from (select coalesce(q.ev_new, 0) > 0 as pending," \
 	"         q0.queue_id::int4 operator(pg_catalog.%) 1024 as r," \
 	"         greatest(case" \
@@ -137,18 +138,24 @@ static const char *const policy_some_sql = POLICY_SELECT;
 #undef POLICY_FILTER
 
 /* The targeted tick: pgque.ticker(queue) (PgQue's per-queue policy) for
- * the queues a commit named; returns how many ticked, as ticker() does. */
+ * the queues a commit named, or for a slice of a full call; returns how
+ * many ticked, as ticker() does. */
 /* (OFFSET 0 keeps the planner from evaluating ticker() before the filter:
  * a view or an inlined function could move it first.) */
-static const char *const tick_some_sql =
-	"select pg_catalog.count(*) from"
-	" (select q.queue_name from pgque.queue q"
-	"   where " QUEUE_IN_SET("q")
-	"     and not q.queue_ticker_paused and not q.queue_external_ticker offset 0) s"
-	" where pgque.ticker(s.queue_name) operator(pg_catalog.>) 0";
+#define TICK_SOME_FROM \
+	" from (select q.queue_name from pgque.queue q" \
+	"   where " QUEUE_IN_SET("q") \
+	"     and not q.queue_ticker_paused and not q.queue_external_ticker offset 0) s" \
+	" where pgque.ticker(s.queue_name) operator(pg_catalog.>) 0"
+static const char *const tick_some_sql = "select pg_catalog.count(*)" TICK_SOME_FROM;
+/* A slice of a full call, also reading the tick period as tick_config_sql */
+static const char *const tick_some_config_sql =
+	"select pg_catalog.count(*), (select c.tick_period_ms from pgque.config c limit 1)" TICK_SOME_FROM;
 
 static pqw::TickScope tick_scope;	/* full or targeted tick */
 static int64 last_full_call_us = 0;	/* the last full ticker() call took */
+static int64 full_call_queues = 0;	/* the queues the last full call read */
+static int64 slices_call_us = 0;	/* the slices of the full call so far took */
 
 static int
 tick_period_ms(void)
@@ -410,13 +417,48 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targe
 	job->timer.set_next_due(next);
 }
 
-/* The queues of a targeted tick, as an int4[] of queue_id % 1024. */
+/*
+ * After a slice of a full call: the next slice on the next pass (a due
+ * targeted tick goes first); after the last one, the next call by what all
+ * of them found, as after a full call. A slice whose policy could not be
+ * read ends the sliced call (ticking every period, as a full call would).
+ */
+static void
+schedule_after_slice(Job *job, pqw::Millis now, const PqwCallResult *policy, int64 call_us)
+{
+	PolicyDue	due;
+	pqw::Millis next;
+
+	slices_call_us += call_us;
+	policy_due(policy, now, job->timer.next_due(), false, &due);
+	if (!due.ok)
+	{
+		tick_scope.abort_slices();
+		tick_scope.after_full(NULL, 0);
+		slices_call_us = 0;
+		return;
+	}
+	if (!tick_scope.after_slice(&due.pending_set, due.pending, due.idle,
+								policy->isnull[18] ? 0 : policy->value[18]))
+	{
+		job->timer.run_now(now);
+		return;
+	}
+	last_full_call_us = slices_call_us;
+	slices_call_us = 0;
+	full_call_queues = tick_scope.full_queues();
+	next = tick_scope.full_pending_due() < tick_scope.full_idle_due() ?
+		tick_scope.full_pending_due() : tick_scope.full_idle_due();
+	job->timer.set_next_due(next);
+}
+
+/* Queues as an int4[] of queue_id % 1024. */
 static Datum
-targets_array(void)
+residues_array(const pqw::QueueSet &set)
 {
 	int32		r[pqw::QueueSet::kBits];
 	Datum		d[pqw::QueueSet::kBits];
-	int			n = tick_scope.targets().residues(r, pqw::QueueSet::kBits);
+	int			n = set.residues(r, pqw::QueueSet::kBits);
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int32GetDatum(r[i]);
@@ -445,9 +487,11 @@ take_commit_wakeup(void)
 
 /* Where a tick's time went, at DEBUG1: from the wake-up to the call, the
  * ticker() transaction (the dispatcher is woken at its end, `at`, in
- * microseconds since 2000-01-01), the policy read. */
+ * microseconds since 2000-01-01), the policy read; which slice of a full
+ * call it was (`slice 0 of 0`: a targeted call; `1 of 1`: a full one). */
 static void
-log_tick_steps(bool targeted, const PqwCallResult *r, TimestampTz t0, TimestampTz t_tick)
+log_tick_steps(bool targeted, int slice, int slices, const PqwCallResult *r, TimestampTz t0,
+			   TimestampTz t_tick)
 {
 	TimestampTz done;
 
@@ -456,13 +500,13 @@ log_tick_steps(bool targeted, const PqwCallResult *r, TimestampTz t0, TimestampT
 	done = GetCurrentTimestamp();
 	ereport(DEBUG1,
 			(errmsg_internal("pgque_worker tick: targeted %d ticks %lld woke_ms %.3f tick_ms %.3f"
-							 " policy_ms %.3f at " INT64_FORMAT,
+							 " policy_ms %.3f at " INT64_FORMAT " slice %d of %d",
 							 targeted ? 1 : 0,
 							 (long long) (r->ok && r->has_row && !r->isnull[0] ? r->value[0] : 0),
 							 pqw_worker_woke_at > 0 && pqw_worker_woke_at <= t0 ?
 							 (double) (t0 - pqw_worker_woke_at) / 1000.0 : -1.0,
 							 (double) (t_tick - t0) / 1000.0, (double) (done - t_tick) / 1000.0,
-							 (int64) t_tick)));
+							 (int64) t_tick, slice, slices)));
 }
 
 /*
@@ -494,7 +538,7 @@ read_owed_policy(void)
 	/* a full call since, nothing to read, or a failing tick backing off */
 	if (tick_scope.targets().empty() || job->timer.failures() > 0)
 		return;
-	arg = targets_array();
+	arg = residues_array(tick_scope.targets());
 	(void) pqw_call(policy_some_sql, PQW_AS_PGQUE_OWNER, 1, &argtype, &arg,
 					job_timeout_ms(JOB_TICK), &policy);
 	schedule_by_policy(job, pqw::monotonic_ms(), &policy, true, policy_grid);
@@ -515,6 +559,9 @@ run_job(JobId id)
 	TimestampTz t_tick = 0;
 	int64		call_us;
 	bool		targeted = false;
+	bool		sliced = false;
+	int			slice = 0;
+	int			slices = 0;
 
 	if (id == JOB_TICK && pqw_tick_period_ms == 0)
 		sql = tick_config_sql;
@@ -532,11 +579,25 @@ run_job(JobId id)
 		if (targeted)
 		{
 			/* only the queues the commits named: PgQue's per-queue policy */
-			arg = targets_array();
 			ticked = tick_scope.targets();
+			arg = residues_array(ticked);
 			sql = tick_some_sql;
 			nargs = 1;
 		}
+		else if (pqw_wake_on_commit &&
+				 tick_scope.begin_full(pqw::TickScope::slices_for(full_call_queues)))
+		{
+			/* a slice of the full call (see core/tick_scope.hpp) */
+			sliced = true;
+			slice = tick_scope.slice() + 1;
+			slices = tick_scope.slices();
+			ticked = tick_scope.slice_set();
+			arg = residues_array(ticked);
+			sql = pqw_tick_period_ms == 0 ? tick_some_config_sql : tick_some_sql;
+			nargs = 1;
+		}
+		else
+			slice = slices = 1;
 		(void) pqw_call(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id), &r);
 		t_tick = GetCurrentTimestamp();
 
@@ -546,16 +607,16 @@ run_job(JobId id)
 		 * the queues ticked. Woken before the policy read, which is not on
 		 * a message's way. */
 		if (r.ok && r.has_row && !r.isnull[0] && r.value[0] > 0)
-			pqw_wake_dispatcher(MyDatabaseId, false, targeted ? &ticked : NULL);
+			pqw_wake_dispatcher(MyDatabaseId, false, targeted || sliced ? &ticked : NULL);
 
 		/* With wake_on_commit, PgQue's tick policy read after the tick, in
 		 * a read-only transaction of its own (no WAL flush at its commit):
 		 * its failure leaves the tick alone. After a targeted tick it is
 		 * owed (see read_owed_policy). */
 		if (r.ok && pqw_wake_on_commit && !targeted)
-			(void) pqw_call(policy_sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id),
-							&policy);
-		log_tick_steps(targeted, &r, t0, t_tick);
+			(void) pqw_call(sliced ? policy_some_sql : policy_sql, PQW_AS_PGQUE_OWNER, nargs,
+							&argtype, &arg, job_timeout_ms(id), &policy);
+		log_tick_steps(targeted, slice, slices, &r, t0, t_tick);
 	}
 	else
 		pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
@@ -571,6 +632,11 @@ run_job(JobId id)
 		job->drain_calls = 0;
 		if (targeted)
 			tick_scope.on_wake(NULL, job->timer.next_due());	/* the retry ticks all */
+		if (sliced)
+		{
+			tick_scope.abort_slices();	/* the retry starts over */
+			slices_call_us = 0;
+		}
 		job->timer.failed(now, backoff_ms(id, job->timer.failures() + 1));
 		return;
 	}
@@ -587,7 +653,7 @@ run_job(JobId id)
 			commit_since_tick = false;
 		account(id, &r, true, call_us);
 		last_tick_call = now;
-		if (!targeted)
+		if (!targeted && !sliced)
 			last_full_call_us = call_us;
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit && targeted)
@@ -598,9 +664,13 @@ run_job(JobId id)
 			policy_at = now + POLICY_DELAY_MS;
 			policy_grid = job->timer.next_due();
 		}
+		else if (pqw_wake_on_commit && sliced)
+			schedule_after_slice(job, now, &policy, call_us);
 		else if (pqw_wake_on_commit)
 		{
 			policy_owed = false;	/* the full read covers it */
+			if (policy.ok && !policy.isnull[18])
+				full_call_queues = policy.value[18];
 			schedule_by_policy(job, now, &policy, targeted, job->timer.next_due());
 		}
 		else

@@ -9,7 +9,10 @@ void TickScope::on_wake(const QueueSet *queues, Millis full_due) noexcept
         full_due_ = full_due;
         saved_ = true;
     }
-    if (queues == nullptr)
+    if (queues == nullptr && slices_ > 0)
+        all_since_ = true;  // its queue may be in a slice done already: a
+                            // full call again once this one is complete
+    else if (queues == nullptr)
         all_ = true;
     else
         targets_.merge(*queues);
@@ -33,6 +36,61 @@ Millis TickScope::after_targeted(Millis next) noexcept
         return next;  // the same queues again, before the full call
     targets_.clear();
     return full_due_;
+}
+
+int TickScope::slices_for(std::int64_t queues) noexcept
+{
+    if (queues <= kQueuesPerSlice)
+        return 1;
+    std::int64_t n = (queues + kQueuesPerSlice - 1) / kQueuesPerSlice;
+    return n > kMaxSlices ? kMaxSlices : static_cast<int>(n);
+}
+
+bool TickScope::begin_full(int n) noexcept
+{
+    if (slices_ > 0)
+        return true;
+    if (n <= 1)
+        return false;
+    slices_ = n > kMaxSlices ? kMaxSlices : n;
+    slice_ = 0;
+    all_ = false;  // this call covers every queue
+    all_since_ = false;
+    acc_pending_.clear();
+    acc_pending_due_ = acc_idle_due_ = 0;
+    acc_queues_ = 0;
+    return true;
+}
+
+QueueSet TickScope::slice_set() const noexcept
+{
+    QueueSet s;
+    for (int r = slice_; slices_ > 0 && r < QueueSet::kBits; r += slices_)
+        s.add(r);
+    return s;
+}
+
+bool TickScope::after_slice(const QueueSet *pending, Millis pending_due, Millis idle_due,
+                            std::int64_t queues) noexcept
+{
+    if (slices_ == 0)
+        return false;
+    if (pending != nullptr)
+        acc_pending_.merge(*pending);
+    if (slice_ == 0 || pending_due < acc_pending_due_)
+        acc_pending_due_ = pending_due;
+    if (slice_ == 0 || idle_due < acc_idle_due_)
+        acc_idle_due_ = idle_due;
+    acc_queues_ += queues;
+    if (++slice_ < slices_)
+        return false;
+    bool all = all_since_;
+    slices_ = 0;
+    all_since_ = false;
+    after_full(&acc_pending_, acc_idle_due_);
+    if (all)
+        all_ = true;  // a full call again
+    return true;
 }
 
 Millis TickScope::idle_spacing(std::int64_t last_call_us, Millis floor) noexcept

@@ -10,6 +10,11 @@
 // later. A wake-up that names no queue, or a full call falling due, makes
 // the next call a full one.
 //
+// With many queues a full call is cut into slices, each a targeted call
+// over part of the queues (with its policy read), one per pass of the
+// ticker's loop: a commit that arrives meanwhile is ticked between two
+// slices instead of waiting behind every queue of the database.
+//
 // PostgreSQL-free.
 #pragma once
 
@@ -25,9 +30,10 @@ public:
     void on_wake(const QueueSet *queues, Millis full_due) noexcept;
 
     // Is the call about to run at `now` a targeted one?
+    // (Between the slices of a full call, the queues commits named are.)
     bool targeted(Millis now) const noexcept
     {
-        return !all_ && saved_ && !targets_.empty() && now < full_due_;
+        return !all_ && saved_ && !targets_.empty() && (now < full_due_ || slices_ > 0);
     }
     const QueueSet &targets() const noexcept { return targets_; }
 
@@ -52,7 +58,46 @@ public:
     // every grid slot a full call.
     static Millis idle_spacing(std::int64_t last_call_us, Millis floor) noexcept;
 
+    // Slices of a full call over `queues` queues: one per kQueuesPerSlice
+    // (rounded up), at most kMaxSlices.
+    static constexpr int kQueuesPerSlice = 8;
+    static constexpr int kMaxSlices = 256;
+    static int slices_for(std::int64_t queues) noexcept;
+
+    // A full call is due: cut it in `n` slices, unless a sliced one is
+    // under way already (it goes on). Returns whether the call about to
+    // run is a slice (false: n <= 1, one call over every queue).
+    bool begin_full(int n) noexcept;
+    bool slicing() const noexcept { return slices_ > 0; }
+    int slice() const noexcept { return slice_; }  // the next one, from 0
+    int slices() const noexcept { return slices_; }
+    // The queues of the next slice: residues r with r % slices == slice.
+    QueueSet slice_set() const noexcept;
+
+    // The next slice ran, and its policy read found `pending` queues
+    // (nullptr: none) with events, the first of them due at `pending_due`,
+    // and idle ticks due at `idle_due`, over `queues` queues. Returns true
+    // if it was the last: the full call is complete and after_full() is
+    // applied to what all the slices found (full_*() say it); the next full
+    // call starts from the first slice.
+    bool after_slice(const QueueSet *pending, Millis pending_due, Millis idle_due,
+                     std::int64_t queues) noexcept;
+    // A slice failed: the next full call starts over.
+    void abort_slices() noexcept { slices_ = 0; }
+    // What the slices of the last complete sliced call found.
+    Millis full_pending_due() const noexcept { return acc_pending_due_; }
+    Millis full_idle_due() const noexcept { return acc_idle_due_; }
+    std::int64_t full_queues() const noexcept { return acc_queues_; }
+
 private:
+    int slices_ = 0;          // a sliced full call under way: in so many
+    int slice_ = 0;
+    bool all_since_ = false;  // a wake-up named no queue while slicing
+    QueueSet acc_pending_;
+    Millis acc_pending_due_ = 0;
+    Millis acc_idle_due_ = 0;
+    std::int64_t acc_queues_ = 0;
+
     QueueSet targets_;
     bool all_ = false;
     bool saved_ = false;   // full_due_ holds the full call's due time

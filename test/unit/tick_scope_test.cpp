@@ -98,3 +98,109 @@ TEST(TickScope, PendingQueuesOfAFullCallGetTargetedCalls)
     t.after_full(&none, 9000);
     EXPECT_FALSE(t.targeted(100));
 }
+
+TEST(TickScope, SlicesPerQueues)
+{
+    const int q = TickScope::kQueuesPerSlice;
+    EXPECT_EQ(TickScope::slices_for(0), 1);
+    EXPECT_EQ(TickScope::slices_for(q), 1);
+    EXPECT_EQ(TickScope::slices_for(q + 1), 2);
+    EXPECT_EQ(TickScope::slices_for(10 * q), 10);
+    EXPECT_EQ(TickScope::slices_for(10 * q + 1), 11);
+    EXPECT_EQ(TickScope::slices_for(1000000), TickScope::kMaxSlices);
+}
+
+TEST(TickScope, FewQueuesMeanOneFullCall)
+{
+    TickScope t;
+    EXPECT_FALSE(t.begin_full(1));
+    EXPECT_FALSE(t.slicing());
+}
+
+TEST(TickScope, SlicesCoverEveryQueueOnce)
+{
+    TickScope t;
+    QueueSet seen;
+    int count = 0;
+    ASSERT_TRUE(t.begin_full(3));
+    for (int i = 0; i < 3; i++) {
+        ASSERT_TRUE(t.slicing());
+        EXPECT_EQ(t.slice(), i);
+        QueueSet s = t.slice_set();
+        std::int32_t r[QueueSet::kBits];
+        int n = s.residues(r, QueueSet::kBits);
+        for (int k = 0; k < n; k++) {
+            EXPECT_FALSE(seen.has_residue(r[k])) << r[k];
+            seen.add(r[k]);
+        }
+        count += n;
+        EXPECT_EQ(t.after_slice(nullptr, 1000, 2000, 10), i == 2);
+    }
+    EXPECT_EQ(count, QueueSet::kBits);
+    EXPECT_FALSE(t.slicing());
+    EXPECT_EQ(t.full_queues(), 30);
+}
+
+TEST(TickScope, SlicesFindTheEarliestDueAndAllPending)
+{
+    TickScope t;
+    QueueSet a = of(5), b = of(700);
+    ASSERT_TRUE(t.begin_full(2));
+    EXPECT_TRUE(t.begin_full(8));  // under way: it goes on, in 2
+    EXPECT_EQ(t.slices(), 2);
+    EXPECT_FALSE(t.after_slice(&a, 300, 900, 64));
+    EXPECT_TRUE(t.after_slice(&b, 200, 1000, 60));
+    EXPECT_EQ(t.full_pending_due(), 200);
+    EXPECT_EQ(t.full_idle_due(), 900);
+    EXPECT_EQ(t.full_queues(), 124);
+    // the queues with events get targeted calls until the idle ticks are due
+    EXPECT_TRUE(t.targeted(100));
+    std::int32_t r[4];
+    ASSERT_EQ(t.targets().residues(r, 4), 2);
+    EXPECT_EQ(r[0], 5);
+    EXPECT_EQ(r[1], 700);
+    EXPECT_FALSE(t.targeted(900));
+}
+
+TEST(TickScope, CommitsAreTickedBetweenSlices)
+{
+    TickScope t;
+    QueueSet a = of(5);
+    ASSERT_TRUE(t.begin_full(4));
+    EXPECT_FALSE(t.after_slice(nullptr, 1000, 1000, 64));
+    // a commit on queue 5, with the full call overdue: ticked first
+    t.on_wake(&a, 0);
+    EXPECT_TRUE(t.targeted(50));
+    EXPECT_EQ(t.after_targeted(5000), 0);  // then the slices go on
+    EXPECT_FALSE(t.targeted(51));
+    EXPECT_TRUE(t.slicing());
+    EXPECT_EQ(t.slice(), 1);
+}
+
+TEST(TickScope, UnnamedWakeWhileSlicingMeansAnotherFullCall)
+{
+    TickScope t;
+    QueueSet a = of(5);
+    ASSERT_TRUE(t.begin_full(2));
+    EXPECT_FALSE(t.after_slice(nullptr, 1000, 1000, 64));
+    t.on_wake(nullptr, 0);
+    t.on_wake(&a, 0);
+    EXPECT_TRUE(t.targeted(10));  // named commits still go between slices
+    (void) t.after_targeted(5000);
+    EXPECT_TRUE(t.after_slice(nullptr, 1000, 1000, 64));
+    EXPECT_FALSE(t.targeted(10));  // a full call next
+    EXPECT_TRUE(t.begin_full(2));
+    t.on_wake(&a, 0);
+    EXPECT_TRUE(t.targeted(20));  // and commits go between its slices
+}
+
+TEST(TickScope, FailedSliceStartsOver)
+{
+    TickScope t;
+    ASSERT_TRUE(t.begin_full(4));
+    EXPECT_FALSE(t.after_slice(nullptr, 1000, 1000, 64));
+    t.abort_slices();
+    EXPECT_FALSE(t.slicing());
+    ASSERT_TRUE(t.begin_full(4));
+    EXPECT_EQ(t.slice(), 0);
+}
