@@ -100,6 +100,14 @@ typedef struct Handler
 	 */
 	bool		ready;
 	int32		residue;
+	/*
+	 * The batch whose progress pgque_worker.handler_stat records (0: none),
+	 * as this process's last committed chunk left it; unknown after a
+	 * (re)load or a failed chunk. A batch that is not it starts at its
+	 * beginning without reading the table.
+	 */
+	bool		progress_known;
+	int64		progress_batch;
 } Handler;
 
 /* One batch's share of a chunk transaction (see chunk_fn). */
@@ -755,6 +763,37 @@ batch_has_more(Portal portal)
 	return more;
 }
 
+/*
+ * The last event of batch_id that a chunk committed earlier handled (0:
+ * none), from our table (read as the worker); `args` are the handler's
+ * queue and consumer. Not read when this process knows the table records
+ * no progress of that batch.
+ */
+static int64
+recorded_progress(Handler *h, int64 batch_id, Datum *args)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	int64		after = 0;
+	PqwAs		as;
+
+	if (h->progress_known && h->progress_batch != batch_id)
+		return 0;
+	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
+	if (pqw_exec_cached(progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		n1,
+					n2;
+		int64		b = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &n1));
+		int64		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &n2));
+
+		if (!n1 && !n2 && b == batch_id)
+			after = last;
+	}
+	pqw_end_as(&as);
+	return after;
+}
+
 static void
 open_batch(Handler *h, ChunkPart *res)
 {
@@ -762,9 +801,8 @@ open_batch(Handler *h, ChunkPart *res)
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	bool		isnull;
 	int64		batch_id;
-	int64		after = 0;
+	int64		after;
 	Portal		portal;
-	PqwAs		as;
 
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
@@ -788,21 +826,7 @@ open_batch(Handler *h, ChunkPart *res)
 		return;
 	}
 
-	/* Progress recorded by a chunk of this batch that committed earlier
-	 * (our table: read as the worker). */
-	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
-	if (pqw_exec_cached(progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		bool		n1,
-					n2;
-		int64		b = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &n1));
-		int64		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &n2));
-
-		if (!n1 && !n2 && b == batch_id)
-			after = last;
-	}
-	pqw_end_as(&as);
+	after = recorded_progress(h, batch_id, args);
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int64GetDatum(after);
@@ -1333,6 +1357,7 @@ dispatch_one(Handler *h)
 		if (h->cursor_open)
 			h->needs_close = true;
 		h->cursor_open = false;
+		h->progress_known = false;
 		h->failures++;
 		{
 			pqw::BackoffPolicy p;
@@ -1374,6 +1399,9 @@ dispatch_one(Handler *h)
 	if (res.no_batch)
 		return false;
 	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
+	/* what the chunk's stats left in handler_stat */
+	h->progress_known = true;
+	h->progress_batch = res.finished ? 0 : h->batch_id;
 	account(&res);
 	if (res.n > 0)
 		log_chunk_steps(h, &res);
