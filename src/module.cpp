@@ -26,7 +26,7 @@ int			pqw_ticker_timeout_ms = 1000;
 int			pqw_retry_interval_ms = 30000;
 int			pqw_retry_max_calls = 100;
 int			pqw_maint_interval_ms = 30000;
-int			pqw_rotate_interval_ms = 10000;
+int			pqw_rotate_interval_ms = 30000;
 int			pqw_statement_timeout_ms = 25000;
 int			pqw_lock_timeout_ms = 1000;
 int			pqw_log_quiet_interval_ms = 60000;
@@ -160,7 +160,7 @@ define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.rotate_interval",
 							"How often pgque.maint_rotate_tables_step2() runs (10 ms .. 1 day).",
-							NULL, &pqw_rotate_interval_ms, 10000, 10, 86400000,
+							NULL, &pqw_rotate_interval_ms, 30000, 10, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.statement_timeout",
 							"Timeout of each maintenance call (100 ms .. 1 h).",
