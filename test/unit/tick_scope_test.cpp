@@ -101,7 +101,7 @@ TEST(TickScope, PendingQueuesOfAFullCallGetTargetedCalls)
 
 TEST(TickScope, SlicesPerQueues)
 {
-    const int q = TickScope::kQueuesPerSlice;
+    const std::int64_t q = TickScope::kQueuesPerSlice;
     EXPECT_EQ(TickScope::slices_for(0), 1);
     EXPECT_EQ(TickScope::slices_for(q), 1);
     EXPECT_EQ(TickScope::slices_for(q + 1), 2);
