@@ -103,52 +103,58 @@ echo "Time: from the start (the statement enabling the handler / the client's st
 echo "clock; steady: from the first insert to the last (without the dispatcher noticing"
 echo "the enabled handler, or the client connecting)."
 echo
-echo "| method | stream | messages | seconds | messages/s | steady messages/s | vs external |"
-echo "|---|---|---:|---:|---:|---:|---:|"
-psql <<'SQL'
-with t as (select method, messages, seconds, messages / nullif(seconds, 0) rate,
-                  messages / nullif(steady_seconds, 0) steady from res_thr),
+echo "pgque_worker's handlers run twice: at the default \`pgque_worker.chunk_messages\` (1000:"
+echo "here one batch of stream A per chunk transaction) and at ${BENCH_WIDE_CHUNK:-10000}, where"
+echo "a chunk transaction goes on to the next batches once one is acked."
+echo
+echo "| method | stream | chunk_messages | messages | seconds | messages/s | steady messages/s | vs external |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
+with t as (select method, rtrim(method, 'w') base, method ~ '^(msg|bat).*w$' wide, messages, seconds,
+                  messages / nullif(seconds, 0) rate, messages / nullif(steady_seconds, 0) steady from res_thr),
      ext as (select rate from t where method = 'ext')
-select format('| %s | %s | %s | %s | %s | %s | %sx |',
-       case method when 'ext' then 'external libpq consumer (receive / INSERT per message / ack)'
-                   when 'plp' then 'PL/pgSQL loop (receive / handler in BEGIN ... EXCEPTION per message / ack)'
-                   when 'msg' then 'pgque_worker message handler'
-                   when 'bat' then 'pgque_worker batch handler'
-                   when 'msg1' then 'pgque_worker message handler'
-                   when 'bat1' then 'pgque_worker batch handler'
-                   when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
-                   when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
-       case when method in ('msg1', 'bat1') then 'B' else 'A' end,
+select format('| %s | %s | %s | %s | %s | %s | %s | %sx |',
+       case base when 'ext' then 'external libpq consumer (receive / INSERT per message / ack)'
+                 when 'plp' then 'PL/pgSQL loop (receive / handler in BEGIN ... EXCEPTION per message / ack)'
+                 when 'msg' then 'pgque_worker message handler'
+                 when 'bat' then 'pgque_worker batch handler'
+                 when 'msg1' then 'pgque_worker message handler'
+                 when 'bat1' then 'pgque_worker batch handler'
+                 when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
+                 when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
+       case when base in ('msg1', 'bat1') then 'B' else 'A' end,
+       case when base in ('msg', 'bat', 'msg1', 'bat1') then case when wide then :'wide' else '1000' end else '' end,
        messages, round(seconds::numeric, 3), round(t.rate::numeric), round(t.steady::numeric),
        round((t.rate / ext.rate)::numeric, 1))
   from t, ext
- order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','msg1','bat1'], method);
+ order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','msg1','bat1'], base), wide;
 SQL
 echo
 echo "Where a batch's time goes (a second run of the handlers with"
-echo "\`log_min_messages = debug1\`, where the dispatcher logs each chunk's steps; ms per"
-echo "batch: the sum over the batch's chunks). next_batch: \`pgque.next_batch()\` (on a later"
-echo "chunk, the check that the batch is still open); cursor: the recorded progress and"
+echo "\`log_min_messages = debug1\`, where the dispatcher logs each chunk's steps, a line per"
+echo "batch in it; ms per batch: the sum over the batch's chunks). next_batch: \`pgque.next_batch()\`"
+echo "(on a later chunk, the check that the batch is still open); cursor: the recorded progress and"
 echo "opening the batch cursor (PgQue's \`batch_event_sql()\` and planning it); fetch: reading"
 echo "the chunk's events and looking one ahead; finish: nacks, \`pgque.ack()\`, stats and"
-echo "progress; commit: the chunk's COMMIT (WAL flush included)."
+echo "progress; commit: the chunk's COMMIT (WAL flush included), counted once per chunk transaction."
 echo
-echo "| handler | stream | batches | chunks | next_batch | cursor | fetch | handler | finish | commit | total | all but the handler |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-psql <<'SQL'
-with s as (select replace(consumer, '_s', '') c, count(*) chunks, sum(batch_end) batches,
+echo "| handler | stream | chunk_messages | batches | chunk transactions | next_batch | cursor | fetch | handler | finish | commit | total | all but the handler |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
+with s as (select replace(consumer, '_s', '') c, count(*) filter (where part = parts) chunks, sum(batch_end) batches,
                   sum(next_batch_ms) nb, sum(cursor_ms) cu, sum(fetch_ms) fe, sum(handler_ms) ha,
                   sum(finish_ms) fi, sum(commit_ms) co
              from res_steps where events > 0 group by 1)
-select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
        case when c like 'msg%' then 'message' else 'batch' end,
-       case when c in ('msg1', 'bat1') then 'B' else 'A' end, batches, chunks,
+       case when rtrim(c, 'w') in ('msg1', 'bat1') then 'B' else 'A' end,
+       case when c like '%w' then :'wide' else '1000' end, batches, chunks,
        round((nb / batches)::numeric, 2), round((cu / batches)::numeric, 2), round((fe / batches)::numeric, 2),
        round((ha / batches)::numeric, 2), round((fi / batches)::numeric, 2), round((co / batches)::numeric, 2),
        round(((nb + cu + fe + ha + fi + co) / batches)::numeric, 2),
        round(((nb + cu + fe + fi + co) / batches)::numeric, 2))
   from s where batches > 0
- order by array_position(array['msg','bat','msg1','bat1'], c);
+ order by array_position(array['msg','bat','msg1','bat1'], rtrim(c, 'w')), c like '%w';
 SQL
 echo
 echo "## Cost of the commit hook"
@@ -173,7 +179,7 @@ echo "## Targets"
 echo
 echo "| target | reached | met |"
 echo "|---|---|---|"
-psql -v has_woc="$BENCH_HAS_WOC" -v dbatch="$DISPATCH_BATCH" <<'SQL'
+psql -v has_woc="$BENCH_HAS_WOC" -v dbatch="$DISPATCH_BATCH" -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
 with w as (select * from lat_stats where mode = 'woc'),
      wl as (select * from res_lat where mode = 'woc'),
      cpu5 as (select pct from res_cpu where what like 'pgque_worker%' and dbs = 5),
@@ -209,14 +215,18 @@ select format('| message handler >= 10x external consumer | %sx | %s |',
               round(((select rate from t where method = 'msg') / (select rate from t where method = 'ext'))::numeric, 1),
               case when (select rate from t where method = 'msg') >= 10 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
 union all
-select format('| batch handler >= 2x message handler, %s | %sx | %s |', x.stream,
+select format('| batch handler >= 2x message handler, %s, chunk_messages %s | %sx | %s |', x.stream, x.chunk,
               round((b.rate / m.rate)::numeric, 2), case when b.rate >= 2 * m.rate then 'yes' else 'NO' end)
-  from (values ('stream A (batches of ' || :'dbatch' || ')', 'msg', 'bat'), ('stream B (one batch)', 'msg1', 'bat1')) x(stream, mm, bb)
+  from (values ('stream A (batches of ' || :'dbatch' || ')', '1000', 'msg', 'bat', 1),
+               ('stream B (one batch)', '1000', 'msg1', 'bat1', 2),
+               ('stream A (batches of ' || :'dbatch' || ')', :'wide', 'msgw', 'batw', 3),
+               ('stream B (one batch)', :'wide', 'msg1w', 'bat1w', 4)) x(stream, chunk, mm, bb, ord)
   join t m on m.method = x.mm join t b on b.method = x.bb
 union all
-select format('| batch handler >= 30x external consumer | %sx | %s |',
-              round(((select rate from t where method = 'bat') / (select rate from t where method = 'ext'))::numeric, 1),
-              case when (select rate from t where method = 'bat') >= 30 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
+select format('| batch handler >= 30x external consumer, stream A, chunk_messages %s | %sx | %s |', x.chunk,
+              round(((select rate from t where method = x.bb) / (select rate from t where method = 'ext'))::numeric, 1),
+              case when (select rate from t where method = x.bb) >= 30 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
+  from (values ('1000', 'bat'), (:'wide', 'batw')) x(chunk, bb)
 union all
 select format('| pgbench TPS hook on >= 99%% of off | %s%% | %s |',
               round((100 * b / nullif(a, 0))::numeric, 1),

@@ -18,6 +18,8 @@
 #   BENCH_TICK_IDLE_SECONDS (10)   idle window per mode for ticks/s and WAL/s
 #   BENCH_IDLE_SECONDS (60)        each idle-CPU measurement
 #   BENCH_DISPATCH_MESSAGES (50000), BENCH_DISPATCH_BATCH (1000 per batch)
+#   BENCH_WIDE_CHUNK (10000)       pgque_worker.chunk_messages of the second handler run
+#                                  (the first runs at the default, 1000)
 #   BENCH_PGBENCH_SECONDS (30), BENCH_PGBENCH_ROUNDS (3), BENCH_PGBENCH_SCALE (10)
 #   BENCH_MODES ("woc p100 p10 p1 wocx cron100 cron10 cron1"; wocx = the worker ticking
 #                with wake on commit, consumed by the external 1 ms poller: the
@@ -44,6 +46,7 @@ TICK_IDLE_SECONDS=${BENCH_TICK_IDLE_SECONDS:-10}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 DISPATCH_MESSAGES=${BENCH_DISPATCH_MESSAGES:-50000}
 DISPATCH_BATCH=${BENCH_DISPATCH_BATCH:-1000}
+WIDE_CHUNK=${BENCH_WIDE_CHUNK:-10000}
 PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-30}
 PGBENCH_ROUNDS=${BENCH_PGBENCH_ROUNDS:-3}
 PGBENCH_SCALE=${BENCH_PGBENCH_SCALE:-10}
@@ -128,7 +131,7 @@ $psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
 q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
 q bench "create table res_thr (method text, messages int, seconds float8, steady_seconds float8)"
-q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8)"
+q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8, part int, parts int)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
 q bench "create table res_pgbench_load (round int, woc text, load1 float8)"
@@ -274,12 +277,13 @@ q bench "select pgque_worker.register_handler('keep', 'k', 'public.bench_noop(pg
 q bench "select public.bench_queue('thr')" >/dev/null
 q bench "select public.bench_queue('thr1')" >/dev/null
 # per stream: a message and a batch handler, and the same pair again for the
-# run that logs where each chunk's time goes (log_min_messages = debug1)
-for c in msg msg_s; do
+# run that logs where each chunk's time goes (log_min_messages = debug1);
+# all of that twice: at the default chunk_messages and at WIDE_CHUNK (w)
+for c in msg msg_s msgw msgw_s; do
   q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
   q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
 done
-for c in bat bat_s; do
+for c in bat bat_s batw batw_s; do
   q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
   q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
 done
@@ -322,22 +326,30 @@ thr_client ext_each timeout 1800 "$client" drain "$conninfo dbname=bench" thr ex
 log "  external libpq consumer variants done"
 thr_client plp timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp', $DISPATCH_MESSAGES)"
 log "  PL/pgSQL loop done"
-thr_worker thr msg
-thr_worker thr bat
-thr_worker thr1 msg1
-thr_worker thr1 bat1
-log "  message and batch handlers done"
+for w in "" w; do
+  [ -z "$w" ] || { CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); apply_conf; }
+  thr_worker thr msg$w
+  thr_worker thr bat$w
+  thr_worker thr1 msg1$w
+  thr_worker thr1 bat1$w
+done
+CONF=(); apply_conf
+log "  message and batch handlers done (chunk_messages 1000 and $WIDE_CHUNK)"
 # where a chunk's time goes: the dispatcher logs each chunk's steps at DEBUG1
-CONF=([log_min_messages]=debug1); apply_conf
+# (a line per batch in it: "part i of n")
 logpos=$(stat -c %s "$dir/server.log")
-for c in "thr msg_s" "thr bat_s" "thr1 msg1_s" "thr1 bat1_s"; do thr_worker $c 0; done
+for w in "" w; do
+  CONF=([log_min_messages]=debug1); [ -z "$w" ] || CONF[pgque_worker.chunk_messages]=$WIDE_CHUNK; apply_conf
+  for c in "thr msg${w}_s" "thr bat${w}_s" "thr1 msg1${w}_s" "thr1 bat1${w}_s"; do thr_worker $c 0; done
+done
 CONF=(); apply_conf
 tail -c +$((logpos + 1)) "$dir/server.log" | awk '
   /pgque_worker chunk: / {
     delete f; for (i = 1; i < NF; i++) f[$i] = $(i + 1)
     c = f["consumer"]; gsub(/"/, "", c)
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f["events"], f["batch_end"], f["next_batch_ms"],
-           f["cursor_ms"], f["fetch_ms"], f["handler_ms"], f["finish_ms"], f["commit_ms"] }' |
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f["events"], f["batch_end"], f["next_batch_ms"],
+           f["cursor_ms"], f["fetch_ms"], f["handler_ms"], f["finish_ms"], f["commit_ms"],
+           f["part"] == "" ? 1 : f["part"], f["of"] == "" ? 1 : f["of"] }' |
   $psql_base -d bench -c "copy res_steps from stdin"
 log "  chunk steps logged"
 q bench "select * from pgque_worker.handler_stats" >> "$raw"
@@ -407,6 +419,6 @@ q bench "select consumer, count(*), sum(batch_end) from res_steps group by 1" >>
 export BENCH_PSQL="$psql_base -d bench" BENCH_OUT="$out" BENCH_HAS_WOC=$HAS_WOC BENCH_HAS_MTI=$HAS_MTI \
        BENCH_PGQUE_SQL="$PGQUE_SQL" BENCH_HERE="$here" LOAD_SECONDS TICK_IDLE_SECONDS IDLE_SECONDS \
        DISPATCH_MESSAGES DISPATCH_BATCH PGBENCH_SECONDS PGBENCH_ROUNDS PGBENCH_SCALE
-BENCH_SO_SHA=$SO_SHA BENCH_SO_SHA_END=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12) "$bench/report.sh"
+BENCH_WIDE_CHUNK=$WIDE_CHUNK BENCH_SO_SHA=$SO_SHA BENCH_SO_SHA_END=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12) "$bench/report.sh"
 cat "$out/results.md"
 log "done"
