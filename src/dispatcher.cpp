@@ -131,8 +131,10 @@ typedef struct ChunkPart
 	TimestampTz t_finish;		/* nacks and ack (on the last part: stats and progress) */
 } ChunkPart;
 
-/* Batches one chunk transaction takes at most. */
-#define MAX_PARTS 64
+/* Batches one chunk transaction takes at most; and it takes no further one
+ * once its subtransaction XIDs fill half of PostgreSQL's per-backend cache
+ * (64: each part's handler call is a subtransaction). */
+#define MAX_PARTS 32
 
 /* What one chunk transaction did. */
 typedef struct ChunkResult
@@ -1102,7 +1104,8 @@ chunk_fn(void *arg)
 		res->handler_secs += (double) (part->t_handler - part->t_fetch) / 1000000.0;
 		if (first_error == NULL)
 			first_error = part->first_error;
-	} while (more && last->finished && res->n < fetch && res->nparts < MAX_PARTS);
+	} while (more && last->finished && res->n < fetch && res->nparts < MAX_PARTS &&
+			 MyProc->subxidStatus.count < PGPROC_MAX_CACHED_SUBXIDS / 2);
 	if (last == NULL)
 		return;
 	res->first_id = res->parts[0].first_id;
@@ -1140,8 +1143,8 @@ chunk_fn(void *arg)
 	res->overflowed = MyProc->subxidStatus.overflowed;
 
 	/* once this commits, the stopped call is behind us */
-	res->hung_done = pqw::hung_range_done(h->hung, last->touched_hung, last->last_id,
-										   last->finished);
+	res->hung_done = pqw::hung_range_done(h->hung, last->touched_hung, last->first_id,
+										   last->last_id, last->finished);
 	res->at_commit = true;
 }
 

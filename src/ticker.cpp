@@ -391,7 +391,8 @@ policy_due(const PqwCallResult *r, pqw::Millis now, pqw::Millis grid_next, bool 
 }
 
 /* Sets the tick job's next call after a successful one: targeted at the
- * queues with events while the full call's idle ticks are not due. */
+ * queues with events while the full call's idle ticks are not due; between
+ * the slices of a full call, the next slice at once. */
 static void
 schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targeted,
 				   pqw::Millis grid_next)
@@ -407,21 +408,27 @@ schedule_by_policy(Job *job, pqw::Millis now, const PqwCallResult *r, bool targe
 			tick_scope.after_full(NULL, 0);
 		else
 			(void) tick_scope.after_targeted(job->timer.next_due());
-		return;
 	}
-	next = due.pending < due.idle ? due.pending : due.idle;
-	if (targeted)
-		next = tick_scope.after_targeted(next);
 	else
-		tick_scope.after_full(&due.pending_set, due.idle);
-	job->timer.set_next_due(next);
+	{
+		next = due.pending < due.idle ? due.pending : due.idle;
+		if (targeted)
+			next = tick_scope.after_targeted(next);
+		else
+			tick_scope.after_full(&due.pending_set, due.idle);
+		job->timer.set_next_due(next);
+	}
+	if (tick_scope.slicing())
+		job->timer.run_now(now);
 }
 
 /*
  * After a slice of a full call: the next slice on the next pass (a due
  * targeted tick goes first); after the last one, the next call by what all
- * of them found, as after a full call. A slice whose policy could not be
- * read ends the sliced call (ticking every period, as a full call would).
+ * of them found, as after a full call (at once if a wake-up named no queue
+ * meanwhile). A slice whose policy could not be read counts as due again
+ * in a tick period (as a full call whose read failed ticks every period),
+ * and the other slices go on.
  */
 static void
 schedule_after_slice(Job *job, pqw::Millis now, const PqwCallResult *policy, int64 call_us)
@@ -433,10 +440,8 @@ schedule_after_slice(Job *job, pqw::Millis now, const PqwCallResult *policy, int
 	policy_due(policy, now, job->timer.next_due(), false, &due);
 	if (!due.ok)
 	{
-		tick_scope.abort_slices();
-		tick_scope.after_full(NULL, 0);
-		slices_call_us = 0;
-		return;
+		due.pending = due.idle = job->timer.next_due();
+		due.pending_set.clear();
 	}
 	if (!tick_scope.after_slice(&due.pending_set, due.pending, due.idle,
 								policy->isnull[18] ? 0 : policy->value[18]))
@@ -449,6 +454,8 @@ schedule_after_slice(Job *job, pqw::Millis now, const PqwCallResult *policy, int
 	full_call_queues = tick_scope.full_queues();
 	next = tick_scope.full_pending_due() < tick_scope.full_idle_due() ?
 		tick_scope.full_pending_due() : tick_scope.full_idle_due();
+	if (tick_scope.full_next() || next < now)
+		next = now;
 	job->timer.set_next_due(next);
 }
 
@@ -580,6 +587,7 @@ run_job(JobId id)
 		{
 			/* only the queues the commits named: PgQue's per-queue policy */
 			ticked = tick_scope.targets();
+			tick_scope.took_targets();
 			arg = residues_array(ticked);
 			sql = tick_some_sql;
 			nargs = 1;
@@ -630,8 +638,9 @@ run_job(JobId id)
 			return;
 		report_failure(job, &r, now);
 		job->drain_calls = 0;
+		/* the retry ticks all (after the sliced call under way, if one is) */
 		if (targeted)
-			tick_scope.on_wake(NULL, job->timer.next_due());	/* the retry ticks all */
+			tick_scope.on_wake(NULL, job->timer.next_due());
 		if (sliced)
 		{
 			tick_scope.abort_slices();	/* the retry starts over */
@@ -663,6 +672,9 @@ run_job(JobId id)
 			policy_owed = true;
 			policy_at = now + POLICY_DELAY_MS;
 			policy_grid = job->timer.next_due();
+			/* between slices: the next slice goes on (its read waits) */
+			if (tick_scope.slicing())
+				job->timer.run_now(now);
 		}
 		else if (pqw_wake_on_commit && sliced)
 			schedule_after_slice(job, now, &policy, call_us);

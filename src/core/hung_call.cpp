@@ -10,10 +10,14 @@ HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept
     return r.single() ? HungPlan::kNackAlone : HungPlan::kIsolate;
 }
 
-bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_last_id,
-                     bool batch_finished) noexcept
+bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_first_id,
+                     std::int64_t chunk_last_id, bool batch_finished) noexcept
 {
-    return !r.empty() && touched && (batch_finished || chunk_last_id >= r.last_id);
+    if (r.empty())
+        return false;
+    if (touched)
+        return batch_finished || chunk_last_id >= r.last_id;
+    return batch_finished && chunk_first_id > r.last_id;
 }
 
 }  // namespace pqw

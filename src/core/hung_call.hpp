@@ -36,10 +36,12 @@ HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept;
 
 // Whether a chunk leaves the range behind, so it can be forgotten: it held
 // some of the range's events (`touched`) and either ends at or past the
-// range (`chunk_last_id`) or finished its batch. A chunk that held none of
-// them (the batches before the one the call hung in, which its stopped
-// transaction may have taken along) does not.
-bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_last_id,
-                     bool batch_finished) noexcept;
+// range (`chunk_last_id`) or finished its batch; or it finished a batch
+// and held none of them, all its events after the range
+// (`chunk_first_id`, 0 for none): the range's batch is behind it. A chunk
+// of the batches before the one the call hung in (which its stopped
+// transaction may have taken along) does not end it.
+bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_first_id,
+                     std::int64_t chunk_last_id, bool batch_finished) noexcept;
 
 }  // namespace pqw

@@ -14,8 +14,11 @@ void TickScope::on_wake(const QueueSet *queues, Millis full_due) noexcept
                             // full call again once this one is complete
     else if (queues == nullptr)
         all_ = true;
-    else
+    else {
         targets_.merge(*queues);
+        if (slices_ > 0)
+            fresh_ = true;  // ticked before the next slice
+    }
 }
 
 void TickScope::after_full(const QueueSet *pending, Millis full_due) noexcept
@@ -32,6 +35,13 @@ void TickScope::after_full(const QueueSet *pending, Millis full_due) noexcept
 
 Millis TickScope::after_targeted(Millis next) noexcept
 {
+    if (slices_ > 0) {
+        // between slices: the targets stay, and join what the slices found
+        if (!acc_started_ || next < acc_pending_due_)
+            acc_pending_due_ = next;
+        acc_started_ = true;
+        return next;
+    }
     if (next < full_due_)
         return next;  // the same queues again, before the full call
     targets_.clear();
@@ -56,6 +66,8 @@ bool TickScope::begin_full(int n) noexcept
     slice_ = 0;
     all_ = false;  // this call covers every queue
     all_since_ = false;
+    fresh_ = false;
+    acc_started_ = false;
     acc_pending_.clear();
     acc_pending_due_ = acc_idle_due_ = 0;
     acc_queues_ = 0;
@@ -77,16 +89,21 @@ bool TickScope::after_slice(const QueueSet *pending, Millis pending_due, Millis 
         return false;
     if (pending != nullptr)
         acc_pending_.merge(*pending);
-    if (slice_ == 0 || pending_due < acc_pending_due_)
+    if (!acc_started_ || pending_due < acc_pending_due_)
         acc_pending_due_ = pending_due;
     if (slice_ == 0 || idle_due < acc_idle_due_)
         acc_idle_due_ = idle_due;
+    acc_started_ = true;
     acc_queues_ += queues;
     if (++slice_ < slices_)
         return false;
     bool all = all_since_;
     slices_ = 0;
     all_since_ = false;
+    fresh_ = false;
+    // queues commits named meanwhile stay targets until their policy says
+    // otherwise (a slice that ran before their events did not see them)
+    acc_pending_.merge(targets_);
     after_full(&acc_pending_, acc_idle_due_);
     if (all)
         all_ = true;  // a full call again

@@ -30,11 +30,15 @@ public:
     void on_wake(const QueueSet *queues, Millis full_due) noexcept;
 
     // Is the call about to run at `now` a targeted one?
-    // (Between the slices of a full call, the queues commits named are.)
+    // (Between the slices of a full call: once after a commit named queues.)
     bool targeted(Millis now) const noexcept
     {
-        return !all_ && saved_ && !targets_.empty() && (now < full_due_ || slices_ > 0);
+        if (slices_ > 0)
+            return fresh_ && !targets_.empty();
+        return !all_ && saved_ && !targets_.empty() && now < full_due_;
     }
+    // A targeted call is about to run: the commits so far are its.
+    void took_targets() noexcept { fresh_ = false; }
     const QueueSet &targets() const noexcept { return targets_; }
 
     // A full call ran: everything is ticked. Its policy read found
@@ -47,7 +51,9 @@ public:
     // `next`: the next call is due at the earlier of that and the full
     // call's own due time. If it is the targeted queues' turn first (events
     // still short of ticker_max_count, an idle tick soon), they stay the
-    // targets of that call; otherwise the full call comes next.
+    // targets of that call; otherwise the full call comes next. Between
+    // the slices of a full call the next slice is due at once (the caller
+    // sees slicing()); the targets and `next` join what the slices find.
     Millis after_targeted(Millis next) noexcept;
 
     // How long a full call waits for idle ticks alone after the last one,
@@ -83,7 +89,14 @@ public:
     bool after_slice(const QueueSet *pending, Millis pending_due, Millis idle_due,
                      std::int64_t queues) noexcept;
     // A slice failed: the next full call starts over.
-    void abort_slices() noexcept { slices_ = 0; }
+    void abort_slices() noexcept
+    {
+        slices_ = 0;
+        fresh_ = false;
+    }
+    // After a complete sliced call: a wake-up that named no queue came
+    // during it, so another full call is due at once.
+    bool full_next() const noexcept { return all_; }
     // What the slices of the last complete sliced call found.
     Millis full_pending_due() const noexcept { return acc_pending_due_; }
     Millis full_idle_due() const noexcept { return acc_idle_due_; }
@@ -93,6 +106,8 @@ private:
     int slices_ = 0;          // a sliced full call under way: in so many
     int slice_ = 0;
     bool all_since_ = false;  // a wake-up named no queue while slicing
+    bool fresh_ = false;      // a commit named queues since the last targeted call
+    bool acc_started_ = false;
     QueueSet acc_pending_;
     Millis acc_pending_due_ = 0;
     Millis acc_idle_due_ = 0;

@@ -14,7 +14,7 @@ TEST(HungCall, NoRangeMeansNormal)
     EXPECT_TRUE(r.empty());
     EXPECT_EQ(hung_plan_for(r, 0), HungPlan::kNormal);
     EXPECT_EQ(hung_plan_for(r, 42), HungPlan::kNormal);
-    EXPECT_FALSE(hung_range_done(r, true, 100, true));
+    EXPECT_FALSE(hung_range_done(r, true, 1, 100, true));
 }
 
 TEST(HungCall, OneEventIsNackedAloneOthersNormal)
@@ -38,10 +38,10 @@ TEST(HungCall, RangeIsIsolatedNotNacked)
 TEST(HungCall, DoneOnceTheChunkPassedTheRangeOrTheBatchEnded)
 {
     HungRange r{10, 20};
-    EXPECT_FALSE(hung_range_done(r, true, 15, false));
-    EXPECT_TRUE(hung_range_done(r, true, 20, false));
-    EXPECT_TRUE(hung_range_done(r, true, 25, false));
-    EXPECT_TRUE(hung_range_done(r, true, 12, true));
+    EXPECT_FALSE(hung_range_done(r, true, 10, 15, false));
+    EXPECT_TRUE(hung_range_done(r, true, 10, 20, false));
+    EXPECT_TRUE(hung_range_done(r, true, 12, 25, false));
+    EXPECT_TRUE(hung_range_done(r, true, 5, 12, true));
 }
 
 // The stopped transaction may have taken earlier batches along (a chunk
@@ -50,7 +50,16 @@ TEST(HungCall, DoneOnceTheChunkPassedTheRangeOrTheBatchEnded)
 TEST(HungCall, NotDoneByABatchWithoutTheRange)
 {
     HungRange r{10, 20};
-    EXPECT_FALSE(hung_range_done(r, false, 5, true));
-    EXPECT_FALSE(hung_range_done(r, false, 30, true));
-    EXPECT_FALSE(hung_range_done(r, false, 30, false));
+    EXPECT_FALSE(hung_range_done(r, false, 1, 5, true));
+    EXPECT_FALSE(hung_range_done(r, false, 5, 30, true));   // around it, without it
+    EXPECT_FALSE(hung_range_done(r, false, 30, 40, false)); // a batch not finished
+    EXPECT_FALSE(hung_range_done(r, false, 0, 0, true));    // an empty batch
+}
+
+// A finished batch wholly after the range: the range's events are not
+// coming back (their batch was finished elsewhere), forget it.
+TEST(HungCall, DoneByAFinishedBatchAfterTheRange)
+{
+    HungRange r{10, 20};
+    EXPECT_TRUE(hung_range_done(r, false, 21, 40, true));
 }

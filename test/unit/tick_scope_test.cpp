@@ -168,13 +168,39 @@ TEST(TickScope, CommitsAreTickedBetweenSlices)
     QueueSet a = of(5);
     ASSERT_TRUE(t.begin_full(4));
     EXPECT_FALSE(t.after_slice(nullptr, 1000, 1000, 64));
-    // a commit on queue 5, with the full call overdue: ticked first
+    // a commit on queue 5, with the full call overdue: ticked first, once
     t.on_wake(&a, 0);
     EXPECT_TRUE(t.targeted(50));
-    EXPECT_EQ(t.after_targeted(5000), 0);  // then the slices go on
-    EXPECT_FALSE(t.targeted(51));
+    t.took_targets();
+    EXPECT_FALSE(t.targeted(51));  // then the slices go on
+    EXPECT_EQ(t.after_targeted(5000), 5000);
+    EXPECT_FALSE(t.targeted(52));  // its policy read does not stop them
     EXPECT_TRUE(t.slicing());
     EXPECT_EQ(t.slice(), 1);
+    // another commit: ticked before the next slice again
+    t.on_wake(&a, 0);
+    EXPECT_TRUE(t.targeted(60));
+}
+
+// A queue a commit named between slices whose tick is not due yet (events
+// short of ticker_max_count) keeps its deadline after the sliced call,
+// though the slice holding it ran before its events.
+TEST(TickScope, CommitBetweenSlicesKeepsItsDeadline)
+{
+    TickScope t;
+    QueueSet a = of(5);
+    ASSERT_TRUE(t.begin_full(2));
+    EXPECT_FALSE(t.after_slice(nullptr, 9000, 9000, 64));  // queue 5's slice
+    t.on_wake(&a, 0);
+    t.took_targets();
+    EXPECT_EQ(t.after_targeted(300), 300);  // its max_lag: in 300 ms
+    EXPECT_TRUE(t.after_slice(nullptr, 9000, 9000, 64));
+    EXPECT_EQ(t.full_pending_due(), 300);
+    EXPECT_FALSE(t.full_next());
+    EXPECT_TRUE(t.targeted(100));  // then a targeted call for it
+    std::int32_t r[4];
+    ASSERT_EQ(t.targets().residues(r, 4), 1);
+    EXPECT_EQ(r[0], 5);
 }
 
 TEST(TickScope, UnnamedWakeWhileSlicingMeansAnotherFullCall)
@@ -186,10 +212,13 @@ TEST(TickScope, UnnamedWakeWhileSlicingMeansAnotherFullCall)
     t.on_wake(nullptr, 0);
     t.on_wake(&a, 0);
     EXPECT_TRUE(t.targeted(10));  // named commits still go between slices
+    t.took_targets();
     (void) t.after_targeted(5000);
     EXPECT_TRUE(t.after_slice(nullptr, 1000, 1000, 64));
+    EXPECT_TRUE(t.full_next());    // at once
     EXPECT_FALSE(t.targeted(10));  // a full call next
     EXPECT_TRUE(t.begin_full(2));
+    EXPECT_FALSE(t.full_next());
     t.on_wake(&a, 0);
     EXPECT_TRUE(t.targeted(20));  // and commits go between its slices
 }
