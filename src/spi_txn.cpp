@@ -377,9 +377,12 @@ call_fn(void *arg)
 	pqw_exec_into(a->sql, a->nargs, a->argtypes, a->values, a->result);
 }
 
-bool
-pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
-		 int timeout_ms, PqwCallResult *result)
+static bool run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
+							   int timeout_ms, bool async_commit, PqwCallResult *result);
+
+static bool
+call_in_transaction(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+					int timeout_ms, bool async_commit, PqwCallResult *result)
 {
 	CallArgs	args;
 
@@ -388,12 +391,33 @@ pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 	args.argtypes = argtypes;
 	args.values = values;
 	args.result = result;
-	return pqw_in_transaction(sql, run_as, call_fn, &args, timeout_ms, result);
+	return run_in_transaction(sql, run_as, call_fn, &args, timeout_ms, async_commit, result);
+}
+
+bool
+pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+		 int timeout_ms, PqwCallResult *result)
+{
+	return call_in_transaction(sql, run_as, nargs, argtypes, values, timeout_ms, false, result);
+}
+
+bool
+pqw_call_async_commit(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+					  int timeout_ms, PqwCallResult *result)
+{
+	return call_in_transaction(sql, run_as, nargs, argtypes, values, timeout_ms, true, result);
 }
 
 bool
 pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 				   int timeout_ms, PqwCallResult *result)
+{
+	return run_in_transaction(activity, run_as, fn, arg, timeout_ms, false, result);
+}
+
+static bool
+run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
+				   int timeout_ms, bool async_commit, PqwCallResult *result)
 {
 	MemoryContext volatile keep = CurrentMemoryContext;
 	volatile bool ok = false;
@@ -410,6 +434,11 @@ pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, activity);
 		debug_query_string = activity;
+		/* The transaction's own level, outside pqw_begin_as's: it holds
+		 * through the commit and ends with it. */
+		if (async_commit)
+			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		/* SPI does not arm statement_timeout in a background worker. */

@@ -86,6 +86,18 @@ bool		pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *ar
 							   int timeout_ms, PqwCallResult *result);
 
 /*
+ * pqw_call whose commit does not wait for its WAL to reach disk (or a
+ * synchronous standby): synchronous_commit = off for that transaction
+ * alone. Only for PgQue's own bookkeeping whose loss in a crash loses
+ * nothing: ticks and maintenance (a tick, retried events moved back into
+ * the queue, a rotation step). Whatever consumes their result commits
+ * after them with a flush, which makes them durable first (WAL is flushed
+ * in order); one lost in a crash was never consumed and is made again.
+ */
+bool		pqw_call_async_commit(const char *sql, Oid run_as, int nargs, Oid *argtypes,
+								  Datum *values, int timeout_ms, PqwCallResult *result);
+
+/*
  * Inside a connected SPI: runs `sql` (a static string: plans are cached by
  * its address, prepared once per process and kept) with parameters. Use it
  * for statements run on every tick or chunk; parameter types must be fixed.

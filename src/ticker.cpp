@@ -606,7 +606,10 @@ run_job(JobId id)
 		}
 		else
 			slice = slices = 1;
-		(void) pqw_call(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg, job_timeout_ms(id), &r);
+		/* Like every PgQue call of this loop, the tick's commit does not
+		 * wait for its WAL flush (see pqw_call_async_commit). */
+		(void) pqw_call_async_commit(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg,
+									 job_timeout_ms(id), &r);
 		t_tick = GetCurrentTimestamp();
 
 		/* A materialized tick: the dispatcher, if one runs, has a batch to
@@ -627,7 +630,7 @@ run_job(JobId id)
 		log_tick_steps(targeted, slice, slices, &r, t0, t_tick);
 	}
 	else
-		pqw_call(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
+		(void) pqw_call_async_commit(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
 	call_us = GetCurrentTimestamp() - t0;
 	now = pqw::monotonic_ms();
 
