@@ -21,6 +21,7 @@
 #   BENCH_WIDE_CHUNK (10000)       pgque_worker.chunk_messages of the second handler run
 #                                  (the first runs at the default, 1000)
 #   BENCH_PGBENCH_SECONDS (30), BENCH_PGBENCH_ROUNDS (3), BENCH_PGBENCH_SCALE (10)
+#   BENCH_EXTRA_CONF               lines added to postgresql.conf (e.g. a pgque_worker setting)
 #   BENCH_MODES ("woc p100 p10 p1 wocx cron100 cron10 cron1"; wocx = the worker ticking
 #                with wake on commit, consumed by the external 1 ms poller: the
 #                ticker alone, without the dispatcher)
@@ -100,6 +101,7 @@ max_worker_processes = 24
 shared_buffers = 256MB
 log_min_messages = warning
 include_if_exists = 'bench.conf'
+${BENCH_EXTRA_CONF:-}
 CONF
 touch "$dir/data/bench.conf"
 chown postgres "$dir/data/bench.conf"

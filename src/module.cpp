@@ -34,7 +34,7 @@ int			pqw_chunk_messages = 1000;
 bool		pqw_wake_on_commit = true;
 bool		pqw_takeover = false;
 bool		pqw_database_paused = false;
-int			pqw_min_tick_interval_ms = 1;
+int			pqw_min_tick_interval_ms = 2;
 int			pqw_max_idle_interval_ms = 60000;
 int			pqw_handler_timeout_ms = 30000;
 int			pqw_dispatch_poll_interval_ms = 0;
@@ -191,7 +191,7 @@ define_settings(void)
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.min_tick_interval",
 							"Shortest time between ticker calls caused by commits (0 .. 1000 ms).",
-							NULL, &pqw_min_tick_interval_ms, 1, 0, 1000,
+							NULL, &pqw_min_tick_interval_ms, 2, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.max_idle_interval",
 							"With wake_on_commit, the longest an idle database goes without a ticker call (100 ms .. 1 h).",
