@@ -90,9 +90,13 @@ bool		pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *ar
  * synchronous standby): synchronous_commit = off for that transaction
  * alone. Only for PgQue's own bookkeeping whose loss in a crash loses
  * nothing: ticks and maintenance (a tick, retried events moved back into
- * the queue, a rotation step). Whatever consumes their result commits
- * after them with a flush, which makes them durable first (WAL is flushed
- * in order); one lost in a crash was never consumed and is made again.
+ * the queue, a rotation step). Its commit record is in WAL before anyone
+ * can see its effects, so whatever depends on it (a next_batch, an ack, a
+ * chunk, an event written into a rotated-to table) writes its own WAL
+ * after it; recovery and standbys keep WAL in order, so if that survives,
+ * so does the bookkeeping. One lost in a crash was never consumed and is
+ * made again (a lost tick's id may then be handed out again: only a
+ * NOTIFY payload outside the database could have seen it).
  */
 bool		pqw_call_async_commit(const char *sql, Oid run_as, int nargs, Oid *argtypes,
 								  Datum *values, int timeout_ms, PqwCallResult *result);
