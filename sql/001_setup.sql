@@ -93,3 +93,6 @@ end $$;
 select count(*) as launchers from pg_stat_activity
  where backend_type = 'pgque_worker launcher';
 select regress_util.wait_for($$select exists (select 1 from regress_util.my_ticker where state = 'running')$$);
+
+-- Commits closer together than min_tick_interval share a tick (default 2 ms).
+select current_setting('pgque_worker.min_tick_interval') as min_tick_interval;
