@@ -709,7 +709,7 @@ open_events_direct_fn(void *arg)
 	if (isnull)
 		elog(ERROR, "pgque.batch_event_sql() returned null");
 	o->portal = SPI_cursor_open_with_args(o->h->portal,
-										  psprintf(BATCH_MESSAGES_FROM("(%s)"),
+										  psprintf(BATCH_MESSAGES_FROM("(select * from (%s) pgque_events offset 0)"),
 												   TextDatumGetCString(query)),
 										  2, ctypes, o->args, NULL, false,
 										  BATCH_CURSOR_OPTIONS);
@@ -726,6 +726,12 @@ open_events_direct_fn(void *arg)
  * The text is PgQue's, never a user's: a batch id goes in, PgQue builds it
  * from its own tables. If the text cannot be used (a PgQue whose text
  * differs), the function it is.
+ *
+ * The text is fenced (OFFSET 0) so that it is planned on its own, as
+ * get_batch_events() plans it: pushed into it, our "ev_id > progress"
+ * lowered the event scan's estimate until the planner looked the batch's
+ * first tick up once per event (1,000 index scans a batch: 2.1 ms against
+ * 0.8 ms for a batch of 1,000 on a table of 200,000 events).
  */
 static Portal
 open_events(Handler *h, Datum *args)
