@@ -107,13 +107,24 @@ echo "pgque_worker's handlers run twice: at the default \`pgque_worker.chunk_mes
 echo "here one batch of stream A per chunk transaction) and at ${BENCH_WIDE_CHUNK:-10000}, where"
 echo "a chunk transaction goes on to the next batches once one is acked."
 echo
-echo "| method | stream | chunk_messages | messages | seconds | messages/s | steady messages/s | vs external |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+echo "The external consumer (the first row), the PL/pgSQL loop and the handlers ran"
+echo "in ${DISPATCH_ROUNDS:-1} rounds, each method once per round in the same order, each"
+echo "round with its own consumers of the same events: messages/s and steady are"
+echo "the medians of the rounds, and the last column lists each round's messages/s."
+echo
+echo "| method | stream | chunk_messages | messages | seconds | messages/s | steady messages/s | vs external | rounds (messages/s) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
-with t as (select method, rtrim(method, 'w') base, method ~ '^(msg|bat).*w$' wide, messages, seconds,
-                  messages / nullif(seconds, 0) rate, messages / nullif(steady_seconds, 0) steady from res_thr),
+with r as (select method, round, messages, seconds, messages / nullif(seconds, 0) rate,
+                  messages / nullif(steady_seconds, 0) steady from res_thr),
+     t as (select method, rtrim(method, 'w') base, method ~ '^(msg|bat).*w$' wide, min(messages) messages,
+                  percentile_cont(0.5) within group (order by seconds) seconds,
+                  percentile_cont(0.5) within group (order by rate) rate,
+                  percentile_cont(0.5) within group (order by steady) steady,
+                  string_agg(round(rate::numeric)::text, ' / ' order by round) rounds
+             from r group by method),
      ext as (select rate from t where method = 'ext')
-select format('| %s | %s | %s | %s | %s | %s | %s | %sx |',
+select format('| %s | %s | %s | %s | %s | %s | %s | %sx | %s |',
        case base when 'ext' then 'external libpq consumer (receive / INSERT per message / ack)'
                  when 'plp' then 'PL/pgSQL loop (receive / handler in BEGIN ... EXCEPTION per message / ack)'
                  when 'msg' then 'pgque_worker message handler'
@@ -125,7 +136,7 @@ select format('| %s | %s | %s | %s | %s | %s | %s | %sx |',
        case when base in ('msg1', 'bat1') then 'B' else 'A' end,
        case when base in ('msg', 'bat', 'msg1', 'bat1') then case when wide then :'wide' else '1000' end else '' end,
        messages, round(seconds::numeric, 3), round(t.rate::numeric), round(t.steady::numeric),
-       round((t.rate / ext.rate)::numeric, 1))
+       round((t.rate / ext.rate)::numeric, 1), t.rounds)
   from t, ext
  order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','msg1','bat1'], base), wide;
 SQL
@@ -183,7 +194,12 @@ psql -v has_woc="$BENCH_HAS_WOC" -v dbatch="$DISPATCH_BATCH" -v wide="${BENCH_WI
 with w as (select * from lat_stats where mode = 'woc'),
      wl as (select * from res_lat where mode = 'woc'),
      cpu5 as (select pct from res_cpu where what like 'pgque_worker%' and dbs = 5),
-     t as (select method, messages / nullif(seconds, 0) rate from res_thr),
+     r as (select method, round, messages / nullif(seconds, 0) rate from res_thr),
+     t as (select method, percentile_cont(0.5) within group (order by rate) rate from r group by method),
+     -- each round's ratio of two methods, listed after the ratio of the medians
+     rr as (select a.method am, b.method bm,
+                   string_agg(round((a.rate / nullif(b.rate, 0))::numeric, 2)::text || 'x', ' / ' order by a.round) list
+              from r a join r b using (round) group by 1, 2),
      pg as (select percentile_cont(0.5) within group (order by tps) filter (where woc = 'off') a,
                    percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench)
 select format('| wake on commit p50 <= 2 ms at both rates | %s | %s |',
@@ -207,24 +223,28 @@ union all
 select format('| idle, 5 PgQue databases: all pgque_worker processes < 1%% of a core | %s%% | %s |',
               (select round(pct::numeric, 2) from cpu5), case when (select pct from cpu5) < 1 then 'yes' else 'NO' end)
 union all
-select format('| message handler >= 50%% of the PL/pgSQL loop | %s%% | %s |',
+select format('| message handler >= 50%% of the PL/pgSQL loop | %s%% (rounds: %s) | %s |',
               round(100 * (select rate from t where method = 'msg') / (select rate from t where method = 'plp'))::numeric,
+              (select list from rr where am = 'msg' and bm = 'plp'),
               case when (select rate from t where method = 'msg') >= 0.5 * (select rate from t where method = 'plp') then 'yes' else 'NO' end)
 union all
-select format('| message handler >= 10x external consumer | %sx | %s |',
+select format('| message handler >= 10x external consumer | %sx (rounds: %s) | %s |',
               round(((select rate from t where method = 'msg') / (select rate from t where method = 'ext'))::numeric, 1),
+              (select list from rr where am = 'msg' and bm = 'ext'),
               case when (select rate from t where method = 'msg') >= 10 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
 union all
-select format('| batch handler >= 2x message handler, %s, chunk_messages %s | %sx | %s |', x.stream, x.chunk,
-              round((b.rate / m.rate)::numeric, 2), case when b.rate >= 2 * m.rate then 'yes' else 'NO' end)
+select format('| batch handler >= 2x message handler, %s, chunk_messages %s | %sx (rounds: %s) | %s |', x.stream, x.chunk,
+              round((b.rate / m.rate)::numeric, 2), (select list from rr where am = x.bb and bm = x.mm),
+              case when b.rate >= 2 * m.rate then 'yes' else 'NO' end)
   from (values ('stream A (batches of ' || :'dbatch' || ')', '1000', 'msg', 'bat', 1),
                ('stream B (one batch)', '1000', 'msg1', 'bat1', 2),
                ('stream A (batches of ' || :'dbatch' || ')', :'wide', 'msgw', 'batw', 3),
                ('stream B (one batch)', :'wide', 'msg1w', 'bat1w', 4)) x(stream, chunk, mm, bb, ord)
   join t m on m.method = x.mm join t b on b.method = x.bb
 union all
-select format('| batch handler >= 30x external consumer, stream A, chunk_messages %s | %sx | %s |', x.chunk,
+select format('| batch handler >= 30x external consumer, stream A, chunk_messages %s | %sx (rounds: %s) | %s |', x.chunk,
               round(((select rate from t where method = x.bb) / (select rate from t where method = 'ext'))::numeric, 1),
+              (select list from rr where am = x.bb and bm = 'ext'),
               case when (select rate from t where method = x.bb) >= 30 * (select rate from t where method = 'ext') then 'yes' else 'NO' end)
   from (values ('1000', 'bat'), (:'wide', 'batw')) x(chunk, bb)
 union all

@@ -20,6 +20,8 @@
 #   BENCH_DISPATCH_MESSAGES (50000), BENCH_DISPATCH_BATCH (1000 per batch)
 #   BENCH_WIDE_CHUNK (10000)       pgque_worker.chunk_messages of the second handler run
 #                                  (the first runs at the default, 1000)
+#   BENCH_DISPATCH_ROUNDS (3)      rounds of the external consumer, the PL/pgSQL loop and
+#                                  the handlers, interleaved; the report takes medians
 #   BENCH_PGBENCH_SECONDS (30), BENCH_PGBENCH_ROUNDS (3), BENCH_PGBENCH_SCALE (10)
 #   BENCH_EXTRA_CONF               lines added to postgresql.conf (e.g. a pgque_worker setting)
 #   BENCH_MODES ("woc p100 p10 p1 wocx cron100 cron10 cron1"; wocx = the worker ticking
@@ -38,7 +40,7 @@ port=${BENCH_PORT:-5477}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   : "${BENCH_LOAD_SECONDS:=3}" "${BENCH_TICK_IDLE_SECONDS:=3}" "${BENCH_IDLE_SECONDS:=10}"
   : "${BENCH_DISPATCH_MESSAGES:=10000}" "${BENCH_PGBENCH_SECONDS:=5}" "${BENCH_PGBENCH_ROUNDS:=1}"
-  : "${BENCH_PGBENCH_SCALE:=2}" "${BENCH_FLOOR_MESSAGES:=300}"
+  : "${BENCH_PGBENCH_SCALE:=2}" "${BENCH_FLOOR_MESSAGES:=300}" "${BENCH_DISPATCH_ROUNDS:=1}"
 fi
 FLOOR_MESSAGES=${BENCH_FLOOR_MESSAGES:-1000}
 LOAD_SECONDS=${BENCH_LOAD_SECONDS:-10}
@@ -48,6 +50,7 @@ IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 DISPATCH_MESSAGES=${BENCH_DISPATCH_MESSAGES:-50000}
 DISPATCH_BATCH=${BENCH_DISPATCH_BATCH:-1000}
 WIDE_CHUNK=${BENCH_WIDE_CHUNK:-10000}
+DISPATCH_ROUNDS=${BENCH_DISPATCH_ROUNDS:-3}
 PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-30}
 PGBENCH_ROUNDS=${BENCH_PGBENCH_ROUNDS:-3}
 PGBENCH_SCALE=${BENCH_PGBENCH_SCALE:-10}
@@ -132,7 +135,7 @@ q bench "create extension pgque_worker" >/dev/null
 $psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
 q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
-q bench "create table res_thr (method text, messages int, seconds float8, steady_seconds float8)"
+q bench "create table res_thr (method text, round int, messages int, seconds float8, steady_seconds float8)"
 q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8, part int, parts int)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
@@ -280,17 +283,31 @@ q bench "select public.bench_queue('thr')" >/dev/null
 q bench "select public.bench_queue('thr1')" >/dev/null
 # per stream: a message and a batch handler, and the same pair again for the
 # run that logs where each chunk's time goes (log_min_messages = debug1);
-# all of that twice: at the default chunk_messages and at WIDE_CHUNK (w)
-for c in msg msg_s msgw msgw_s; do
+# all of that twice: at the default chunk_messages and at WIDE_CHUNK (w).
+# Every round has its own consumers (round 1 without a suffix, round r with
+# _r), so each one reads the same events.
+rsfx() { [ "$1" = 1 ] || echo "_$1"; }
+for r in $(seq 1 "$DISPATCH_ROUNDS"); do
+  x=$(rsfx "$r")
+  for c in msg msgw; do
+    q bench "select pgque_worker.register_handler('thr', '$c$x', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}$x', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+  done
+  for c in bat batw; do
+    q bench "select pgque_worker.register_handler('thr', '$c$x', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}$x', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+  done
+  q bench "select pgque.subscribe('thr', 'ext$x')" >/dev/null
+  q bench "select pgque.subscribe('thr', 'plp$x')" >/dev/null
+done
+for c in msg_s msgw_s; do
   q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
   q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
 done
-for c in bat bat_s batw batw_s; do
+for c in bat_s batw_s; do
   q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
   q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
 done
-q bench "select pgque.subscribe('thr', 'ext')" >/dev/null
-q bench "select pgque.subscribe('thr', 'plp')" >/dev/null
 q bench "select pgque.subscribe('thr', 'ext_tcp')" >/dev/null
 q bench "select pgque.subscribe('thr', 'ext_each')" >/dev/null
 sleep 1
@@ -305,35 +322,39 @@ select pgque.ticker();" | $psql_base -d bench >/dev/null
 wait_for 30 bench "select sum(ev_new) from pgque.get_queue_info() where queue_name in ('thr', 'thr1')" 0
 sleep 0.5
 
-thr_worker() { # queue consumer [record]
+thr_worker() { # queue consumer [method round]: no method, no record
   q bench "truncate sink"
   # the clock starts with the enabling statement (not before a psql start)
   local t0; t0=$(q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2' returning clock_timestamp()")
   wait_for 600 bench "select count(*) from sink" "$DISPATCH_MESSAGES" || true
   q bench "update pgque_worker.handler set enabled = false where queue_name = '$1' and consumer_name = '$2'"
-  [ "${3:-1}" = 1 ] || return 0
-  q bench "insert into res_thr select '$2', count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
+  [ -n "${3:-}" ] || return 0
+  q bench "insert into res_thr select '$3', $4, count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
 }
-thr_client() { # consumer command...
-  local c=$1; shift
+thr_client() { # method round command...
+  local c=$1 r=$2; shift 2
   q bench "truncate sink"
   local t0; t0=$(q bench "select clock_timestamp()")
   "$@" >> "$raw"
-  q bench "insert into res_thr select '$c', count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
+  q bench "insert into res_thr select '$c', $r, count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
 }
-thr_client ext timeout 900 "$client" drain "$conninfo dbname=bench" thr ext "$DISPATCH_MESSAGES"
-log "  external libpq consumer done"
-thr_client ext_tcp timeout 900 "$client" drain "host=127.0.0.1 port=$port user=postgres dbname=bench" thr ext_tcp "$DISPATCH_MESSAGES"
-thr_client ext_each timeout 1800 "$client" drain "$conninfo dbname=bench" thr ext_each "$DISPATCH_MESSAGES" each
+thr_client ext_tcp 1 timeout 900 "$client" drain "host=127.0.0.1 port=$port user=postgres dbname=bench" thr ext_tcp "$DISPATCH_MESSAGES"
+thr_client ext_each 1 timeout 1800 "$client" drain "$conninfo dbname=bench" thr ext_each "$DISPATCH_MESSAGES" each
 log "  external libpq consumer variants done"
-thr_client plp timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp', $DISPATCH_MESSAGES)"
-log "  PL/pgSQL loop done"
-for w in "" w; do
-  [ -z "$w" ] || { CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); apply_conf; }
-  thr_worker thr msg$w
-  thr_worker thr bat$w
-  thr_worker thr1 msg1$w
-  thr_worker thr1 bat1$w
+# the rounds: each method once per round, in the same order
+for r in $(seq 1 "$DISPATCH_ROUNDS"); do
+  x=$(rsfx "$r")
+  thr_client ext "$r" timeout 900 "$client" drain "$conninfo dbname=bench" thr "ext$x" "$DISPATCH_MESSAGES"
+  thr_client plp "$r" timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp$x', $DISPATCH_MESSAGES)"
+  for w in "" w; do
+    if [ -z "$w" ]; then CONF=(); else CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); fi
+    apply_conf
+    thr_worker thr "msg$w$x" "msg$w" "$r"
+    thr_worker thr "bat$w$x" "bat$w" "$r"
+    thr_worker thr1 "msg1$w$x" "msg1$w" "$r"
+    thr_worker thr1 "bat1$w$x" "bat1$w" "$r"
+  done
+  log "  round $r of $DISPATCH_ROUNDS done (external consumer, PL/pgSQL loop, handlers at chunk_messages 1000 and $WIDE_CHUNK)"
 done
 CONF=(); apply_conf
 log "  message and batch handlers done (chunk_messages 1000 and $WIDE_CHUNK)"
@@ -342,7 +363,7 @@ log "  message and batch handlers done (chunk_messages 1000 and $WIDE_CHUNK)"
 logpos=$(stat -c %s "$dir/server.log")
 for w in "" w; do
   CONF=([log_min_messages]=debug1); [ -z "$w" ] || CONF[pgque_worker.chunk_messages]=$WIDE_CHUNK; apply_conf
-  for c in "thr msg${w}_s" "thr bat${w}_s" "thr1 msg1${w}_s" "thr1 bat1${w}_s"; do thr_worker $c 0; done
+  for c in "thr msg${w}_s" "thr bat${w}_s" "thr1 msg1${w}_s" "thr1 bat1${w}_s"; do thr_worker $c; done
 done
 CONF=(); apply_conf
 tail -c +$((logpos + 1)) "$dir/server.log" | awk '
@@ -420,7 +441,7 @@ q bench "select * from res_thr" >> "$raw"
 q bench "select consumer, count(*), sum(batch_end) from res_steps group by 1" >> "$raw"
 export BENCH_PSQL="$psql_base -d bench" BENCH_OUT="$out" BENCH_HAS_WOC=$HAS_WOC BENCH_HAS_MTI=$HAS_MTI \
        BENCH_PGQUE_SQL="$PGQUE_SQL" BENCH_HERE="$here" LOAD_SECONDS TICK_IDLE_SECONDS IDLE_SECONDS \
-       DISPATCH_MESSAGES DISPATCH_BATCH PGBENCH_SECONDS PGBENCH_ROUNDS PGBENCH_SCALE
+       DISPATCH_MESSAGES DISPATCH_BATCH DISPATCH_ROUNDS PGBENCH_SECONDS PGBENCH_ROUNDS PGBENCH_SCALE
 BENCH_WIDE_CHUNK=$WIDE_CHUNK BENCH_SO_SHA=$SO_SHA BENCH_SO_SHA_END=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12) "$bench/report.sh"
 cat "$out/results.md"
 log "done"
