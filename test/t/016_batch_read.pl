@@ -2,7 +2,8 @@
 # acked by its last chunk (one event of lookahead), not by an extra empty
 # transaction; events are read through PgQue's own query text
 # (batch_event_sql), and through get_batch_events() when that text cannot
-# be read directly, with the same result: every event once, in order; small
+# be read directly, with the same result: every event once, in order (also
+# a batch across a table rotation, whose text reads two tables); small
 # batches share a chunk transaction; and with log_min_messages = debug1,
 # ticks and chunks log their steps.
 use strict;
@@ -169,6 +170,52 @@ $node->safe_psql('postgres', 'select pg_reload_conf()');
 wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
 	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
 $base = extra_chunks('cb');
+
+# ---- a batch across a table rotation: PgQue's query text reads both event
+# tables (UNION ALL), and the cursor reads it directly all the same
+{
+	my $rpos = log_position($node);
+	sq(q{
+	create table gr (payload text, batch_len int, n bigserial);
+	create function hr(ms pgque.message[]) returns void language plpgsql as $$
+	begin
+	  insert into gr (payload, batch_len) select x.payload, cardinality(ms) from unnest(ms) x;
+	end $$;
+	select pgque.create_queue('qr');
+	select pgque.set_queue_config('qr', 'ticker_max_count', '100000');
+	select pgque.set_queue_config('qr', 'ticker_max_lag', '1 hour');
+	select pgque.set_queue_config('qr', 'ticker_idle_period', '1 hour');
+	select pgque_worker.register_handler('qr', 'cr', 'hr(pgque.message[])', batch => true, enabled => false);
+	select pgque.send_batch('qr', array['r-1', 'r-2', 'r-3']);
+	});
+	my $switched = sq(q{select queue_switch_time from pgque.get_queue_info('qr')});
+	$node->safe_psql('postgres', q{alter system set pgque_worker.maint_interval = '200ms'});
+	$node->safe_psql('postgres', q{alter system set pgque_worker.rotate_interval = '100ms'});
+	$node->safe_psql('postgres', 'select pg_reload_conf()');
+	sq(q{select pgque.set_queue_config('qr', 'rotation_period', '1 second')});
+	wait_until($node, 'app', qq{select queue_switch_time <> '$switched' from pgque.get_queue_info('qr')},
+		't', 'rotation: the queue switched to its next table');
+	sq(q{select pgque.set_queue_config('qr', 'rotation_period', '1 day')});
+	$node->safe_psql('postgres', q{alter system reset pgque_worker.maint_interval});
+	$node->safe_psql('postgres', q{alter system reset pgque_worker.rotate_interval});
+	$node->safe_psql('postgres', 'select pg_reload_conf()');
+	sq(q{select pgque.send_batch('qr', array['r-4', 'r-5', 'r-6'])});
+	sq(q{select pgque.force_next_tick('qr')});
+	sq(q{select pgque.ticker('qr')});
+	# open the consumer's batch here: the handler then takes the same one
+	my $b = sq(q{select pgque.next_batch('qr', 'cr')});
+	isnt($b, '', '  one batch holds the events sent before and after the switch');
+	like(sq(qq{select pgque.batch_event_sql($b)}), qr/union all/i, '  and its query reads both tables');
+	sq(q{update pgque_worker.handler set enabled = true where queue_name = 'qr'});
+	wait_until($node, 'app', q{select count(*) from gr}, '6', '  the handler gets its 6 events');
+	is(sq(q{select string_agg(payload || ':' || batch_len, ',' order by n) from gr}),
+		'r-1:6,r-2:6,r-3:6,r-4:6,r-5:6,r-6:6', '  once each, in order, in one call');
+	wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qr', 'cr')
+		where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+	unlike(log_since($node, $rpos), qr/reading batches through pgque\.get_batch_events\(\)/,
+		'  read directly, not through get_batch_events()');
+	sq(q{select pgque_worker.unregister_handler('qr', 'cr')});
+}
 
 # ---- PgQue's query text cannot be read directly (here: its columns renamed,
 # which get_batch_events() does not mind, as it reads them by position)
