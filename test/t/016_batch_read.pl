@@ -3,7 +3,8 @@
 # transaction; events are read through PgQue's own query text
 # (batch_event_sql), and through get_batch_events() when that text cannot
 # be read directly, with the same result: every event once, in order (also
-# a batch across a table rotation, whose text reads two tables); small
+# a batch across a table rotation, whose text reads two tables; planned on
+# its own, our filter outside it, sorted once); small
 # batches share a chunk transaction; and with log_min_messages = debug1,
 # ticks and chunks log their steps.
 use strict;
@@ -17,6 +18,7 @@ use PgqueWorkerTest;
 
 my $node = new_node('bread', conf => q{
 pgque_worker.chunk_messages = 10
+shared_preload_libraries = 'pgque_worker,auto_explain'
 });
 $node->start;
 $node->safe_psql('postgres', 'create database app');
@@ -215,6 +217,45 @@ $base = extra_chunks('cb');
 	unlike(log_since($node, $rpos), qr/reading batches through pgque\.get_batch_events\(\)/,
 		'  read directly, not through get_batch_events()');
 	sq(q{select pgque_worker.unregister_handler('qr', 'cr')});
+}
+
+# ---- the batch cursor plans PgQue's query on its own, as get_batch_events()
+# would: our filter (events after the batch's progress) stays outside it,
+# where it cannot change the plan of PgQue's scan, and PgQue's ORDER BY is
+# the only sort (auto_explain logs the cursor's plan when it closes)
+{
+	$node->safe_psql('postgres', q{alter system set auto_explain.log_min_duration = 0});
+	$node->safe_psql('postgres', q{alter system set auto_explain.log_nested_statements = on});
+	$node->safe_psql('postgres', 'select pg_reload_conf()');
+	# the dispatcher picks the settings up at its next pass after SIGHUP:
+	# batches until one's cursor plan is logged, up to the deadline
+	my ($ppos, $logged, $round) = (undef, 0, 0);
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (!$logged && time < $deadline)
+	{
+		$round++;
+		$ppos = log_position($node);
+		send_batch("p$round", 10);
+		wait_until($node, 'app', qq{select count(*) from got where payload like 'p$round-%'}, '10',
+			"with the cursor plans logged ($round): 10 events handled");
+		wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
+			where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+		$logged = log_since($node, $ppos) =~ /Query Text: select \(e\.ev_id, \$1::int8/;
+	}
+	ok($logged, '  the cursor\'s plan is logged');
+	$node->safe_psql('postgres', q{alter system reset auto_explain.log_min_duration});
+	$node->safe_psql('postgres', q{alter system reset auto_explain.log_nested_statements});
+	$node->safe_psql('postgres', 'select pg_reload_conf()');
+	my ($plan) = log_since($node, $ppos) =~
+		/Query Text: select \(e\.ev_id, \$1::int8[^\n]*\n(.*?)(?=\n\S|\z)/s;
+	$plan //= '';
+	# (PostgreSQL 18 logs the parameters first)
+	like($plan, qr/\A(?:\s*Query Parameters:[^\n]*\n)?\s*Subquery Scan on e\b[^\n]*\n\s*Filter: \(e\.ev_id > /,
+		'  our filter applies to the fenced query\'s rows') or diag($plan);
+	my @pushed = grep { /Filter:.*ev_id >/ && !/Filter: \(e\.ev_id > / } split /\n/, $plan;
+	is(scalar(@pushed), 0, '  and is not pushed into PgQue\'s scan') or diag($plan);
+	my @sorts = grep { /(?:^|->)\s*Sort\s+\(/ } split /\n/, $plan;
+	is(scalar(@sorts), 1, '  one sort: PgQue\'s') or diag($plan);
 }
 
 # ---- PgQue's query text cannot be read directly (here: its columns renamed,
