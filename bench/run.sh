@@ -287,27 +287,24 @@ q bench "select public.bench_queue('thr1')" >/dev/null
 # Every round has its own consumers (round 1 without a suffix, round r with
 # _r), so each one reads the same events.
 rsfx() { [ "$1" = 1 ] || echo "_$1"; }
-for r in $(seq 1 "$DISPATCH_ROUNDS"); do
-  x=$(rsfx "$r")
+register_handlers() { # consumer-name suffix: msg, msgw, bat, batw on thr and thr1
+  local c
   for c in msg msgw; do
-    q bench "select pgque_worker.register_handler('thr', '$c$x', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
-    q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}$x', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr', '$c$1', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}$1', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
   done
   for c in bat batw; do
-    q bench "select pgque_worker.register_handler('thr', '$c$x', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
-    q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}$x', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr', '$c$1', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}$1', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
   done
+}
+for r in $(seq 1 "$DISPATCH_ROUNDS"); do
+  x=$(rsfx "$r")
+  register_handlers "$x"
   q bench "select pgque.subscribe('thr', 'ext$x')" >/dev/null
   q bench "select pgque.subscribe('thr', 'plp$x')" >/dev/null
 done
-for c in msg_s msgw_s; do
-  q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
-  q bench "select pgque_worker.register_handler('thr1', '${c/msg/msg1}', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
-done
-for c in bat_s batw_s; do
-  q bench "select pgque_worker.register_handler('thr', '$c', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
-  q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
-done
+register_handlers _s
 q bench "select pgque.subscribe('thr', 'ext_tcp')" >/dev/null
 q bench "select pgque.subscribe('thr', 'ext_each')" >/dev/null
 sleep 1
