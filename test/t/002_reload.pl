@@ -181,6 +181,9 @@ pass("role reset: the ticker runs again as $super");
 delivered('after role reset');
 
 # --- tick_period: the rate of ticker() calls follows it at once
+# The period is a ceiling that load cannot break, so each upper bound is near
+# it; load can only make calls miss slots, so each lower bound only has to
+# lie above the next slower period's ceiling.
 sub tick_rate
 {
 	my ($secs) = @_;
@@ -191,17 +194,17 @@ sub tick_rate
 set_worker_conf($node, tick_period => '50ms');
 my $rate = tick_rate(3);
 note sprintf('tick_period = 50ms: %.1f ticker() calls/s', $rate);
-ok($rate >= 14 && $rate <= 26, sprintf('tick_period = 50ms gives ~20 calls/s (%.1f)', $rate));
+ok($rate >= 12 && $rate <= 22, sprintf('tick_period = 50ms gives ~20 calls/s (%.1f)', $rate));
 
 set_worker_conf($node, tick_period => '0');
 $rate = tick_rate(3);
 note sprintf('tick_period = 0, pgque.config 100 ms: %.1f ticker() calls/s', $rate);
-ok($rate >= 7 && $rate <= 13, sprintf('tick_period = 0 follows pgque.config (100 ms): ~10 calls/s (%.1f)', $rate));
+ok($rate >= 6 && $rate <= 11, sprintf('tick_period = 0 follows pgque.config (100 ms): ~10 calls/s (%.1f)', $rate));
 
 $node->safe_psql('app', 'select pgque.set_tick_period_ms(20)');
 $rate = tick_rate(3);
 note sprintf('tick_period = 0, pgque.set_tick_period_ms(20): %.1f ticker() calls/s', $rate);
-ok($rate >= 35 && $rate <= 60, sprintf('pgque.set_tick_period_ms(20) gives ~50 calls/s (%.1f)', $rate));
+ok($rate >= 25 && $rate <= 52, sprintf('pgque.set_tick_period_ms(20) gives ~50 calls/s (%.1f)', $rate));
 $node->safe_psql('app', 'select pgque.set_tick_period_ms(100)');
 set_worker_conf($node, tick_period => undef);
 
