@@ -117,7 +117,7 @@ echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
 with r as (select method, round, messages, seconds, messages / nullif(seconds, 0) rate,
                   messages / nullif(steady_seconds, 0) steady from res_thr),
-     t as (select method, rtrim(method, 'w') base, method ~ '^(msg|bat).*w$' wide, min(messages) messages,
+     t as (select method, rtrim(method, 'w') base, method ~ '^(msg|bat|nop|flo).*w$' wide, min(messages) messages,
                   percentile_cont(0.5) within group (order by seconds) seconds,
                   percentile_cont(0.5) within group (order by rate) rate,
                   percentile_cont(0.5) within group (order by steady) steady,
@@ -131,14 +131,50 @@ select format('| %s | %s | %s | %s | %s | %s | %s | %sx | %s |',
                  when 'bat' then 'pgque_worker batch handler'
                  when 'msg1' then 'pgque_worker message handler'
                  when 'bat1' then 'pgque_worker batch handler'
+                 when 'nop' then 'pgque_worker batch handler that only notes its calls (the dispatcher''s own cost)'
+                 when 'nop1' then 'pgque_worker batch handler that only notes its calls (the dispatcher''s own cost)'
+                 when 'flo' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query, ack; PL/pgSQL)'
+                 when 'flo1' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query, ack; PL/pgSQL)'
                  when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
                  when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
-       case when base in ('msg1', 'bat1') then 'B' else 'A' end,
-       case when base in ('msg', 'bat', 'msg1', 'bat1') then case when wide then :'wide' else '1000' end else '' end,
+       case when base ~ '1$' then 'B' else 'A' end,
+       case when base ~ '^(msg|bat|nop|flo)' then case when wide then :'wide' else '1000' end else '' end,
        messages, round(seconds::numeric, 3), round(t.rate::numeric), round(t.steady::numeric),
        round((t.rate / ext.rate)::numeric, 1), t.rounds)
   from t, ext
- order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','msg1','bat1'], base), wide;
+ order by array_position(array['ext','ext_tcp','ext_each','plp','msg','bat','nop','flo','msg1','bat1','nop1','flo1'], base), wide;
+SQL
+echo
+echo "What the batch handler's lead is made of, in µs per message (medians of the rounds)."
+echo "PgQue alone: its API consumed with nothing else (the *PgQue alone* row: next_batch,"
+echo "\`batch_event_sql()\`'s query run to its last event in \`ev_id\` order, ack, a commit every"
+echo "chunk_messages events; stream B: one commit). Dispatcher: the whole run of the batch handler"
+echo "that only notes its calls, so everything but a handler. Handler: \`handler_seconds\` of"
+echo "\`pgque_worker.handler_stats\` over the messages (for the message handler, its 1,000 calls"
+echo "a batch). So a batch handler's lead over a message handler is about"
+echo "(dispatcher + message handler) / (dispatcher + batch handler), and, were the dispatcher to"
+echo "cost no more than PgQue itself, (PgQue + message handler) / (PgQue + batch handler): the"
+echo "ceiling that any consumer of PgQue has."
+echo
+echo "| stream | chunk_messages | PgQue alone | dispatcher | message handler | batch handler | batch / message, measured | (dispatcher + message) / (dispatcher + batch) | ceiling: (PgQue + message) / (PgQue + batch) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
+with t as (select method, percentile_cont(0.5) within group (order by 1e6 * seconds / nullif(messages, 0)) us
+             from res_thr group by method),
+     h as (select method, percentile_cont(0.5) within group (order by 1e6 * handler_seconds / nullif(messages, 0)) us
+             from res_hsec group by method),
+     x as (select stream, chunk, sfx,
+                  (select us from t where method = 'flo' || sfx) p, (select us from t where method = 'nop' || sfx) f,
+                  (select us from h where method = 'msg' || sfx) hm, (select us from h where method = 'bat' || sfx) hb,
+                  (select us from t where method = 'msg' || sfx) / (select us from t where method = 'bat' || sfx) measured
+             from (values ('A', '1000', '', 1), ('A', :'wide', 'w', 2), ('B', '1000', '1', 3), ('B', :'wide', '1w', 4))
+                  v(stream, chunk, sfx, ord))
+select format('| %s | %s | %s | %s | %s | %s | %sx | %sx | %sx |', stream, chunk,
+              round(p::numeric, 2), round(f::numeric, 2), round(hm::numeric, 2), round(hb::numeric, 2),
+              round(measured::numeric, 2), round(((f + hm) / (f + hb))::numeric, 2),
+              round(((p + hm) / (p + hb))::numeric, 2))
+  from x where p is not null and f is not null and hm is not null and hb is not null
+ order by stream, chunk::int;
 SQL
 echo
 echo "Where a batch's time goes (a second run of the handlers with"

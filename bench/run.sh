@@ -136,6 +136,7 @@ $psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
 q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
 q bench "create table res_thr (method text, round int, messages int, seconds float8, steady_seconds float8)"
+q bench "create table res_hsec (method text, round int, handler_seconds float8, batches bigint, messages bigint)"
 q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8, part int, parts int)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
@@ -297,6 +298,16 @@ register_handlers() { # consumer-name suffix: msg, msgw, bat, batw on thr and th
     q bench "select pgque_worker.register_handler('thr', '$c$1', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
     q bench "select pgque_worker.register_handler('thr1', '${c/bat/bat1}$1', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
   done
+  # the dispatcher's own cost (a batch handler that only notes its calls),
+  # and PgQue's (bench_pgque_floor: no handler, no dispatcher)
+  for c in nop nopw; do
+    q bench "select pgque_worker.register_handler('thr', '$c$1', 'public.bench_mark_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr1', '${c/nop/nop1}$1', 'public.bench_mark_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+  done
+  for c in flo flow; do
+    q bench "select pgque.subscribe('thr', '$c$1')" >/dev/null
+    q bench "select pgque.subscribe('thr1', '${c/flo/flo1}$1')" >/dev/null
+  done
 }
 for r in $(seq 1 "$DISPATCH_ROUNDS"); do
   x=$(rsfx "$r")
@@ -320,13 +331,24 @@ wait_for 30 bench "select sum(ev_new) from pgque.get_queue_info() where queue_na
 sleep 0.5
 
 thr_worker() { # queue consumer [method round]: no method, no record
-  q bench "truncate sink"
+  # the sink: a row per message, or (bench_mark_batch) a row per call
+  local rows="select 1 n, at from sink"
+  [[ $2 != nop* ]] || rows="select n, at from marks"
+  q bench "truncate sink, marks"
   # the clock starts with the enabling statement (not before a psql start)
   local t0; t0=$(q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2' returning clock_timestamp()")
-  wait_for 600 bench "select count(*) from sink" "$DISPATCH_MESSAGES" || true
+  wait_for 600 bench "select coalesce(sum(n), 0) from ($rows) s" "$DISPATCH_MESSAGES" || true
   q bench "update pgque_worker.handler set enabled = false where queue_name = '$1' and consumer_name = '$2'"
   [ -n "${3:-}" ] || return 0
-  q bench "insert into res_thr select '$3', $4, count(*), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from sink"
+  q bench "insert into res_thr select '$3', $4, sum(n), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from ($rows) s"
+  q bench "insert into res_hsec select '$3', $4, handler_seconds, batches, messages_ok from pgque_worker.handler_stats where queue_name = '$1' and consumer_name = '$2'"
+}
+thr_floor() { # queue consumer commit_every method round: PgQue alone, timed inside one session
+  $psql_base -d bench -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
+select clock_timestamp() t0 \gset
+call public.bench_pgque_floor('$1', '$2', $DISPATCH_MESSAGES, $3);
+insert into res_thr values ('$4', $5, $DISPATCH_MESSAGES, extract(epoch from clock_timestamp() - :'t0'), null);
+SQL
 }
 thr_client() { # method round command...
   local c=$1 r=$2; shift 2
@@ -344,12 +366,16 @@ for r in $(seq 1 "$DISPATCH_ROUNDS"); do
   thr_client ext "$r" timeout 900 "$client" drain "$conninfo dbname=bench" thr "ext$x" "$DISPATCH_MESSAGES"
   thr_client plp "$r" timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp$x', $DISPATCH_MESSAGES)"
   for w in "" w; do
-    if [ -z "$w" ]; then CONF=(); else CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); fi
+    if [ -z "$w" ]; then CONF=(); ce=1000; else CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); ce=$WIDE_CHUNK; fi
     apply_conf
     thr_worker thr "msg$w$x" "msg$w" "$r"
     thr_worker thr "bat$w$x" "bat$w" "$r"
+    thr_worker thr "nop$w$x" "nop$w" "$r"
+    thr_floor thr "flo$w$x" "$ce" "flo$w" "$r"
     thr_worker thr1 "msg1$w$x" "msg1$w" "$r"
     thr_worker thr1 "bat1$w$x" "bat1$w" "$r"
+    thr_worker thr1 "nop1$w$x" "nop1$w" "$r"
+    thr_floor thr1 "flo1$w$x" "$ce" "flo1$w" "$r"
   done
   log "  round $r of $DISPATCH_ROUNDS done (external consumer, PL/pgSQL loop, handlers at chunk_messages 1000 and $WIDE_CHUNK)"
 done
@@ -435,6 +461,7 @@ log "writing $out/results.md and plots"
 q bench "select * from res_lat" >> "$raw"
 q bench "select * from res_idle" >> "$raw"
 q bench "select * from res_thr" >> "$raw"
+q bench "select * from res_hsec" >> "$raw"
 q bench "select consumer, count(*), sum(batch_end) from res_steps group by 1" >> "$raw"
 export BENCH_PSQL="$psql_base -d bench" BENCH_OUT="$out" BENCH_HAS_WOC=$HAS_WOC BENCH_HAS_MTI=$HAS_MTI \
        BENCH_PGQUE_SQL="$PGQUE_SQL" BENCH_HERE="$here" LOAD_SECONDS TICK_IDLE_SECONDS IDLE_SECONDS \

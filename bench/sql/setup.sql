@@ -62,6 +62,48 @@ begin
   end loop;
 end $$;
 
+-- A batch handler that only notes each call (one row per call, not per
+-- message): the dispatcher's cost of a batch besides its handler.
+create table public.marks (n int not null, at timestamptz not null default clock_timestamp());
+create function public.bench_mark_batch(ms pgque.message[]) returns void
+language plpgsql as $$
+begin
+  insert into public.marks(n) values (cardinality(ms));
+end $$;
+
+-- PgQue's own cost of consuming a batch, which any consumer of it pays:
+-- next_batch(), batch_event_sql() and its query run to the last event in
+-- ev_id order, ack(); a commit once `commit_every` events were read (and at
+-- the end). No handler, no per-event work: the floor under the dispatcher.
+create procedure public.bench_pgque_floor(q text, c text, n bigint, commit_every bigint)
+language plpgsql as $$
+declare
+  bid bigint;
+  got bigint;
+  done bigint := 0;
+  since bigint := 0;
+begin
+  while done < n loop
+    bid := pgque.next_batch(q, c);
+    if bid is null then
+      commit;
+      since := 0;
+      perform pg_sleep(0.001);
+      continue;
+    end if;
+    execute 'select count(*) from (select * from (' || pgque.batch_event_sql(bid)
+            || ') x order by ev_id offset 0) e' into got;
+    perform pgque.ack(bid);
+    done := done + got;
+    since := since + got;
+    if since >= commit_every then
+      commit;
+      since := 0;
+    end if;
+  end loop;
+  commit;
+end $$;
+
 -- low-latency queue policy
 create function public.bench_queue(q text) returns void
 language plpgsql as $$
