@@ -55,6 +55,7 @@
 extern "C" {
 #include "common/pg_prng.h"
 #include "storage/lock.h"
+#include "utils/datum.h"
 #include "utils/portal.h"
 }
 
@@ -80,6 +81,14 @@ typedef struct Handler
 	TimestampTz portal_created;
 	uint64		portal_pos;
 	int64		batch_id;
+	/*
+	 * The batch's next message, read past the end of the last chunk so that
+	 * the chunk knew the batch goes on (NULL: none). A copy in handlers_cxt:
+	 * it outlives the chunk's transaction. It belongs to the open cursor and
+	 * goes with it (drop_ahead).
+	 */
+	Datum		ahead;
+	int64		ahead_id;
 	pqw::Millis next_try;
 	int			failures;
 	pqw::LogLimiter limiter;
@@ -680,11 +689,25 @@ check_batch_still_ours(Handler *h)
 }
 
 /*
- * The batch cursor: holdable (it outlives the chunk's transaction) and
- * scrollable (a chunk looks one event ahead, then steps back, to see that
- * the batch ends with it; see batch_has_more).
+ * The batch cursor: holdable (it outlives the chunk's transaction), read
+ * forward only. A chunk reads one message past its end to know whether the
+ * batch ends with it, and keeps that one for the next chunk (Handler.ahead)
+ * rather than stepping back: a scrollable cursor would make PostgreSQL sort
+ * for random access and, at the first chunk's commit, rerun the query from
+ * the start to store every row, not only the ones left.
  */
-#define BATCH_CURSOR_OPTIONS (CURSOR_OPT_HOLD | CURSOR_OPT_SCROLL)
+#define BATCH_CURSOR_OPTIONS CURSOR_OPT_HOLD
+
+/* Forgets the message read ahead (the cursor it came from is gone or will
+ * be reopened). */
+static void
+drop_ahead(Handler *h)
+{
+	if (h->ahead != (Datum) 0)
+		pfree(DatumGetPointer(h->ahead));
+	h->ahead = (Datum) 0;
+	h->ahead_id = 0;
+}
 
 typedef struct OpenEvents
 {
@@ -759,20 +782,6 @@ open_events(Handler *h, Datum *args)
 								  BATCH_CURSOR_OPTIONS);
 }
 
-/* After a full chunk: does the batch go on? One event ahead, then back. */
-static bool
-batch_has_more(Portal portal)
-{
-	bool		more;
-
-	SPI_cursor_fetch(portal, true, 1);
-	more = SPI_processed > 0;
-	SPI_freetuptable(SPI_tuptable);
-	if (more)
-		SPI_scroll_cursor_move(portal, FETCH_BACKWARD, 1);
-	return more;
-}
-
 /*
  * The last event of batch_id that a chunk committed earlier handled (0:
  * none), from our table (read as the worker); `args` are the handler's
@@ -841,6 +850,7 @@ open_batch(Handler *h, ChunkPart *res)
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int64GetDatum(after);
 	close_cursor_if_open(h->portal);
+	drop_ahead(h);
 	new_portal_name(h);
 	portal = open_events(h, args);
 	if (portal == NULL)
@@ -916,6 +926,8 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	Portal		portal;
 	SPITupleTable *tt;
 	bool		isolate_first = false;
+	int			have_ahead;
+	int64		total;
 
 	part->t_start = GetCurrentTimestamp();
 	if (!h->cursor_open)
@@ -931,12 +943,16 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	}
 	part->t_cursor = GetCurrentTimestamp();
 
+	/* The message read ahead by the last chunk comes first; one more than
+	 * the chunk takes is read, to know whether the batch ends with it. */
+	have_ahead = h->ahead != (Datum) 0 ? 1 : 0;
 	portal = cursor_as_left(h);
-	SPI_cursor_fetch(portal, true, fetch);
+	SPI_cursor_fetch(portal, true, fetch + 1 - have_ahead);
 	tt = SPI_tuptable;
-	part->n = (int64) SPI_processed;
+	total = have_ahead + (int64) SPI_processed;
 	/* A batch that ends with this chunk is acked with it. */
-	part->finished = part->n < fetch || !batch_has_more(portal);
+	part->finished = total <= fetch;
+	part->n = part->finished ? total : fetch;
 	note_cursor(h, portal);
 	part->t_fetch = GetCurrentTimestamp();
 
@@ -952,12 +968,28 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	strlcpy(run.call.consumer, h->consumer, NAMEDATALEN);
 	run.call.batch_id = h->batch_id;
 	get_typlenbyvalalign(msg_typoid, &run.typlen, &run.typbyval, &run.typalign);
-	for (int i = 0; i < run.n; i++)
+	if (have_ahead)
+	{
+		run.msgs[0] = datumCopy(h->ahead, run.typbyval, run.typlen);
+		run.ids[0] = h->ahead_id;
+		drop_ahead(h);
+	}
+	for (int i = have_ahead; i < run.n; i++)
 	{
 		bool		isnull;
 
-		run.msgs[i] = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-		run.ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		run.msgs[i] = SPI_getbinval(tt->vals[i - have_ahead], tt->tupdesc, 1, &isnull);
+		run.ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[i - have_ahead], tt->tupdesc, 2, &isnull));
+	}
+	if (!part->finished)
+	{
+		HeapTuple	next = tt->vals[run.n - have_ahead];
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(handlers_cxt);
+
+		h->ahead = datumCopy(SPI_getbinval(next, tt->tupdesc, 1, &isnull), run.typbyval, run.typlen);
+		h->ahead_id = DatumGetInt64(SPI_getbinval(next, tt->tupdesc, 2, &isnull));
+		MemoryContextSwitchTo(old);
 	}
 	part->first_id = run.n > 0 ? run.ids[0] : 0;
 	part->last_id = run.n > 0 ? run.ids[run.n - 1] : 0;
@@ -1368,6 +1400,7 @@ dispatch_one(Handler *h)
 		if (h->cursor_open)
 			h->needs_close = true;
 		h->cursor_open = false;
+		drop_ahead(h);
 		h->progress_known = false;
 		h->failures++;
 		{
