@@ -10,7 +10,8 @@
  *   txn 1   next_batch(queue, consumer); open a holdable cursor over the
  *           batch's events after the recorded progress, ordered by event id
  *           (PgQue's own event query, see open_events); fetch
- *           chunk_messages and look one event ahead; run the chunk; nack the
+ *           chunk_messages and read one event ahead (kept for the next
+ *           chunk); run the chunk; nack the
  *           failures; record progress (or ack if the batch ends with this
  *           chunk) and stats; commit
  *   txn 2.. fetch the next chunk from the cursor, same as above
@@ -135,7 +136,7 @@ typedef struct ChunkPart
 	TimestampTz t_start;
 	TimestampTz t_batch;		/* next_batch */
 	TimestampTz t_cursor;		/* progress read, cursor opened */
-	TimestampTz t_fetch;		/* events fetched, one looked ahead */
+	TimestampTz t_fetch;		/* events fetched, one read ahead */
 	TimestampTz t_handler;
 	TimestampTz t_finish;		/* nacks and ack (on the last part: stats and progress) */
 } ChunkPart;
@@ -689,14 +690,16 @@ check_batch_still_ours(Handler *h)
 }
 
 /*
- * The batch cursor: holdable (it outlives the chunk's transaction), read
- * forward only. A chunk reads one message past its end to know whether the
- * batch ends with it, and keeps that one for the next chunk (Handler.ahead)
- * rather than stepping back: a scrollable cursor would make PostgreSQL sort
- * for random access and, at the first chunk's commit, rerun the query from
- * the start to store every row, not only the ones left.
+ * The batch cursor: holdable (it outlives the chunk's transaction) and
+ * NO SCROLL (without either option SPI makes a cursor scrollable whenever
+ * its plan can run backward, as ours can). A chunk reads one message past
+ * its end to know whether the batch ends with it, and keeps that one for
+ * the next chunk (Handler.ahead) rather than stepping back. A scrollable
+ * cursor would make PostgreSQL sort for random access and, at the first
+ * chunk's commit, rewind the query and store every row from the first, not
+ * only the rows left.
  */
-#define BATCH_CURSOR_OPTIONS CURSOR_OPT_HOLD
+#define BATCH_CURSOR_OPTIONS (CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL)
 
 /* Forgets the message read ahead (the cursor it came from is gone or will
  * be reopened). */

@@ -1,10 +1,11 @@
 # How the dispatcher reads a batch: a batch that ends on a chunk boundary is
-# acked by its last chunk (one event of lookahead), not by an extra empty
+# acked by its last chunk (one event read ahead), not by an extra empty
 # transaction; events are read through PgQue's own query text
 # (batch_event_sql), and through get_batch_events() when that text cannot
 # be read directly, with the same result: every event once, in order (also
 # a batch across a table rotation, whose text reads two tables; planned on
-# its own, our filter outside it, sorted once); small
+# its own, our filter outside it, sorted once; a held cursor stores only
+# the rows left); small
 # batches share a chunk transaction; and with log_min_messages = debug1,
 # ticks and chunks log their steps.
 use strict;
@@ -256,6 +257,52 @@ $base = extra_chunks('cb');
 	is(scalar(@pushed), 0, '  and is not pushed into PgQue\'s scan') or diag($plan);
 	my @sorts = grep { /(?:^|->)\s*Sort\s+\(/ } split /\n/, $plan;
 	is(scalar(@sorts), 1, '  one sort: PgQue\'s') or diag($plan);
+}
+
+# ---- a batch longer than a chunk: at the first chunk's commit PostgreSQL
+# stores the cursor's rows not yet read, not the whole batch (a NO SCROLL
+# cursor), and sorts without random access. With work_mem at its minimum
+# both spill, and log_temp_files shows their sizes when they go: first the
+# sort's (all 2,000 events), then the stored rows' (999 of them, once the
+# batch is acked; a scrollable cursor stored all 2,000, about 1.15 x the
+# sort's file).
+{
+	$node->safe_psql('postgres', q{alter system set work_mem = '64kB'});
+	$node->safe_psql('postgres', q{alter system set log_temp_files = 0});
+	set_worker_conf($node, chunk_messages => 1000);
+	my $dpid = sq(q{select pid from pg_stat_activity where backend_type = 'pgque_worker dispatcher' and datname = 'app'});
+	# the dispatcher takes the settings at its next pass after SIGHUP:
+	# batches until one is taken in two chunks of 1,000, up to the deadline
+	my ($tpos, $two, $round) = (undef, 0, 0);
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (!$two && time < $deadline)
+	{
+		$round++;
+		$tpos = log_position($node);
+		my $chunks0 = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'qb' and consumer_name = 'cb'});
+		sq(qq{select pgque.send_batch('qb', array(select 't$round-' || g || '-' || repeat('x', 200)
+			from generate_series(1, 2000) g))});
+		wait_until($node, 'app', qq{select count(*) from got where payload like 't$round-%'}, '2000',
+			"a batch of 2,000 at chunk_messages 1,000 ($round): handled");
+		wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
+			where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
+		$two = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'qb' and consumer_name = 'cb'})
+		  - $chunks0 == 2;
+	}
+	ok($two, '  in two chunks');
+	# the cursor's files: logged under the dispatcher's own statement, not
+	# in the context of the handler's (whose unnest() spills too)
+	my $cursor_file = qr/\[$dpid\] LOG:  temporary file: path "[^"]*", size (\d+)\n[^\n]*\[$dpid\] STATEMENT:  pgque_worker: dispatching queue qb to cb\n/;
+	ok(wait_for_log($node, qr/$cursor_file(?:.*\n)*?[^\n]*$cursor_file/, $tpos),
+		'  the sort and the stored rows spilled');
+	my @sizes = log_since($node, $tpos) =~ /$cursor_file/g;
+	note "temporary files of the batch cursor: @sizes";
+	cmp_ok($sizes[1], '<', 0.85 * $sizes[0],
+		"  the stored rows are the 999 not yet read, not all 2,000 ($sizes[1] against the sort's $sizes[0] bytes)");
+	$node->safe_psql('postgres', q{alter system reset work_mem});
+	$node->safe_psql('postgres', q{alter system reset log_temp_files});
+	set_worker_conf($node, chunk_messages => undef);
+	$base = extra_chunks('cb');
 }
 
 # ---- PgQue's query text cannot be read directly (here: its columns renamed,
