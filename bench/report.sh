@@ -133,8 +133,8 @@ select format('| %s | %s | %s | %s | %s | %s | %s | %sx | %s |',
                  when 'bat1' then 'pgque_worker batch handler'
                  when 'nop' then 'pgque_worker batch handler that only notes its calls (the dispatcher''s own cost)'
                  when 'nop1' then 'pgque_worker batch handler that only notes its calls (the dispatcher''s own cost)'
-                 when 'flo' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query, ack; PL/pgSQL)'
-                 when 'flo1' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query, ack; PL/pgSQL)'
+                 when 'flo' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query reading every column, ack; PL/pgSQL)'
+                 when 'flo1' then 'PgQue alone, no handler (next_batch, batch_event_sql''s query reading every column, ack; PL/pgSQL)'
                  when 'ext_tcp' then 'external libpq consumer as above, over TCP (127.0.0.1)'
                  when 'ext_each' then 'external libpq consumer, each statement its own transaction (commit per message)' end,
        case when base ~ '1$' then 'B' else 'A' end,
@@ -147,8 +147,9 @@ SQL
 echo
 echo "What the batch handler's lead is made of, in µs per message (medians of the rounds)."
 echo "PgQue alone: its API consumed with nothing else (the *PgQue alone* row: next_batch,"
-echo "\`batch_event_sql()\`'s query run to its last event in \`ev_id\` order, ack, a commit every"
-echo "chunk_messages events; stream B: one commit). Dispatcher: the whole run of the batch handler"
+echo "\`batch_event_sql()\`'s query run to its last event in \`ev_id\` order, every column read"
+echo "(\`count(e.*)\`), ack, a commit every chunk_messages events; stream B: one commit)."
+echo "Dispatcher: the whole run of the batch handler"
 echo "that only notes its calls, so everything but a handler. Handler: \`handler_seconds\` of"
 echo "\`pgque_worker.handler_stats\` over the messages (for the message handler, its 1,000 calls"
 echo "a batch). So a batch handler's lead over a message handler is about"

@@ -75,6 +75,9 @@ end $$;
 -- next_batch(), batch_event_sql() and its query run to the last event in
 -- ev_id order, ack(); a commit once `commit_every` events were read (and at
 -- the end). No handler, no per-event work: the floor under the dispatcher.
+-- It counts whole rows (count(e.*)), so the query reads and sorts every
+-- column as a consumer must: with count(*) the planner would drop all but
+-- ev_id from the sort, and the floor would not read the events at all.
 create procedure public.bench_pgque_floor(q text, c text, n bigint, commit_every bigint)
 language plpgsql as $$
 declare
@@ -91,7 +94,7 @@ begin
       perform pg_sleep(0.001);
       continue;
     end if;
-    execute 'select count(*) from (select * from (' || pgque.batch_event_sql(bid)
+    execute 'select count(e.*) from (select * from (' || pgque.batch_event_sql(bid)
             || ') x order by ev_id offset 0) e' into got;
     perform pgque.ack(bid);
     done := done + got;
