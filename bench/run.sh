@@ -237,6 +237,8 @@ run_rate() { # mode rate
     q bench "update lat_all set mode = '$m', rate = $rate where mode is null"
   else
     q bench "insert into lat_all select '$m', $rate, extract(epoch from handled - sent) * 1000 from lat"
+    # the tail, with when each was sent: scattered or in one burst?
+    log "  $m $rate/s slowest: $(q bench "select string_agg(format('%s ms at +%s s', round(ms::numeric, 1), round(off::numeric, 2)), ', ' order by ms desc) from (select ms, off from (select extract(epoch from handled - sent) * 1000 ms, extract(epoch from sent - min(sent) over ()) off from lat) x order by ms desc limit 10) s")"
   fi
   q bench "insert into res_lat values ('$m', $rate, $sent, $got, $secs, $t1 - $t0, $(wal_diff "$l0" "$l1"), $late, $(cut -d' ' -f1 /proc/loadavg))"
   log "  $m $rate/s: sent $sent delivered $got ticks $((t1 - t0)) (sender max late ${late} ms)"
