@@ -17,13 +17,18 @@
  * the ticker reports enabled handlers:
  *
  *   (none) --start--> running --exit, "no pgque"--> probe again after
- *                                                   discovery_interval
+ *                                                   discovery_interval,
+ *                                                   doubling while absent
+ *                                                   (core/probe.hpp)
  *                             --clean exit--------> start again at once
  *                             --crash / no slot---> start again with backoff
  *   database dropped, renamed away or deselected: worker terminated, slot freed
  *
  * A worker leaves a database without PgQue at once, so such databases are
- * only touched by a short probe connection per discovery interval.
+ * only touched by a short probe connection: one discovery interval after
+ * the first, then less and less often while PgQue stays absent (at most
+ * every 5 minutes), sooner when asked (wake_launcher(), a reload, CREATE
+ * SCHEMA pgque there), but never more than once per discovery interval.
  *
  * The shared slots are shmem.cpp's: the launcher allocates, frees, renames
  * and reads them through its verbs (pqw_slot_alloc, pqw_slot_free,
@@ -45,13 +50,16 @@ extern "C" {
 
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
+#include "core/probe.hpp"
 
 /* Launcher-local view of each shared slot. */
 typedef struct LauncherSlot
 {
 	BackgroundWorkerHandle *handle;
 	pqw::Millis next_start;
+	pqw::Millis last_start;		/* when its worker was last registered */
 	int			failures;
+	int			absent;			/* probes in a row that found no PgQue */
 	bool		seen;			/* still a candidate in this pass */
 	/* dispatcher slot found at start: kept while its ticker comes back */
 	bool		inherited;
@@ -205,11 +213,14 @@ plan_restart(int i, pqw::Millis now)
 	else if (state == PQW_STATE_NO_PGQUE)
 	{
 		lslot[i].failures = 0;
-		lslot[i].next_start = now + pqw_discovery_interval_ms;
+		lslot[i].absent++;
+		lslot[i].next_start = now + pqw::absent_probe_delay(pqw_discovery_interval_ms,
+															 lslot[i].absent);
 	}
 	else if (state == PQW_STATE_STOPPED)
 	{
 		lslot[i].failures = 0;
+		lslot[i].absent = 0;
 		lslot[i].next_start = now;
 	}
 	else
@@ -270,6 +281,7 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 	args.generation = pqw_slot_new_generation(i);
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
+	lslot[i].last_start = now;
 	/* The handle outlives this pass's memory context. */
 	old_cxt = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, &lslot[i].handle);
@@ -300,6 +312,32 @@ start_worker(int i, Oid roleoid, pqw::Millis now)
 	warned_no_slot = false;
 }
 
+/*
+ * Databases found without PgQue whose probe was asked for (wake_launcher()
+ * or a reload: all; CREATE SCHEMA pgque committed there: that one) are
+ * probed again from the first backoff step, as soon as core/probe.hpp
+ * allows.
+ */
+static void
+take_probe_requests(bool all, pqw::Millis now)
+{
+	bool	   *requested = (bool *) palloc(sizeof(bool) * pqw_shared->nslots);
+
+	if (pqw_take_probe_requests(requested))
+		all = true;
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		if (!(all || requested[i]) || !pqw_slot_in_use(i) || lslot[i].handle != NULL ||
+			lslot[i].absent == 0 || lslot[i].next_start < 0 ||
+			pqw_slot_state(i) != PQW_STATE_NO_PGQUE)
+			continue;
+		lslot[i].absent = 0;
+		lslot[i].next_start = pqw::requested_probe_at(lslot[i].next_start, lslot[i].last_start,
+													  pqw_discovery_interval_ms, now);
+	}
+	pfree(requested);
+}
+
 static void
 launcher_pass(bool force_scan)
 {
@@ -325,6 +363,7 @@ launcher_pass(bool force_scan)
 	ncand = ncands;
 	roleoid = cand_roleoid;
 	role_ok = cand_role_ok;
+	take_probe_requests(force_scan, now);
 	if (!role_ok)
 	{
 		if (strcmp(warned_role, pqw_role) != 0)

@@ -129,6 +129,46 @@ pqw_wake_launcher(void)
 	LWLockRelease(pqw_shared->lock);
 }
 
+void
+pqw_request_probe(Oid dboid)
+{
+	Latch	   *latch;
+
+	if (pqw_shared == NULL)
+		return;
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	if (!OidIsValid(dboid))
+		pqw_shared->probe_all_requested = true;
+	else
+	{
+		int			t = pqw_find_slot(dboid, PQW_KIND_TICKER);
+
+		if (t >= 0)
+			pqw_shared->slots[t].probe_requested = true;
+	}
+	latch = pqw_shared->launcher_latch;
+	if (latch)
+		SetLatch(latch);
+	LWLockRelease(pqw_shared->lock);
+}
+
+bool
+pqw_take_probe_requests(bool *requested)
+{
+	bool		all;
+
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	all = pqw_shared->probe_all_requested;
+	pqw_shared->probe_all_requested = false;
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		requested[i] = pqw_shared->slots[i].probe_requested;
+		pqw_shared->slots[i].probe_requested = false;
+	}
+	LWLockRelease(pqw_shared->lock);
+	return all;
+}
+
 const char *
 pqw_state_name(PqwState state)
 {

@@ -139,6 +139,8 @@ typedef struct PqwSlot
 	TimestampTz last_error_at;
 	/* no (re)start before this: database-level DDL is running */
 	TimestampTz hold_until;
+	/* PgQue may have been installed here: probe again (pqw_request_probe) */
+	bool		probe_requested;
 
 	PqwTickerPart ticker;
 	PqwDispatcherPart dispatcher;
@@ -150,6 +152,7 @@ typedef struct PqwShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	bool		rescan_requested;	/* read pg_database now, not at the next interval */
+	bool		probe_all_requested;	/* probe every database without PgQue again */
 	uint64		last_generation;	/* last slot generation handed out */
 	int			nslots;
 	PqwSlot		slots[FLEXIBLE_ARRAY_MEMBER];
@@ -162,6 +165,13 @@ void		pqw_shmem_install_hooks(void);
 
 /* Wakes the launcher and asks it to read pg_database now. */
 void		pqw_wake_launcher(void);
+/* Asks the launcher to probe again, as soon as core/probe.hpp allows, the
+ * database `dboid` (InvalidOid: every database) where the ticker found no
+ * PgQue. Takes the lock; never raises. */
+void		pqw_request_probe(Oid dboid);
+/* The launcher: takes (and clears) the probe requests, one flag per slot
+ * into requested[nslots]; true if every database was asked for. */
+bool		pqw_take_probe_requests(bool *requested);
 
 /* Text for a state, as shown by pgque_worker.status(). */
 const char *pqw_state_name(PqwState state);

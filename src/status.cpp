@@ -81,11 +81,14 @@ pqw_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* Asks the launcher to look at databases and workers now. */
+/* Asks the launcher to look at databases and workers now, and to probe
+ * the databases found without PgQue again (not sooner than one
+ * discovery_interval after their last probe). */
 PQW_EXPORT Datum
 pqw_wake(PG_FUNCTION_ARGS)
 {
 	(void) fcinfo;
+	pqw_request_probe(InvalidOid);
 	pqw_wake_launcher();
 	PG_RETURN_VOID();
 }

@@ -80,6 +80,7 @@ typedef enum WakeTarget
 {
 	WAKE_TICKER = 0,			/* events enqueued, tick policy changed */
 	WAKE_DISPATCHER,			/* a tick made by someone else */
+	WAKE_LAUNCHER,				/* schema pgque created: probe this database */
 	NUM_WAKE_TARGETS
 } WakeTarget;
 
@@ -89,7 +90,7 @@ typedef enum WakeTarget
  * not a flag, so that the abort of that subtransaction forgets it and the
  * commit of a subtransaction hands it to the parent.
  */
-static int	wake_level[NUM_WAKE_TARGETS] = {0, 0};
+static int	wake_level[NUM_WAKE_TARGETS] = {0, 0, 0};
 
 /*
  * The queues whose event tables this transaction wrote (statements and
@@ -449,6 +450,13 @@ copy_target(const RangeVar *rv)
 void
 pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 {
+	/* PgQue being installed (its script starts with CREATE SCHEMA, also
+	 * IF NOT EXISTS): the launcher probes this database again at commit,
+	 * without waiting for the backed-off probe (core/probe.hpp) */
+	if (stmt != NULL && IsA(stmt, CreateSchemaStmt) &&
+		((CreateSchemaStmt *) stmt)->schemaname != NULL &&
+		strcmp(((CreateSchemaStmt *) stmt)->schemaname, "pgque") == 0)
+		note_wake_level(WAKE_LAUNCHER);
 	if (!pqw_wake_on_commit || ticker_fully_noted() || stmt == NULL)
 		return;
 	if (IsA(stmt, CopyStmt))
@@ -487,10 +495,12 @@ on_xact_event(XactEvent event, void *arg)
 				pqw_wake_dispatcher(MyDatabaseId, false, NULL);
 			if (handlers_changed)
 				pqw_handlers_changed(MyDatabaseId);
+			if (wake_level[WAKE_LAUNCHER] != 0)
+				pqw_request_probe(MyDatabaseId);
 			restart_noted_workers();
 			nrestart = 0;
 			handlers_changed = false;
-			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
+			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = wake_level[WAKE_LAUNCHER] = 0;
 			woken_queues.clear();
 			wake_all = false;
 			break;
@@ -502,7 +512,7 @@ on_xact_event(XactEvent event, void *arg)
 			 * next transaction */
 			nrestart = 0;
 			handlers_changed = false;
-			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = 0;
+			wake_level[WAKE_TICKER] = wake_level[WAKE_DISPATCHER] = wake_level[WAKE_LAUNCHER] = 0;
 			woken_queues.clear();
 			wake_all = false;
 			break;
@@ -522,7 +532,8 @@ on_subxact_event(SubXactEvent event, SubTransactionId mySubid,
 	(void) mySubid;
 	(void) parentSubid;
 	(void) arg;
-	if (wake_level[WAKE_TICKER] == 0 && wake_level[WAKE_DISPATCHER] == 0)
+	if (wake_level[WAKE_TICKER] == 0 && wake_level[WAKE_DISPATCHER] == 0 &&
+		wake_level[WAKE_LAUNCHER] == 0)
 		return;
 	/* still the level of the subtransaction that ends */
 	level = GetCurrentTransactionNestLevel();

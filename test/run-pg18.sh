@@ -24,7 +24,7 @@ if [ "${PG18_TAP:-}" = all ]; then
   tests="test/t/*.pl"
 else
   tests=$(cd "$here" && for f in test/t/001_*.pl test/t/005_*.pl test/t/008_*.pl test/t/010_*.pl \
-            test/t/*wake*.pl test/t/*launcher*.pl test/t/013_*.pl test/t/014_*.pl test/t/015_*.pl test/t/016_*.pl test/t/018_*.pl; do [ ! -f "$f" ] || echo "$f"; done | sort -u | tr '\n' ' ')
+            test/t/*wake*.pl test/t/*launcher*.pl test/t/013_*.pl test/t/014_*.pl test/t/015_*.pl test/t/016_*.pl test/t/018_*.pl test/t/019_*.pl; do [ ! -f "$f" ] || echo "$f"; done | sort -u | tr '\n' ' ')
 fi
 
 work=$(mktemp -d /tmp/pgque_worker-pg$major.XXXXXX)
