@@ -216,7 +216,7 @@ leave_no_pgque(void)
 
 	ereport(was_absent ? DEBUG1 : LOG,
 			(errmsg("pgque_worker: database \"%s\" has no PgQue, ticker leaves it", my_dbname),
-			 errhint("The launcher looks again after pgque_worker.discovery_interval, less often while PgQue stays absent, and at once when schema pgque is created here.")));
+			 errhint("The launcher looks again after pgque_worker.discovery_interval, less often while PgQue stays absent, and sooner when schema pgque is created here.")));
 	pqw_slot_set_state(my_slot, PQW_STATE_NO_PGQUE);
 	proc_exit(0);
 }
