@@ -178,6 +178,24 @@ select format('| %s | %s | %s | %s | %s | %s | %sx | %sx | %sx |', stream, chunk
  order by stream, chunk::int;
 SQL
 echo
+echo "The dispatcher process over each run (\`/proc/<pid>/stat\` before enabling the handler and"
+echo "at the last insert; it usually starts with the run): its CPU, user and system, handler"
+echo "included, in µs a message, and its minor page faults a batch (stream B: the one batch), medians."
+echo
+echo "| handler | stream | chunk_messages | dispatcher CPU µs a message | minor page faults a batch |"
+echo "|---|---|---:|---:|---:|"
+psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
+with d as (select method, percentile_cont(0.5) within group (order by 1e6 * disp_cpu_s / nullif(messages, 0)) cpu,
+                  percentile_cont(0.5) within group (order by disp_minflt::float8 / nullif(batches, 0)) pf
+             from res_hsec where disp_cpu_s is not null group by method)
+select format('| %s | %s | %s | %s | %s |',
+       case when method like 'msg%' then 'message' when method like 'bat%' then 'batch' else 'noting (the dispatcher alone)' end,
+       case when rtrim(method, 'w') in ('msg1', 'bat1', 'nop1') then 'B' else 'A' end,
+       case when method like '%w' then :'wide' else '1000' end, round(cpu::numeric, 2), round(pf::numeric))
+  from d
+ order by rtrim(method, 'w') like '%1', array_position(array['msg','bat','nop'], rtrim(rtrim(method, 'w'), '1')), method like '%w';
+SQL
+echo
 echo "Where a batch's time goes (a second run of the handlers with"
 echo "\`log_min_messages = debug1\`, where the dispatcher logs each chunk's steps, a line per"
 echo "batch in it; ms per batch: the sum over the batch's chunks). next_batch: \`pgque.next_batch()\`"

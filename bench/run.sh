@@ -136,7 +136,7 @@ $psql_base -d bench -f "$bench/sql/setup.sql" >/dev/null
 q bench "create table res_lat (mode text, rate int, sent int, delivered int, seconds float8, ticks bigint, wal bigint, max_late_ms float8, load1 float8)"
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
 q bench "create table res_thr (method text, round int, messages int, seconds float8, steady_seconds float8)"
-q bench "create table res_hsec (method text, round int, handler_seconds float8, batches bigint, messages bigint)"
+q bench "create table res_hsec (method text, round int, handler_seconds float8, batches bigint, messages bigint, disp_cpu_s float8, disp_minflt bigint)"
 q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8, part int, parts int)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
@@ -337,13 +337,29 @@ thr_worker() { # queue consumer [method round]: no method, no record
   local rows="select 1 n, at from sink"
   [[ $2 != nop* ]] || rows="select n, at from marks"
   q bench "truncate sink, marks"
+  local ds0; ds0=$(disp_stat)
   # the clock starts with the enabling statement (not before a psql start)
   local t0; t0=$(q bench "update pgque_worker.handler set enabled = true where queue_name = '$1' and consumer_name = '$2' returning clock_timestamp()")
   wait_for 600 bench "select coalesce(sum(n), 0) from ($rows) s" "$DISPATCH_MESSAGES" || true
+  # the dispatcher's CPU and minor page faults over the run (it usually
+  # starts with the run: with no handler enabled it leaves)
+  local ds; ds=$(disp_delta "$ds0" "$(disp_stat)")
   q bench "update pgque_worker.handler set enabled = false where queue_name = '$1' and consumer_name = '$2'"
   [ -n "${3:-}" ] || return 0
   q bench "insert into res_thr select '$3', $4, sum(n), extract(epoch from max(at) - '$t0'), extract(epoch from max(at) - min(at)) from ($rows) s"
-  q bench "insert into res_hsec select '$3', $4, handler_seconds, batches, messages_ok from pgque_worker.handler_stats where queue_name = '$1' and consumer_name = '$2'"
+  q bench "insert into res_hsec select '$3', $4, handler_seconds, batches, messages_ok, ${ds% *}, ${ds#* } from pgque_worker.handler_stats where queue_name = '$1' and consumer_name = '$2'"
+}
+disp_stat() { # "pid cpu_seconds minflt" of database bench's dispatcher since its start, or "0 0 0"
+  local pid; pid=$(q bench "select pid from pg_stat_activity where backend_type = 'pgque_worker dispatcher' and datname = 'bench' limit 1")
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || { echo "0 0 0"; return; }
+  # fields after the command name: 10 minflt, 14 utime, 15 stime (clock ticks)
+  awk -v hz="$(getconf CLK_TCK)" -v pid="$pid" '{ sub(/^.*\) /, ""); print pid, ($12 + $13) / hz, $8 }' "/proc/$pid/stat"
+}
+disp_delta() { # "cpu_seconds minflt" between two disp_stat results (the second from a new process: all of it)
+  local a=($1) b=($2)
+  [ "${b[0]}" != 0 ] || { echo "null null"; return; }
+  [ "${a[0]}" = "${b[0]}" ] || a=(0 0 0)
+  echo "$(awk -v x="${b[1]}" -v y="${a[1]}" 'BEGIN { print x - y }') $(( b[2] - a[2] ))"
 }
 thr_floor() { # queue consumer commit_every method round: PgQue alone, timed inside one session
   $psql_base -d bench -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
