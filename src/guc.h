@@ -19,6 +19,7 @@ extern int	pqw_statement_timeout_ms;
 extern int	pqw_lock_timeout_ms;
 extern int	pqw_log_quiet_interval_ms;
 extern int	pqw_chunk_messages;
+extern int	pqw_work_mem_kb;
 extern bool pqw_wake_on_commit;
 extern bool pqw_takeover;
 extern bool pqw_database_paused;

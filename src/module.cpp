@@ -31,6 +31,7 @@ int			pqw_statement_timeout_ms = 25000;
 int			pqw_lock_timeout_ms = 1000;
 int			pqw_log_quiet_interval_ms = 60000;
 int			pqw_chunk_messages = 1000;
+int			pqw_work_mem_kb = 16384;
 bool		pqw_wake_on_commit = true;
 bool		pqw_takeover = false;
 bool		pqw_database_paused = false;
@@ -95,6 +96,18 @@ check_role(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/* -1 (the server's work_mem) or what work_mem itself accepts. */
+static bool
+pqw_check_work_mem(int *newval, void **extra, GucSource source)
+{
+	(void) extra;
+	(void) source;
+	if (*newval == -1 || *newval >= 64)
+		return true;
+	GUC_check_errdetail("pgque_worker.work_mem is -1 (the server's work_mem) or at least 64 kB.");
+	return false;
 }
 
 bool
@@ -203,6 +216,11 @@ define_settings(void)
 							"A batch larger than this commits chunk by chunk, recording its progress.",
 							&pqw_chunk_messages, 1000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.work_mem",
+							"work_mem of pgque_worker's workers (-1: the server's work_mem).",
+							"A dispatcher sorts each batch's events in ev_id order and, when the batch takes more than one chunk transaction, holds the rest across the commit: within this much memory, neither goes to a temporary file. Handlers run with it too.",
+							&pqw_work_mem_kb, 16384, -1, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB, pqw_check_work_mem, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.handler_timeout",
 							"Timeout of one attempt at handling a chunk (10 ms .. 1 h).",
 							NULL, &pqw_handler_timeout_ms, 30000, 10, 3600000,

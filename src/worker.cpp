@@ -33,6 +33,27 @@ keep_freed_memory(void)
 #endif
 }
 
+/*
+ * work_mem from pgque_worker.work_mem, at session level (above a database's
+ * or role's default; a handler's own SET is undone when it returns), or
+ * the server's at -1. Outside a transaction: not undone by an abort.
+ */
+static void
+apply_work_mem(void)
+{
+	char		kb[32];
+
+	if (pqw_work_mem_kb < 0)
+	{
+		(void) set_config_option("work_mem", NULL, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SET, true, WARNING, false);
+		return;
+	}
+	snprintf(kb, sizeof(kb), "%dkB", pqw_work_mem_kb);
+	(void) set_config_option("work_mem", kb, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, WARNING, false);
+}
+
 void
 pqw_worker_start(PqwWorker *w, Datum main_arg, PqwKind kind, PqwState state)
 {
@@ -45,6 +66,7 @@ pqw_worker_start(PqwWorker *w, Datum main_arg, PqwKind kind, PqwState state)
 	w->loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker loop pass",
 										ALLOCSET_DEFAULT_SIZES);
 	keep_freed_memory();
+	apply_work_mem();
 }
 
 TimestampTz pqw_worker_woke_at = 0;
@@ -80,6 +102,7 @@ pqw_worker_pass(PqwWorker *w, bool *reloaded)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		apply_work_mem();
 		*reloaded = true;
 		if (strcmp(w->start_role, pqw_role ? pqw_role : "") != 0)
 		{
