@@ -218,7 +218,7 @@ if (@rss >= 4)
 	# at the first chunk's commit the sort and the stored rest of the batch
 	# hold up to pgque_worker.work_mem (16 MB) each; the batch is far
 	# larger
-	cmp_ok($max - $early, '<', (2 * 16 + 16) * 1024,
+	cmp_ok($max - $rss[0], '<', (2 * 16 + 16) * 1024,
 		'dispatcher private memory stays flat while the batch is handled (growth < 2 x pgque_worker.work_mem + 16 MB)');
 }
 else
