@@ -294,11 +294,11 @@ $base = extra_chunks('cb');
 			$two = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'qb' and consumer_name = 'cb'})
 			  - $chunks0 == 2;
 		}
-		ok($two, '  in two chunks');
-		return $tpos;
+		return ($tpos, $two);
 	};
 
-	my $tpos = $two_chunk_batch->('a batch of 2,000 at chunk_messages 1,000, pgque_worker.work_mem 64kB');
+	my ($tpos, $two) = $two_chunk_batch->('a batch of 2,000 at chunk_messages 1,000, pgque_worker.work_mem 64kB');
+	ok($two, '  in two chunks');
 	# the cursor's files: logged under the dispatcher's own statement, not
 	# in the context of the handler's (whose unnest() spills too)
 	my $cursor_file = qr/\[$dpid\] LOG:  temporary file: path "[^"]*", size (\d+)\n[^\n]*\[$dpid\] STATEMENT:  pgque_worker: dispatching queue qb to cb\n/;
@@ -319,11 +319,12 @@ $base = extra_chunks('cb');
 	my @files;
 	for my $try (1 .. 3)
 	{
-		$tpos = $two_chunk_batch->('the same at the server\'s work_mem 64kB, pgque_worker.work_mem at its default');
+		($tpos, $two) = $two_chunk_batch->('the same at the server\'s work_mem 64kB, pgque_worker.work_mem at its default');
 		@files = log_since($node, $tpos) =~ /\[$dpid\] LOG:  temporary file: path "[^"]*", size (\d+)/g;
 		last if !@files;
 		note "batch $try: temporary files of sizes @files";
 	}
+	ok($two, '  in two chunks');
 	is(scalar(@files), 0, '  the dispatcher wrote no temporary file') or diag("sizes: @files");
 	$node->safe_psql('postgres', q{alter system reset work_mem});
 	$node->safe_psql('postgres', q{alter system reset log_temp_files});
