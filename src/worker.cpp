@@ -16,7 +16,7 @@
  * is free (about 256 KB at first) and serves large requests with their own
  * mmap, so every chunk transaction (its executor, its tuples, a batch
  * handler's array) faulted fresh pages in again: about 200 page faults a
- * chunk of 1,000 events, and a third of the dispatcher's CPU on a drain.
+ * chunk of 1,000 events, and twice the system CPU on a drain.
  * Freed memory is kept instead, up to PQW_KEEP_FREED bytes at the top of
  * the heap, and requests up to half that come from the heap. What a
  * worker holds stays bounded by its largest transaction.

@@ -2,9 +2,11 @@
  * worker.h: the skeleton every database worker (ticker, dispatcher) shares.
  *
  * Start: connect as the launcher said, pin the session (spi_txn.h), attach
- * to the slot. Each loop pass: reset the pass's memory, take interrupts,
- * reload on SIGHUP (and leave when pgque_worker.role changed: the launcher
- * starts the worker again as the new role), and wait instead of working
+ * to the slot, keep freed memory for the next transaction, set work_mem
+ * from pgque_worker.work_mem. Each loop pass: reset the pass's memory,
+ * take interrupts, reload on SIGHUP (work_mem again; and leave when
+ * pgque_worker.role changed: the launcher starts the worker again as the
+ * new role), and wait instead of working
  * while pgque_worker.enabled is off, the database is paused
  * (pgque_worker.pause()) or the server is a standby.
  */
