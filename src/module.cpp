@@ -98,9 +98,10 @@ check_role(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* -1 (the server's work_mem) or what work_mem itself accepts. */
+/* -1 (the server's work_mem) or what work_mem itself accepts. The
+ * non-const newval is GucIntCheckHook's signature. */
 static bool
-pqw_check_work_mem(int *newval, void **extra, GucSource source)
+pqw_check_work_mem(int *newval, void **extra, GucSource source)	/* NOLINT(readability-non-const-parameter) */
 {
 	(void) extra;
 	(void) source;
