@@ -199,26 +199,29 @@ echo
 echo "Where a batch's time goes (a second run of the handlers with"
 echo "\`log_min_messages = debug1\`, where the dispatcher logs each chunk's steps, a line per"
 echo "batch in it; ms per batch: the sum over the batch's chunks). next_batch: \`pgque.next_batch()\`"
-echo "(on a later chunk, the check that the batch is still open); cursor: the recorded progress and"
-echo "opening the batch cursor (PgQue's \`batch_event_sql()\` and planning it); fetch: reading"
-echo "the chunk's events and looking one ahead; finish: nacks, \`pgque.ack()\`, stats and"
-echo "progress; commit: the chunk's COMMIT (WAL flush included), counted once per chunk transaction."
+echo "(on a later chunk, reading the subscription row to check that the batch is still open);"
+echo "progress: reading the batch's recorded progress (only when the process does not know it);"
+echo "cursor: opening the batch cursor (PgQue's \`batch_event_sql()\` and planning it); fetch:"
+echo "reading the chunk's events and looking one ahead; ack: nacks and \`pgque.ack()\`; stats: the"
+echo "chunk's stats and progress row; commit: the chunk's COMMIT (WAL flush included). Stats and"
+echo "commit are counted once per chunk transaction."
 echo
-echo "| handler | stream | chunk_messages | batches | chunk transactions | next_batch | cursor | fetch | handler | finish | commit | total | all but the handler |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| handler | stream | chunk_messages | batches | chunk transactions | next_batch | progress | cursor | fetch | handler | ack | stats | commit | total | all but the handler |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
 with s as (select replace(consumer, '_s', '') c, count(*) filter (where part = parts) chunks, sum(batch_end) batches,
-                  sum(next_batch_ms) nb, sum(cursor_ms) cu, sum(fetch_ms) fe, sum(handler_ms) ha,
-                  sum(finish_ms) fi, sum(commit_ms) co
+                  sum(next_batch_ms) nb, sum(progress_ms) pr, sum(cursor_ms) cu, sum(fetch_ms) fe, sum(handler_ms) ha,
+                  sum(ack_ms) ac, sum(stats_ms) st, sum(commit_ms) co
              from res_steps where events > 0 group by 1)
-select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+select format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
        case when c like 'msg%' then 'message' else 'batch' end,
        case when rtrim(c, 'w') in ('msg1', 'bat1') then 'B' else 'A' end,
        case when c like '%w' then :'wide' else '1000' end, batches, chunks,
-       round((nb / batches)::numeric, 2), round((cu / batches)::numeric, 2), round((fe / batches)::numeric, 2),
-       round((ha / batches)::numeric, 2), round((fi / batches)::numeric, 2), round((co / batches)::numeric, 2),
-       round(((nb + cu + fe + ha + fi + co) / batches)::numeric, 2),
-       round(((nb + cu + fe + fi + co) / batches)::numeric, 2))
+       round((nb / batches)::numeric, 2), round((pr / batches)::numeric, 2), round((cu / batches)::numeric, 2),
+       round((fe / batches)::numeric, 2), round((ha / batches)::numeric, 2), round((ac / batches)::numeric, 2),
+       round((st / batches)::numeric, 2), round((co / batches)::numeric, 2),
+       round(((nb + pr + cu + fe + ha + ac + st + co) / batches)::numeric, 2),
+       round(((nb + pr + cu + fe + ac + st + co) / batches)::numeric, 2))
   from s where batches > 0
  order by array_position(array['msg','bat','msg1','bat1'], rtrim(c, 'w')), c like '%w';
 SQL

@@ -62,7 +62,8 @@ PGQUE_SQL=${PGQUE_SQL:-$here/test/fixtures/pgque_fixture.sql}
 [ -f /usr/lib/postgresql/15/lib/pgque_worker.so ] || { echo "pgque_worker is not installed (make install)"; exit 1; }
 [ -f "$PGQUE_SQL" ] || { echo "PGQUE_SQL=$PGQUE_SQL not found"; exit 1; }
 
-# log, as_pg, q, conninfo, psql_base, bg_pids, cleanup: shared with scale.sh
+# log, as_pg, q, cluster_start, install_pgque, lsn, wal_diff, wait_for,
+# cpu_workers: shared with scale.sh
 # shellcheck source=bench/lib.sh
 . "$bench/lib.sh"
 
@@ -81,34 +82,14 @@ fi
 # ---------------------------------------------------------------- cluster
 client=$dir/pgq_client
 raw=$out/raw.log
-trap cleanup EXIT
-
-if [ -f "$dir/data/postmaster.pid" ]; then
-  as_pg "$bin/pg_ctl -D $dir/data -m fast stop >/dev/null" || true
-fi
-rm -rf "$dir"
-mkdir -p "$dir" "$out"
-chown postgres "$dir"
+mkdir -p "$out"
 : > "$raw"
-cp "$PGQUE_SQL" "$dir/pgque.sql"
-chown postgres "$dir/pgque.sql"
-cc -O2 -Wall -o "$client" "$bench/pgq_client.c" -I"$($bin/pg_config --includedir)" -lpq -lpthread
-
-as_pg "$bin/initdb -D $dir/data -A trust >/dev/null"
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'pgque_worker'
-max_worker_processes = 24
-shared_buffers = 256MB
-log_min_messages = warning
+cluster_start "max_worker_processes = 24
 include_if_exists = 'bench.conf'
-${BENCH_EXTRA_CONF:-}
-CONF
+${BENCH_EXTRA_CONF:-}"
 touch "$dir/data/bench.conf"
 chown postgres "$dir/data/bench.conf"
-as_pg "$bin/pg_ctl -D $dir/data -l $dir/server.log -w start >/dev/null"
+cc -O2 -Wall -o "$client" "$bench/pgq_client.c" -I"$($bin/pg_config --includedir)" -lpq -lpthread
 
 # Settings of the run: bench.conf, rewritten and reloaded. Names that the
 # installed build does not know are ignored by the server (a log line).
@@ -122,12 +103,6 @@ apply_conf() {
 }
 has_setting() { [ "$(q postgres "select count(*) from pg_settings where name = '$1'")" = 1 ]; }
 
-install_pgque() {
-  local db=$1
-  q postgres "create database $db"
-  as_pg "PGOPTIONS='-c client_min_messages=warning' $psql_base -d $db -1 -f $dir/pgque.sql" >/dev/null
-}
-
 SO_SHA=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)
 log "setting up (PgQue: $PGQUE_SQL; pgque_worker.so $SO_SHA)"
 install_pgque bench
@@ -137,7 +112,7 @@ q bench "create table res_lat (mode text, rate int, sent int, delivered int, sec
 q bench "create table res_idle (mode text, seconds float8, ticks bigint, wal bigint)"
 q bench "create table res_thr (method text, round int, messages int, seconds float8, steady_seconds float8)"
 q bench "create table res_hsec (method text, round int, handler_seconds float8, batches bigint, messages bigint, disp_cpu_s float8, disp_minflt bigint)"
-q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, finish_ms float8, commit_ms float8, part int, parts int)"
+q bench "create table res_steps (consumer text, events int, batch_end int, next_batch_ms float8, progress_ms float8, cursor_ms float8, fetch_ms float8, handler_ms float8, ack_ms float8, stats_ms float8, commit_ms float8, part int, parts int)"
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
 q bench "create table res_pgbench_load (round int, woc text, load1 float8)"
@@ -148,18 +123,6 @@ log "wake_on_commit in the installed build: $HAS_WOC; min_tick_interval: $HAS_MT
 
 # ticks materialized so far on queue $2 of db $1, and the WAL position
 ticks() { q "$1" "select coalesce(sum(last_tick_id), 0) from pgque.get_queue_info() where queue_name = '$2'"; }
-lsn() { q postgres "select pg_current_wal_lsn()"; }
-wal_diff() { q postgres "select pg_wal_lsn_diff('$2', '$1')::bigint"; }
-
-wait_for() { # wait_for SECONDS SQL-DB SQL EXPECTED
-  local deadline=$((SECONDS + $1)) v
-  while :; do
-    v=$(q "$2" "$3")
-    [ "$v" = "$4" ] && return 0
-    [ $SECONDS -ge $deadline ] && { log "timeout waiting for $3 = $4 (got $v)"; return 1; }
-    sleep 0.05
-  done
-}
 
 cron_pid=
 start_cron_ticker() { # db: a session calling CALL pgque.ticker_loop() back to back
@@ -411,8 +374,8 @@ tail -c +$((logpos + 1)) "$dir/server.log" | awk '
   /pgque_worker chunk: / {
     delete f; for (i = 1; i < NF; i++) f[$i] = $(i + 1)
     c = f["consumer"]; gsub(/"/, "", c)
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f["events"], f["batch_end"], f["next_batch_ms"],
-           f["cursor_ms"], f["fetch_ms"], f["handler_ms"], f["finish_ms"], f["commit_ms"],
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f["events"], f["batch_end"], f["next_batch_ms"],
+           f["progress_ms"], f["cursor_ms"], f["fetch_ms"], f["handler_ms"], f["ack_ms"], f["stats_ms"], f["commit_ms"],
            f["part"] == "" ? 1 : f["part"], f["of"] == "" ? 1 : f["of"] }' |
   $psql_base -d bench -c "copy res_steps from stdin"
 log "  chunk steps logged"

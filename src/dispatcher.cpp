@@ -134,11 +134,13 @@ typedef struct ChunkPart
 	bool		touched_hung;	/* held events of the call a predecessor hung in */
 	/* when each step ended (log_chunk_steps) */
 	TimestampTz t_start;
-	TimestampTz t_batch;		/* next_batch */
-	TimestampTz t_cursor;		/* progress read, cursor opened */
+	TimestampTz t_batch;		/* next_batch (a later chunk: the open check) */
+	TimestampTz t_progress;		/* the recorded progress read, if it was */
+	TimestampTz t_cursor;		/* cursor opened */
 	TimestampTz t_fetch;		/* events fetched, one read ahead */
 	TimestampTz t_handler;
-	TimestampTz t_finish;		/* nacks and ack (on the last part: stats and progress) */
+	TimestampTz t_finish;		/* nacks and ack */
+	TimestampTz t_stats;		/* on the last part: stats and progress written */
 } ChunkPart;
 
 /* Batches one chunk transaction takes at most; and it takes no further one
@@ -857,6 +859,7 @@ open_batch(Handler *h, ChunkPart *res)
 	}
 
 	after = recorded_progress(h, batch_id, args);
+	res->t_progress = GetCurrentTimestamp();
 
 	args[0] = Int64GetDatum(batch_id);
 	args[1] = Int64GetDatum(after);
@@ -951,6 +954,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	{
 		check_batch_still_ours(h);
 		part->t_batch = GetCurrentTimestamp();
+		part->t_progress = part->t_batch;
 	}
 	part->t_cursor = GetCurrentTimestamp();
 
@@ -1187,7 +1191,7 @@ chunk_fn(void *arg)
 		elog(ERROR, "could not record handler progress");
 	pqw_end_as(&as);
 	disarm();
-	last->t_finish = GetCurrentTimestamp();
+	last->t_stats = GetCurrentTimestamp();
 
 	/* What the subtransaction cache of this backend holds at commit. */
 	res->max_subxids = MyProc->subxidStatus.count;
@@ -1308,8 +1312,8 @@ ms_between(TimestampTz from, TimestampTz to)
 }
 
 /* Where a committed chunk's time went, a line per batch part, at DEBUG1
- * (bench/run.sh sums it per batch). The chunk's commit counts on its last
- * part. */
+ * (bench/run.sh sums it per batch). The chunk's stats row and its commit
+ * count on its last part. */
 static void
 log_chunk_steps(const Handler *h, const ChunkResult *res)
 {
@@ -1325,16 +1329,18 @@ log_chunk_steps(const Handler *h, const ChunkResult *res)
 
 		ereport(DEBUG1,
 				(errmsg_internal("pgque_worker chunk: queue \"%s\" consumer \"%s\" events %d batch_end %d"
-								 " next_batch_ms %.3f cursor_ms %.3f fetch_ms %.3f handler_ms %.3f"
-								 " finish_ms %.3f commit_ms %.3f woke_ms %.3f start " INT64_FORMAT
-								 " part %d of %d",
+								 " next_batch_ms %.3f progress_ms %.3f cursor_ms %.3f fetch_ms %.3f"
+								 " handler_ms %.3f ack_ms %.3f stats_ms %.3f commit_ms %.3f woke_ms %.3f"
+								 " start " INT64_FORMAT " part %d of %d",
 								 h->queue, h->consumer, (int) p->n, p->finished ? 1 : 0,
 								 ms_between(p->t_start, p->t_batch),
-								 ms_between(p->t_batch, p->t_cursor),
+								 ms_between(p->t_batch, p->t_progress),
+								 ms_between(p->t_progress, p->t_cursor),
 								 ms_between(p->t_cursor, p->t_fetch),
 								 ms_between(p->t_fetch, p->t_handler),
 								 ms_between(p->t_handler, p->t_finish),
-								 last ? ms_between(p->t_finish, done) : 0.0,
+								 last ? ms_between(p->t_finish, p->t_stats) : 0.0,
+								 last ? ms_between(p->t_stats, done) : 0.0,
 								 i == 0 && pqw_worker_woke_at > 0 && pqw_worker_woke_at <= p->t_start ?
 								 ms_between(pqw_worker_woke_at, p->t_start) : -1.0,
 								 (int64) p->t_start, i + 1, res->nparts)));

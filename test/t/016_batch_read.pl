@@ -163,7 +163,7 @@ my $lpos = log_position($node);
 send_batch('d10', 10);
 all_once_in_order('d10', 10, 'with the step logs on');
 ok(wait_for_log($node,
-		qr/pgque_worker chunk: queue "qb" consumer "cb" events 10 batch_end 1 next_batch_ms [0-9.]+ cursor_ms [0-9.]+ fetch_ms [0-9.]+ handler_ms [0-9.]+ finish_ms [0-9.]+ commit_ms [0-9.]+ woke_ms -?[0-9.]+ start [0-9]+ part 1 of 1/,
+		qr/pgque_worker chunk: queue "qb" consumer "cb" events 10 batch_end 1 next_batch_ms [0-9.]+ progress_ms [0-9.]+ cursor_ms [0-9.]+ fetch_ms [0-9.]+ handler_ms [0-9.]+ ack_ms [0-9.]+ stats_ms [0-9.]+ commit_ms [0-9.]+ woke_ms -?[0-9.]+ start [0-9]+ part 1 of 1/,
 		$lpos), '  the chunk logs its steps');
 ok(wait_for_log($node,
 		qr/pgque_worker tick: targeted [01] ticks [0-9]+ woke_ms -?[0-9.]+ tick_ms [0-9.]+ policy_ms [0-9.]+ at [0-9]+/,
