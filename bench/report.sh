@@ -244,6 +244,22 @@ select format('| median | %s | %s | %s |', round(a::numeric), round(b::numeric),
                percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench) x;
 SQL
 echo
+echo "The same TPC-B-like transactions counted in instructions (\`bench/hook_cost.sh\`: 400"
+echo "transactions after 50 warm-up ones, run by a single-user backend under callgrind from the"
+echo "same copy of a data directory, pgbench scale 1). Counts repeat to within a few thousand"
+echo "instructions whatever else the machine does; TPS above moves by several percent."
+echo
+echo "| pgque_worker | instructions a transaction | against not loaded |"
+echo "|---|---:|---:|"
+psql <<'SQL'
+select format('| %s | %s | %s |',
+              case setting when 'none' then 'not loaded' when 'off' then 'loaded, wake_on_commit off'
+                           else 'loaded, wake_on_commit on' end,
+              ir_per_tx, case when setting = 'none' then '' else
+                format('%s%%', round((100.0 * ir_per_tx / (select ir_per_tx from res_hook_ir where setting = 'none') - 100)::numeric, 2)) end)
+  from res_hook_ir order by array_position(array['none', 'off', 'on'], setting);
+SQL
+echo
 echo "## Targets"
 echo
 echo "| target | reached | met |"
@@ -259,7 +275,9 @@ with w as (select * from lat_stats where mode = 'woc'),
                    string_agg(round((a.rate / nullif(b.rate, 0))::numeric, 2)::text || 'x', ' / ' order by a.round) list
               from r a join r b using (round) group by 1, 2),
      pg as (select percentile_cont(0.5) within group (order by tps) filter (where woc = 'off') a,
-                   percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench)
+                   percentile_cont(0.5) within group (order by tps) filter (where woc = 'on') b from res_pgbench),
+     ir as (select max(ir_per_tx) filter (where setting = 'none') a,
+                   max(ir_per_tx) filter (where setting = 'on') b from res_hook_ir)
 select format('| wake on commit p50 <= 2 ms at both rates | %s | %s |',
               coalesce((select string_agg(format('%s/s: %s ms', rate, round(p50::numeric, 3)), ', ' order by rate) from w), 'not measured'),
               case when not exists (select from w) then 'n/a' when (select bool_and(p50 <= 2) from w) then 'yes' else 'NO' end)
@@ -310,7 +328,12 @@ select format('| pgbench TPS hook on >= 99%% of off | %s%% | %s |',
               round((100 * b / nullif(a, 0))::numeric, 1),
               case when :'has_woc' = '0' then 'n/a (setting absent)'
                    when b >= 0.99 * a then 'yes' else 'NO' end)
-  from pg;
+  from pg
+union all
+select format('| commit hook: a transaction''s instructions with wake_on_commit on <= 101%% of not loaded | %s | %s |',
+              coalesce(round((100.0 * b / nullif(a, 0))::numeric, 2) || '%', 'not measured'),
+              case when a is null or b is null then 'n/a' when b <= 1.01 * a then 'yes' else 'NO' end)
+  from ir;
 SQL
 } > "$md.tmp"
 mv "$md.tmp" "$md"

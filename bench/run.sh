@@ -72,6 +72,7 @@ need=()
 command -v gnuplot >/dev/null || need+=(gnuplot-nox)
 [ -f "$($bin/pg_config --includedir)/libpq-fe.h" ] || need+=(libpq-dev)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v valgrind >/dev/null || need+=(valgrind)
 [ -x "$bin/pgbench" ] || need+=(postgresql-contrib-15)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
@@ -116,6 +117,7 @@ q bench "create table res_steps (consumer text, events int, batch_end int, next_
 q bench "create table res_pgbench (round int, woc text, tps float8)"
 q bench "create table res_cpu (what text, dbs int, seconds float8, cpu_seconds float8, pct float8, detail text)"
 q bench "create table res_pgbench_load (round int, woc text, load1 float8)"
+q bench "create table res_hook_ir (setting text, ir_per_tx bigint)"
 q bench "select pgque_worker.wake_launcher()" >/dev/null
 HAS_WOC=0; has_setting pgque_worker.wake_on_commit && HAS_WOC=1
 HAS_MTI=0; has_setting pgque_worker.min_tick_interval && HAS_MTI=1
@@ -396,6 +398,10 @@ for r in $(seq 1 "$PGBENCH_ROUNDS"); do
     log "  round $r wake_on_commit=$w: $tps tps"
   done
 done
+# the same transactions counted in instructions, which the machine does not move
+log "commit hook in instructions (bench/hook_cost.sh: callgrind, single-user backend)"
+PGQUE_SQL=$PGQUE_SQL BENCH_HOOK_PORT=$((port + 1)) "$bench/hook_cost.sh" 2>>"$raw" |
+  while read -r s n; do q bench "insert into res_hook_ir values ('$s', $n)"; log "  $s: $n instructions a transaction"; done
 
 # ============================================================ 4. idle CPU
 log "idle CPU: ${IDLE_SECONDS}s per measurement"
