@@ -239,7 +239,7 @@ static const char *const next_batch_sql =
 	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)";
 /* The consumer's open batch, without opening one (no row: the consumer
  * or the queue is gone). */
-static const char *const open_batch_sql =
+static const char *const still_open_sql =
 	"select s.sub_batch from pgque.subscription s, pgque.queue q, pgque.consumer c"
 	" where q.queue_name operator(pg_catalog.=) $1 and c.co_name operator(pg_catalog.=) $2"
 	" and s.sub_queue operator(pg_catalog.=) q.queue_id"
@@ -676,8 +676,9 @@ cursor_as_left(Handler *h)
  * Someone may have finished it (pgque.ack) or removed the consumer or the
  * queue since the last chunk; then this chunk's effects must not commit.
  * Read from the subscription row, as batch_event_sql() and finish_batch()
- * find a batch: next_batch() would answer the same for 5 to 10 times the
- * cost (a chain of PL/pgSQL calls), once per chunk.
+ * find a batch. next_batch() answers the same through a chain of PL/pgSQL
+ * calls, and opens the next batch if there is none: on the smoke cluster
+ * the check took 0.33-0.38 ms a chunk that way, 0.06-0.13 ms this way.
  */
 static void
 check_batch_still_ours(Handler *h)
@@ -689,7 +690,7 @@ check_batch_still_ours(Handler *h)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	arm();
-	pqw_exec_into(open_batch_sql, 2, types, args, &r);
+	pqw_exec_into(still_open_sql, 2, types, args, &r);
 	disarm();
 	if (r.isnull[0] || r.value[0] != h->batch_id)
 		ereport(ERROR,

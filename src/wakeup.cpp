@@ -37,7 +37,8 @@
  *    made, so an idle dispatcher needs no periodic poll.
  * Statements
  *    without result relations pay a comparison; the others one syscache
- *    look-up per result relation (the last answer is kept). Not seen: rows
+ *    look-up per result relation they have not written before (the answers
+ *    are kept: core/rel_memo.hpp). Not seen: rows
  *    applied by logical replication; for those the ticker's idle policy and
  *    pgque_worker.max_idle_interval bound the delay.
  */
@@ -54,6 +55,7 @@ extern "C" {
 #include "shmem.h"
 
 #include "core/queue_set.hpp"
+#include "core/rel_memo.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_handlers_changed);
@@ -148,10 +150,13 @@ typedef enum RelRole
 	REL_TICK					/* tick: a tick was made (INSERT) */
 } RelRole;
 
-/* The last relation classified: statements mostly repeat their target. */
-static Oid	memo_relid = InvalidOid;
-static RelRole memo_role = REL_OTHER;
-static int64 memo_queue_id = -1;	/* REL_EVENTS: its queue, -1 if unknown */
+/* What classify_rel() answered, per relation (core/rel_memo.hpp). */
+typedef struct RelClass
+{
+	RelRole		role;
+	int64		queue_id;		/* REL_EVENTS: its queue, -1 if unknown */
+} RelClass;
+static pqw::RelMemo<RelClass> rel_memo;
 
 static void
 invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
@@ -162,16 +167,18 @@ invalidate_cache(Datum arg, int cacheid, uint32 hashvalue)
 	cache_valid = false;
 	cache_inval_count++;
 	/* the memo was computed against the namespaces now in doubt */
-	memo_relid = InvalidOid;
+	rel_memo.clear();
 }
 
-/* A renamed, moved or dropped relation may have been the memo's. */
+/* A renamed, moved or dropped relation may be in the memo. */
 static void
 invalidate_memo(Datum arg, Oid relid)
 {
 	(void) arg;
-	if (!OidIsValid(relid) || relid == memo_relid)
-		memo_relid = InvalidOid;
+	if (!OidIsValid(relid))
+		rel_memo.clear();
+	else
+		rel_memo.forget(relid);
 }
 
 /* pgque.<name>(text) by its catalog key; LookupFuncName() would check
@@ -251,13 +258,12 @@ note_wake(WakeTarget target)
 	note_wake_level(target);
 }
 
-/* Notes events enqueued into the queue of the event table just classified
- * (classify_rel's memo). */
+/* Notes events enqueued into queue_id (-1: a queue not known, so all). */
 static void
-note_events(void)
+note_events(int64 queue_id)
 {
-	if (memo_queue_id >= 0)
-		woken_queues.add(memo_queue_id);
+	if (queue_id >= 0)
+		woken_queues.add(queue_id);
 	else
 		wake_all = true;
 	note_wake_level(WAKE_TICKER);
@@ -287,16 +293,17 @@ in_own_ticker(void)
 }
 
 /* Syscache look-ups only (no privilege check, missing = InvalidOid). */
-static RelRole
+static RelClass
 classify_rel(Oid relid)
 {
 	Oid			nsp;
 	char	   *name;
 	RelRole		role = REL_OTHER;
 	int64		queue_id = -1;
+	RelClass	c;
 
-	if (relid == memo_relid)
-		return memo_role;
+	if (rel_memo.get(relid, &c))
+		return c;
 	nsp = get_rel_namespace(relid);
 	if (OidIsValid(nsp) && (nsp == pgque_nsp || nsp == pgq_nsp))
 	{
@@ -317,10 +324,10 @@ classify_rel(Oid relid)
 		if (name)
 			pfree(name);
 	}
-	memo_relid = relid;
-	memo_role = role;
-	memo_queue_id = queue_id;
-	return role;
+	c.role = role;
+	c.queue_id = queue_id;
+	rel_memo.put(relid, c);
+	return c;
 }
 
 /* The operation of the ModifyTable (top-level, or a data-modifying CTE's)
@@ -355,13 +362,15 @@ note_statement_wakes(PlannedStmt *ps)
 		int			rti = lfirst_int(lc);
 		RangeTblEntry *rte = rt_fetch(rti, ps->rtable);
 		CmdType		op;
+		RelClass	c;
 
 		if (rte->rtekind != RTE_RELATION)
 			continue;
-		switch (classify_rel(rte->relid))
+		c = classify_rel(rte->relid);
+		switch (c.role)
 		{
 			case REL_EVENTS:
-				note_events();
+				note_events(c.queue_id);
 				break;
 			case REL_POLICY:
 				if (!in_own_ticker())
@@ -463,14 +472,18 @@ pqw_wakeup_after_utility(Node *stmt, const QueryCompletion *qc)
 	{
 		CopyStmt   *c = (CopyStmt *) stmt;
 		Oid			relid;
+		RelClass	rc;
 
 		if (!c->is_from || c->relation == NULL ||
 			(qc != NULL && qc->commandTag == CMDTAG_COPY && qc->nprocessed == 0) ||
 			!database_has_pgque())
 			return;
 		relid = copy_target(c->relation);
-		if (OidIsValid(relid) && classify_rel(relid) == REL_EVENTS)
-			note_events();
+		if (!OidIsValid(relid))
+			return;
+		rc = classify_rel(relid);
+		if (rc.role == REL_EVENTS)
+			note_events(rc.queue_id);
 	}
 	else if (IsA(stmt, TransactionStmt) &&
 			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)

@@ -174,6 +174,21 @@ path_event('INSERT into the event table',
 path_event('COPY into the event table',
 	"copy $evtable (ev_time, ev_type, ev_data) from stdin;\n2025-01-01 00:00:00+00\tdefault\tp_copy\n\\.",
 	'p_copy');
+# The hook remembers what each written table is. A table this session
+# wrote while it was an ordinary one, then moved into schema pgque and
+# renamed to an event table's name, wakes the ticker like any event table:
+# the move's invalidation drops the remembered answer. (Its ev_id default
+# draws from q's event sequence, so PgQue's ticker sees a new event.)
+my $qid = $node->safe_psql('app', q{select queue_id from pgque.queue where queue_name = 'q'});
+path_tick('INSERT into a table moved and renamed into an event table', 'q', qq{
+create table public.moved (like $evtable including defaults);
+insert into public.moved (ev_time, ev_type, ev_data) values (now(), 'default', 'before');
+alter table public.moved set schema pgque;
+alter table pgque.moved rename to event_${qid}_9;
+insert into pgque.event_${qid}_9 (ev_time, ev_type, ev_data) values (now(), 'default', 'after');
+});
+$node->safe_psql('app', "drop table pgque.event_${qid}_9");
+drain();
 path_tick('force_tick (first statement)', 'q', q{select pgque.force_tick('q');});
 path_tick('force_next_tick (first statement)', 'q', q{select pgque.force_next_tick('q');});
 
