@@ -181,19 +181,33 @@ echo
 echo "The dispatcher process over each run (\`/proc/<pid>/stat\` before enabling the handler and"
 echo "at the last insert; it usually starts with the run): its CPU, user and system, handler"
 echo "included, in µs a message, and its minor page faults a batch (stream B: the one batch), medians."
+echo "*PgQue alone*: the CPU of its session over the call, read from its own \`/proc/self/stat\`."
+echo "CPU does not count the time a process waits for the other core, so the dispatcher alone"
+echo "against *PgQue alone* compares the work each does, whatever else the machine runs."
 echo
-echo "| handler | stream | chunk_messages | dispatcher CPU µs a message | minor page faults a batch |"
+echo "| handler | stream | chunk_messages | CPU µs a message | minor page faults a batch |"
 echo "|---|---|---:|---:|---:|"
 psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
 with d as (select method, percentile_cont(0.5) within group (order by 1e6 * disp_cpu_s / nullif(messages, 0)) cpu,
                   percentile_cont(0.5) within group (order by disp_minflt::float8 / nullif(batches, 0)) pf
              from res_hsec where disp_cpu_s is not null group by method)
 select format('| %s | %s | %s | %s | %s |',
-       case when method like 'msg%' then 'message' when method like 'bat%' then 'batch' else 'noting (the dispatcher alone)' end,
-       case when rtrim(method, 'w') in ('msg1', 'bat1', 'nop1') then 'B' else 'A' end,
-       case when method like '%w' then :'wide' else '1000' end, round(cpu::numeric, 2), round(pf::numeric))
+       case when method like 'msg%' then 'message' when method like 'bat%' then 'batch'
+            when method like 'flo%' then '*PgQue alone* (no dispatcher)' else 'noting (the dispatcher alone)' end,
+       case when rtrim(method, 'w') in ('msg1', 'bat1', 'nop1', 'flo1') then 'B' else 'A' end,
+       case when method like '%w' then :'wide' else '1000' end, round(cpu::numeric, 2), coalesce(round(pf::numeric)::text, ''))
   from d
- order by rtrim(method, 'w') like '%1', array_position(array['msg','bat','nop'], rtrim(rtrim(method, 'w'), '1')), method like '%w';
+ order by rtrim(method, 'w') like '%1', array_position(array['msg','bat','nop','flo'], rtrim(rtrim(method, 'w'), '1')), method like '%w';
+SQL
+echo
+psql -v wide="${BENCH_WIDE_CHUNK:-10000}" <<'SQL'
+with d as (select method, percentile_cont(0.5) within group (order by disp_cpu_s / nullif(messages, 0)) cpu
+             from res_hsec where disp_cpu_s is not null group by method)
+select 'The dispatcher alone against *PgQue alone*, in CPU a message: ' ||
+       string_agg(format('%s at %s %sx', stream, chunk, round((n.cpu / f.cpu)::numeric, 2)), ', ' order by ord) || '.'
+  from (values ('A', '1000', '', 1), ('A', :'wide', 'w', 2), ('B', '1000', '1', 3), ('B', :'wide', '1w', 4)) v(stream, chunk, sfx, ord)
+  join d n on n.method = 'nop' || v.sfx join d f on f.method = 'flo' || v.sfx
+having count(*) > 0;
 SQL
 echo
 echo "Where a batch's time goes (a second run of the handlers with"

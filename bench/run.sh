@@ -104,6 +104,7 @@ apply_conf() {
 }
 has_setting() { [ "$(q postgres "select count(*) from pg_settings where name = '$1'")" = 1 ]; }
 
+CLK_TCK=$(getconf CLK_TCK)
 SO_SHA=$(sha256sum /usr/lib/postgresql/15/lib/pgque_worker.so | cut -c1-12)
 log "setting up (PgQue: $PGQUE_SQL; pgque_worker.so $SO_SHA)"
 install_pgque bench
@@ -318,7 +319,7 @@ disp_stat() { # "pid cpu_seconds minflt" of database bench's dispatcher since it
   local pid; pid=$(q bench "select pid from pg_stat_activity where backend_type = 'pgque_worker dispatcher' and datname = 'bench' limit 1")
   [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || { echo "0 0 0"; return; }
   # fields after the command name: 10 minflt, 14 utime, 15 stime (clock ticks)
-  awk -v hz="$(getconf CLK_TCK)" -v pid="$pid" '{ sub(/^.*\) /, ""); print pid, ($12 + $13) / hz, $8 }' "/proc/$pid/stat"
+  awk -v hz="$CLK_TCK" -v pid="$pid" '{ sub(/^.*\) /, ""); print pid, ($12 + $13) / hz, $8 }' "/proc/$pid/stat"
 }
 disp_delta() { # "cpu_seconds minflt" between two disp_stat results (the second from a new process: all of it)
   local a=($1) b=($2)
@@ -327,10 +328,12 @@ disp_delta() { # "cpu_seconds minflt" between two disp_stat results (the second 
   echo "$(awk -v x="${b[1]}" -v y="${a[1]}" 'BEGIN { print x - y }') $(( b[2] - a[2] ))"
 }
 thr_floor() { # queue consumer commit_every method round: PgQue alone, timed inside one session
+  # (its CPU as the dispatcher's: the session's own /proc/self/stat, in res_hsec)
   $psql_base -d bench -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
-select clock_timestamp() t0 \gset
+select clock_timestamp() t0, public.bench_backend_cpu_s($CLK_TCK) c0 \gset
 call public.bench_pgque_floor('$1', '$2', $DISPATCH_MESSAGES, $3);
 insert into res_thr values ('$4', $5, $DISPATCH_MESSAGES, extract(epoch from clock_timestamp() - :'t0'), null);
+insert into res_hsec values ('$4', $5, null, null, $DISPATCH_MESSAGES, public.bench_backend_cpu_s($CLK_TCK) - :c0, null);
 SQL
 }
 thr_client() { # method round command...

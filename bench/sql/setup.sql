@@ -107,6 +107,15 @@ begin
   commit;
 end $$;
 
+-- This backend's CPU (user + system) in seconds, from /proc/self/stat
+-- (fields 14 and 15 in clock ticks of `hz` a second): what *PgQue alone*
+-- costs its session, beside the dispatcher's CPU read the same way.
+create function public.bench_backend_cpu_s(hz int) returns float8
+language sql as $$
+  select (f[12]::float8 + f[13]::float8) / hz
+    from (select string_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' ') f) s
+$$;
+
 -- low-latency queue policy
 create function public.bench_queue(q text) returns void
 language plpgsql as $$
