@@ -112,13 +112,14 @@ for my $list ('otherdb', '"otherdb", "app x"')
 set_worker_conf($node, databases => undef);
 
 # --- invalid values: ALTER SYSTEM rejects them, the old value stays
+# (PostgreSQL 18 names the unit on both ends of a range: "(0 ms .. 60000 ms)")
 my @bad = (
 	[ databases => 'a,,b', qr/invalid value for pgque_worker\.databases: empty entry in list of databases/ ],
 	[ databases => '*, app', qr/invalid value for pgque_worker\.databases: "\*" cannot be combined with database names/ ],
 	[ databases => '', qr/invalid value for pgque_worker\.databases: list of databases is empty/ ],
-	[ tick_period => '-1', qr/-1 ms is outside the valid range for parameter "pgque_worker\.tick_period" \(0 \.\. 60000\)/ ],
-	[ tick_period => '70000', qr/70000 ms is outside the valid range for parameter "pgque_worker\.tick_period" \(0 \.\. 60000\)/ ],
-	[ discovery_interval => '0', qr/0 ms is outside the valid range for parameter "pgque_worker\.discovery_interval" \(100 \.\. 3600000\)/ ],
+	[ tick_period => '-1', qr/-1 ms is outside the valid range for parameter "pgque_worker\.tick_period" \(0( ms)? \.\. 60000( ms)?\)/ ],
+	[ tick_period => '70000', qr/70000 ms is outside the valid range for parameter "pgque_worker\.tick_period" \(0( ms)? \.\. 60000( ms)?\)/ ],
+	[ discovery_interval => '0', qr/0 ms is outside the valid range for parameter "pgque_worker\.discovery_interval" \(100( ms)? \.\. 3600000( ms)?\)/ ],
 	[ retry_max_calls => '0', qr/0 is outside the valid range for parameter "pgque_worker\.retry_max_calls" \(1 \.\. 100000\)/ ],
 	[ enabled => 'maybe', qr/parameter "pgque_worker\.enabled" requires a Boolean value/ ],
 );

@@ -47,7 +47,8 @@ sub no_crash
 my $range = sub {
 	my ($v, $name, $lo, $hi, $unit) = @_;
 	$unit = defined $unit ? " $unit" : '';
-	return qr/\Q$v$unit\E is outside the valid range for parameter "pgque_worker\.$name" \(\Q$lo .. $hi\E\)/;
+	# PostgreSQL 18 names the unit on both ends of the range too
+	return qr/\Q$v$unit\E is outside the valid range for parameter "pgque_worker\.$name" \(\Q$lo\E(?:\Q$unit\E)? \.\. \Q$hi\E(?:\Q$unit\E)?\)/;
 };
 my $invalid = sub {
 	my ($name, $v) = @_;
