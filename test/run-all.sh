@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 # The other server versions: a -Werror compile against 17's headers, and
-# pg_regress plus the hook and worker TAP files on a PostgreSQL 18 built
+# pg_regress plus every TAP file on a PostgreSQL 18 built
 # under /var/cache/pgque_worker (the first run builds it: ~5 min).
 if [ "${1:-}" = --other-versions ]; then
   echo "=== PostgreSQL 17: compile (test/compile-pg17.sh)"

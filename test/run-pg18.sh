@@ -7,7 +7,7 @@
 #
 #   sudo test/run-pg18.sh                            # fixture PgQue
 #   sudo PGQUE_SQL=/path/to/pgque.sql test/run-pg18.sh
-#   sudo PG18_TAP=all test/run-pg18.sh               # every TAP file
+#   sudo PG18_TAP=short test/run-pg18.sh             # only the TAP files of the hooks and workers
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "run as root (builds into /var/cache, runs tests as postgres)"; exit 1; }
@@ -18,9 +18,10 @@ prefix=$("$here/test/build-pg.sh" "$major" | tail -n1)
 pgc=$prefix/bin/pg_config
 echo "using $("$pgc" --version) in $prefix"
 
-# hooks and workers: life cycle, dispatch, database DDL, security, the
-# wake-up / launcher tests, exactly once, the idle dispatcher, many queues
-if [ "${PG18_TAP:-}" = all ]; then
+# every TAP file; "short": those of the hooks and workers (life cycle,
+# dispatch, database DDL, security, the wake-up / launcher tests, exactly
+# once, the idle dispatcher, many queues)
+if [ "${PG18_TAP:-all}" = all ]; then
   tests="test/t/*.pl"
 else
   tests=$(cd "$here" && for f in test/t/001_*.pl test/t/005_*.pl test/t/008_*.pl test/t/010_*.pl \
