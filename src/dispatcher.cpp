@@ -291,34 +291,38 @@ close_cursor_if_open(const char *name)
 		SPI_cursor_close(p);
 }
 
+/*
+ * Whether a registration read again is the handler this process runs: the
+ * same queue, consumer, function, kind and role, and the same message type.
+ * Its state then carries over a reload: the open batch cursor and the
+ * message read ahead, the known progress, backoff, pauses and what commit
+ * failures and stopped calls got to. A reload is what any pgque_reader
+ * member can ask for (pgque_worker._handlers_changed()), so it must cost a
+ * handler in the middle of a batch nothing: reopening its cursor re-runs
+ * PgQue's query for the rest of the batch.
+ */
+static bool
+same_registration(const Handler *h, const char *queue, const char *consumer, Oid func,
+				  bool is_batch, Oid run_as)
+{
+	return strcmp(h->queue, queue) == 0 && strcmp(h->consumer, consumer) == 0 &&
+		h->func == func && h->is_batch == is_batch && h->run_as == run_as;
+}
+
 static void
 load_handlers_fn(void *arg)
 {
 	Oid			nsp = get_namespace_oid("pgque", true);
+	Oid			prev_msg_typoid = msg_typoid;
 	MemoryContext old;
-
-	/* what a handler's chunks failing at COMMIT got to survives reloads
-	 * (one runs every minute; narrowing a large chunk can take longer) */
-	char	  (*kept_names)[2 * NAMEDATALEN + 1] = NULL;
-	pqw::CommitRetry *kept = NULL;
-	int			nkept = nhandlers;
-
-	(void) arg;
-	if (nkept > 0)
-	{
-		kept_names = (char (*)[2 * NAMEDATALEN + 1]) palloc(sizeof(*kept_names) * nkept);
-		kept = (pqw::CommitRetry *) palloc(sizeof(pqw::CommitRetry) * nkept);
-	}
-	for (int i = 0; i < nhandlers; i++)
-	{
-		if (handlers[i].cursor_open || handlers[i].needs_close)
-			close_cursor_if_open(handlers[i].portal);
-		snprintf(kept_names[i], sizeof(kept_names[i]), "%s/%s", handlers[i].queue, handlers[i].consumer);
-		kept[i] = handlers[i].commit;
-	}
-	MemoryContextReset(handlers_cxt);
-	handlers = NULL;
-	nhandlers = 0;
+	MemoryContext cxt;
+	Handler    *fresh;
+	int			nfresh = 0;
+	/* what became of each handler of the last load: 0 gone, 1 carried
+	 * over (its cursor too), 2 replaced (only its commit retries kept) */
+	char	   *fate = (char *) palloc0(nhandlers > 0 ? nhandlers : 1);
+	bool		look_all = *(bool *) arg;
+	uint64		nrows = 0;
 
 	msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),
@@ -329,54 +333,94 @@ load_handlers_fn(void *arg)
 	events_direct = true;
 
 	/* Registrations count only in a table our extension made. */
-	if (!OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")) ||
-		!OidIsValid(msg_typoid))
-		return;
+	if (OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")) &&
+		OidIsValid(msg_typoid))
+	{
+		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
+						" retry_after, run_as::oid from pgque_worker.handler"
+						" where enabled order by queue_name, consumer_name",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pgque_worker.handler");
+		nrows = SPI_processed;
+	}
 
-	if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
-					" retry_after, run_as::oid from pgque_worker.handler"
-					" where enabled order by queue_name, consumer_name",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pgque_worker.handler");
-
-	old = MemoryContextSwitchTo(handlers_cxt);
-	handlers = (Handler *) palloc0(sizeof(Handler) * (SPI_processed > 0 ? SPI_processed : 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	/* The new set in a context of its own: the old one holds what carries
+	 * over until it is copied. */
+	cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	fresh = (Handler *) palloc0(sizeof(Handler) * (nrows > 0 ? nrows : 1));
+	for (uint64 i = 0; i < nrows; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Handler    *h = &handlers[nhandlers++];
+		Handler    *h = &fresh[nfresh++];
+		char	   *queue = SPI_getvalue(tup, desc, 1);
+		char	   *consumer = SPI_getvalue(tup, desc, 2);
 		bool		isnull;
+		Oid			func = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		bool		is_batch = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		Interval	retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
+		Oid			run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		int			k;
 
-		h->queue = SPI_getvalue(tup, desc, 1);
-		h->consumer = SPI_getvalue(tup, desc, 2);
-		h->func = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		h->is_batch = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		h->retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
-		h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-		h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
-		h->ready = true;
-		h->residue = -1;
-		h->hung = pqw::HungRange();
-		h->commit = pqw::CommitRetry();
-		for (int k = 0; k < nkept; k++)
+		for (k = 0; k < nhandlers; k++)
+			if (fate[k] == 0 && strcmp(handlers[k].queue, queue) == 0 &&
+				strcmp(handlers[k].consumer, consumer) == 0)
+				break;
+		if (k < nhandlers && msg_typoid == prev_msg_typoid &&
+			same_registration(&handlers[k], queue, consumer, func, is_batch, run_as))
 		{
-			char		name[2 * NAMEDATALEN + 1];
-
-			snprintf(name, sizeof(name), "%s/%s", h->queue, h->consumer);
-			if (strcmp(name, kept_names[k]) == 0)
-				h->commit = kept[k];
+			*h = handlers[k];
+			fate[k] = 1;
+			if (h->ahead != (Datum) 0)
+				h->ahead = datumCopy(h->ahead, false, -1);
+			/* the periodic reload: every handler looks once, whatever
+			 * wake-ups it had */
+			if (look_all)
+				h->ready = true;
 		}
+		else
+		{
+			h->func = func;
+			h->is_batch = is_batch;
+			h->run_as = run_as;
+			h->limiter = pqw::LogLimiter(pqw_log_quiet_interval_ms);
+			h->ready = true;
+			h->residue = -1;
+			h->hung = pqw::HungRange();
+			h->commit = pqw::CommitRetry();
+			/* what its chunks failing at COMMIT got to survives (narrowing
+			 * a large chunk can outlast the minute between reloads) */
+			if (k < nhandlers)
+			{
+				h->commit = handlers[k].commit;
+				fate[k] = 2;
+			}
+		}
+		h->queue = queue;
+		h->consumer = consumer;
+		h->retry_after = retry_after;
 	}
 	MemoryContextSwitchTo(old);
+
+	/* Nothing below fails: the old set goes, with the cursors not carried. */
+	for (int k = 0; k < nhandlers; k++)
+		if (fate[k] != 1 && (handlers[k].cursor_open || handlers[k].needs_close))
+			close_cursor_if_open(handlers[k].portal);
+	MemoryContextDelete(handlers_cxt);
+	handlers_cxt = cxt;
+	handlers = fresh;
+	nhandlers = nfresh;
 }
 
+/* Reads the registrations again; `look_all`: every handler, carried over
+ * or not, looks for a batch once. */
 static void
-load_handlers(void)
+load_handlers(bool look_all)
 {
 	PqwCallResult r;
 
-	if (!pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, NULL,
+	if (!pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, &look_all,
 							pqw_statement_timeout_ms, &r))
 	{
 		ereport(WARNING,
@@ -1518,7 +1562,7 @@ pqw_dispatcher_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	RegisterXactCallback(commit_fault_callback, NULL);
-	load_handlers();
+	load_handlers(true);
 	last_load = last_poll = pqw::monotonic_ms();
 	if (nhandlers == 0)
 		leave_no_handlers();
@@ -1540,10 +1584,13 @@ pqw_dispatcher_main(Datum main_arg)
 		if (pass == PQW_PASS_RESUMED)
 			last_poll = 0;
 		take_wake(&last_poll);
-		if (reload_requested() || pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS ||
+		bool		requested = reload_requested();
+		bool		periodic = pqw::monotonic_ms() - last_load >= RELOAD_INTERVAL_MS;
+
+		if (requested || periodic ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
-			load_handlers();
+			load_handlers(periodic || !requested);
 			last_load = pqw::monotonic_ms();
 			if (nhandlers == 0)
 				leave_no_handlers();

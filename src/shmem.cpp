@@ -699,7 +699,15 @@ pqw_handlers_changed(Oid dboid)
 	if (t >= 0)
 		pqw_shared->slots[t].ticker.want_dispatcher = true;
 	LWLockRelease(pqw_shared->lock);
-	pqw_wake_dispatcher(dboid, true, NULL);
+	{
+		/* a reload, naming no queue: the reload itself has the handlers
+		 * it adds or changes look for a batch, and the others keep what
+		 * they were doing (any pgque_reader member can ask for this) */
+		pqw::QueueSet none;
+
+		none.clear();
+		pqw_wake_dispatcher(dboid, true, &none);
+	}
 	pqw_wake_launcher();
 }
 

@@ -1,0 +1,85 @@
+# A reload of the registrations keeps what a handler in the middle of a
+# batch has: its cursor over the batch, and so PgQue's query is not run
+# again for the rest of the batch. Any pgque_reader member may ask for a
+# reload (pgque_worker._handlers_changed()); before, each one closed every
+# batch cursor, so a tenant calling it in a loop made every other tenant's
+# large batch re-run PgQue's query once per chunk (a batch of 200,000
+# drained 85x slower). Counted here in calls of pgque.next_batch(), which
+# a chunk that reopens the batch makes and a chunk that goes on does not
+# (track_functions).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $node = new_node('reload', conf => q{
+track_functions = 'all'
+pgque_worker.chunk_messages = 200
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+$node->safe_psql('app', q{
+create role tenant login;
+grant pgque_reader to tenant;
+create table got (payload text);
+create table attack_stop (stop bool);
+insert into attack_stop values (false);
+grant select on attack_stop, got to tenant;
+create function h(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into got values (m.payload);
+end $$;
+select pgque.create_queue('big');
+select pgque_worker.register_handler('big', 'c', 'h(pgque.message)', enabled => false);
+});
+
+sub sq { return $node->safe_psql('app', $_[0]); }
+
+# one batch of 8,000 (one enqueuing commit, one tick): 40 chunks at
+# chunk_messages 200
+sq(q{select pgque.send_batch('big', array(select 'm' || g from generate_series(1, 8000) g))});
+
+# the tenant asks for a reload every millisecond while the batch drains
+my $attack = $node->background_psql('app', on_error_stop => 0,
+	extra_params => [ '-U', 'tenant' ]);
+$attack->query_until(qr/started/, q{
+\echo started
+do $$
+begin
+  for i in 1 .. 60000 loop
+    perform pgque_worker._handlers_changed();
+    commit;  -- it takes effect at commit
+    perform pg_sleep(0.001);
+    exit when (select stop from public.attack_stop) or (select count(*) from public.got) >= 8000;
+  end loop;
+end $$;
+\echo done
+});
+sq(q{update pgque_worker.handler set enabled = true where consumer_name = 'c'});
+wait_until($node, 'app', q{select count(*) from got}, '8000',
+	'the handler gets every message while the tenant asks for reloads');
+sq(q{update attack_stop set stop = true});
+$attack->query_until(qr/done/, '');
+$attack->quit;
+
+my $chunks = sq(q{select chunks from pgque_worker.handler_stat where consumer_name = 'c'});
+cmp_ok($chunks, '>=', 40, "the batch took $chunks chunks");
+is(sq(q{select count(*) from (select distinct payload from got) s}), '8000', 'each message once');
+
+# the dispatcher leaves with no handler enabled; its function counts are
+# flushed as it exits
+sq(q{update pgque_worker.handler set enabled = false where consumer_name = 'c'});
+wait_until($node, 'app',
+	q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'},
+	'0', 'the dispatcher leaves');
+my $calls = sq(q{select coalesce(sum(calls), 0) from pg_stat_user_functions
+	where funcid = 'pgque.next_batch(text, text)'::regprocedure});
+cmp_ok($calls, '<=', 10,
+	"pgque.next_batch() called $calls times for one batch of $chunks chunks: reloads did not reopen it");
+
+done_testing();
