@@ -63,6 +63,7 @@ extern "C" {
 #include "core/backoff.hpp"
 #include "core/commit_retry.hpp"
 #include "core/hung_call.hpp"
+#include "core/isolation_budget.hpp"
 #include "core/clock.hpp"
 #include "core/log_limiter.hpp"
 
@@ -100,6 +101,8 @@ typedef struct Handler
 	pqw::HungRange hung;
 	/* chunks failing at COMMIT: retried, then narrowed, then nacked */
 	pqw::CommitRetry commit;
+	/* smaller chunks after one ran out of time narrowing down failures */
+	pqw::IsolationBudget budget;
 	/*
 	 * Whether the handler may have a batch: set by a wake-up that names its
 	 * queue (or every queue), by a reload, and while it has work or fails;
@@ -132,6 +135,8 @@ typedef struct ChunkPart
 	int64		last_id;
 	char	   *first_error;	/* the first nacked message's reason, or NULL */
 	bool		touched_hung;	/* held events of the call a predecessor hung in */
+	bool		cut;			/* ended early: narrowing down failures ran out of time */
+	bool		timed_out;		/* a handler call timed out */
 	/* when each step ended (log_chunk_steps) */
 	TimestampTz t_start;
 	TimestampTz t_batch;		/* next_batch (a later chunk: the open check) */
@@ -162,6 +167,8 @@ typedef struct ChunkResult
 	const char *paused;			/* the handler's role may not run it now */
 	bool		hung_done;		/* the chunk a predecessor hung in is done */
 	bool		at_commit;		/* chunk_fn returned: a failure now is COMMIT's */
+	bool		cut;			/* its last part ended early (ChunkPart.cut) */
+	bool		timed_out;		/* a handler call in it timed out */
 	int64		first_id;		/* the first part's events */
 	int64		last_id;
 	double		handler_secs;
@@ -194,6 +201,12 @@ typedef struct ChunkRun
 	Failure    *fails;
 	int			nfail;
 	bool		timed_out;
+	/* narrowing down failures (isolate): its start, the messages settled
+	 * so far (a prefix: ranges are tried in order), and whether its budget
+	 * ran out before all were (core/isolation_budget.hpp) */
+	pqw::Millis iso_start;
+	int			settled;
+	bool		cut;
 	MemoryContext call_cxt;
 	PqwHandlerCall call;		/* what the hard limit would name */
 } ChunkRun;
@@ -389,6 +402,7 @@ load_handlers_fn(void *arg)
 			h->residue = -1;
 			h->hung = pqw::HungRange();
 			h->commit = pqw::CommitRetry();
+			h->budget = pqw::IsolationBudget();
 			/* what its chunks failing at COMMIT got to survives (narrowing
 			 * a large chunk can outlast the minute between reloads) */
 			if (k < nhandlers)
@@ -634,24 +648,51 @@ add_failure(ChunkRun *run, int index, char *reason)
 	run->nfail++;
 }
 
-/* Finds the failing messages of a failed range by bisection (per message
- * once a timeout was seen: halving a hung handler costs a timeout a level). */
+/* Whether narrowing down may call the handler again; if not, the chunk
+ * ends after the messages settled so far. */
+static bool
+may_call_again(ChunkRun *run)
+{
+	if (run->cut)
+		return false;
+	if (pqw::isolation_may_call(run->iso_start, pqw::monotonic_ms(), pqw_handler_timeout_ms,
+								run->settled))
+		return true;
+	run->cut = true;
+	return false;
+}
+
+static void
+settle_failure(ChunkRun *run, int index, char *reason)
+{
+	add_failure(run, index, reason);
+	run->settled = index + 1;
+}
+
+/*
+ * Finds the failing messages of a failed range by bisection (per message
+ * once a timeout was seen: halving a hung handler costs a timeout a level),
+ * left to right, within the chunk's time budget: once narrowing has taken
+ * handler_timeout and settled a message, it stops (run->cut) and the chunk
+ * ends after run->settled messages.
+ */
 static void
 isolate(ChunkRun *run, int lo, int hi, char *reason)
 {
 	if (hi - lo == 1)
 	{
-		add_failure(run, lo, reason);
+		settle_failure(run, lo, reason);
 		return;
 	}
 	if (run->timed_out && !run->h->is_batch)
 	{
-		for (int i = lo; i < hi; i++)
+		for (int i = lo; i < hi && may_call_again(run); i++)
 		{
 			char	   *why;
 
 			if (!try_range(run, i, i + 1, &why))
 				add_failure(run, i, why);
+			run->settled = i + 1;
 		}
 		return;
 	}
@@ -659,11 +700,47 @@ isolate(ChunkRun *run, int lo, int hi, char *reason)
 		int			mid = lo + (hi - lo) / 2;
 		char	   *why;
 
-		if (!try_range(run, lo, mid, &why))
+		if (!may_call_again(run))
+			return;
+		if (try_range(run, lo, mid, &why))
+			run->settled = mid;
+		else
 			isolate(run, lo, mid, why);
-		if (!try_range(run, mid, hi, &why))
+		if (!may_call_again(run))
+			return;
+		if (try_range(run, mid, hi, &why))
+			run->settled = hi;
+		else
 			isolate(run, mid, hi, why);
 	}
+}
+
+static void drop_ahead(Handler *h);
+
+/*
+ * The chunk ran out of time narrowing down failures: it keeps the first
+ * run->settled messages (handled, or failed and to be nacked) and ends
+ * there. The cursor has read past them, so it is closed with the message
+ * read ahead: the next chunk opens the batch again after the progress this
+ * one records.
+ */
+static void
+end_chunk_early(ChunkRun *run, ChunkPart *part, Portal portal)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < run->nfail; i++)
+		if (run->fails[i].index < run->settled)
+			run->fails[kept++] = run->fails[i];
+	run->nfail = kept;
+	run->n = run->settled;
+	part->n = run->settled;
+	part->finished = false;
+	part->last_id = run->ids[run->settled - 1];
+	part->cut = true;
+	SPI_cursor_close(portal);
+	run->h->cursor_open = false;
+	drop_ahead(run->h);
 }
 
 /* Sets a statement timeout around the worker's own calls in a chunk. */
@@ -1092,19 +1169,26 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		if (isolate_first)
 		{
 			run.timed_out = true;
+			run.iso_start = pqw::monotonic_ms();
 			isolate(&run, 0, run.n, pstrdup("handler ignored cancellation and was stopped"));
 		}
 		else if (!try_range(&run, 0, run.n, &why))
+		{
+			run.iso_start = pqw::monotonic_ms();
 			isolate(&run, 0, run.n, why);
+		}
 		MemoryContextDelete(run.call_cxt);
 	}
 	part->t_handler = GetCurrentTimestamp();
-	part->nfail = run.nfail;
-	part->nok = run.n - run.nfail;
-	part->first_error = run.nfail > 0 ? run.fails[0].reason : NULL;
+	part->timed_out = run.timed_out;
 
 	/* Nothing a handler did may have moved our cursor. */
 	portal = cursor_as_left(h);
+	if (run.cut)
+		end_chunk_early(&run, part, portal);
+	part->nfail = run.nfail;
+	part->nok = run.n - run.nfail;
+	part->first_error = run.nfail > 0 ? run.fails[0].reason : NULL;
 
 	if (run.nfail > 0)
 		nack_failures(&run, h->batch_id);
@@ -1182,7 +1266,7 @@ chunk_fn(void *arg)
 		return;
 	check_handler_usable(h);
 
-	fetch = pqw::commit_retry_fetch(h->commit, pqw_chunk_messages);
+	fetch = pqw::isolation_fetch(h->budget, pqw::commit_retry_fetch(h->commit, pqw_chunk_messages));
 	more = may_take_more(h);
 	do
 	{
@@ -1202,6 +1286,8 @@ chunk_fn(void *arg)
 		res->nfail += part->nfail;
 		res->batches += part->finished ? 1 : 0;
 		res->handler_secs += (double) (part->t_handler - part->t_fetch) / 1000000.0;
+		res->timed_out |= part->timed_out;
+		res->cut = part->cut;
 		if (first_error == NULL)
 			first_error = part->first_error;
 	} while (more && last->finished && res->n < fetch && res->nparts < MAX_PARTS &&
@@ -1505,6 +1591,19 @@ dispatch_one(Handler *h)
 	if (res.no_batch)
 		return false;
 	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
+	if (res.cut)
+	{
+		if (h->budget.limit == 0)
+			ereport(LOG,
+					(errmsg("pgque_worker: handler of queue \"%s\", consumer \"%s\" in database \"%s\" timed out; its chunk ended after %d messages",
+							h->queue, h->consumer, my_dbname, (int) res.n),
+					 errdetail("Finding which messages fail took longer than pgque_worker.handler_timeout (%d ms).",
+							   pqw_handler_timeout_ms),
+					 errhint("Its next chunks are that small until one runs without a timeout, so that the other handlers of the database are not held.")));
+		pqw::isolation_cut(h->budget, (int) res.n);
+	}
+	else
+		pqw::isolation_chunk_done(h->budget, res.timed_out, pqw_chunk_messages);
 	/* what the chunk's stats left in handler_stat */
 	h->progress_known = true;
 	h->progress_batch = res.finished ? 0 : h->batch_id;

@@ -1,0 +1,115 @@
+# A handler that times out on every message holds its database's dispatcher
+# no longer than about three handler_timeouts a chunk. Before, after a
+# chunk's call timed out the dispatcher tried each of its messages alone
+# under the full timeout, all in one turn: a tenant's handler that sleeps
+# made every other handler of the database wait handler_timeout x the
+# chunk's messages (20 messages at 3 s: 61 s). Now narrowing down a chunk's
+# failures stops once it has taken handler_timeout and settled a message;
+# the chunk commits what it settled and the rest comes in later, smaller
+# chunks, with the other handlers served in between. Counted here in what
+# the slow handler had nacked when another queue's message was delivered:
+# the whole chunk before, one or two messages now.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $node = new_node('budget', conf => q{
+pgque_worker.handler_timeout = 300
+});
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+$node->safe_psql('app', q{
+create table fast_got (payload text, slow_nacked bigint, at timestamptz default clock_timestamp());
+create function h_fast(m pgque.message) returns void language sql as $$
+  insert into fast_got (payload, slow_nacked)
+  select m.payload, coalesce(sum(messages_nacked), 0) from pgque_worker.handler_stats
+   where queue_name in ('slow', 'slowb') $$;
+create function h_sleep(m pgque.message) returns void language plpgsql as $$
+begin
+  perform pg_sleep(3600);
+end $$;
+create function h_sleep_batch(ms pgque.message[]) returns void language plpgsql as $$
+begin
+  perform pg_sleep(3600);
+end $$;
+select pgque.create_queue('fast');
+select pgque.set_queue_config('fast', 'ticker_max_count', '1');
+select pgque_worker.register_handler('fast', 'c', 'h_fast(pgque.message)');
+select pgque.create_queue('slow');
+select pgque.create_queue('slowb');
+});
+
+sub sq { return $node->safe_psql('app', $_[0]); }
+
+# A queue's first event does not count toward ticker_max_count (PgQue
+# reads its event sequence's last value, the same before and after the
+# first nextval): it waits for an idle tick. One first, out of the way.
+sq(q{select pgque.send('fast', 'first')});
+wait_until($node, 'app', q{select count(*) from fast_got}, '1', 'queue fast delivers');
+
+# Registers $handler for $queue, sends it $n messages (one batch), waits until its handler is in
+# its first chunk, then sends one message to queue fast and returns what
+# the slow handlers had nacked when it was delivered, and how long it took.
+sub fast_while_slow
+{
+	my ($queue, $n, $handler, $batch) = @_;
+	sq(qq{select pgque_worker.register_handler('$queue', 'c', '$handler', batch => $batch,
+		retry_after => '1 hour')});
+	sq(qq{select pgque.send_batch('$queue', array(select 'm' || g from generate_series(1, $n) g))});
+	wait_until($node, 'app', qq{select count(*) > 0 from pg_stat_activity
+		where query like 'pgque_worker: dispatching queue $queue %' and state = 'active'},
+		't', "the handler of $queue is in a chunk");
+	my $t0 = time;
+	sq(qq{select pgque.send('fast', 'while $queue')});
+	wait_until($node, 'app', qq{select count(*) from fast_got where payload = 'while $queue'}, '1',
+		"the message of queue fast is delivered while the handler of $queue times out");
+	my $secs = time - $t0;
+	return (sq(qq{select slow_nacked from fast_got where payload = 'while $queue'}), $secs);
+}
+
+my $log = log_position($node);
+
+# ---- a message handler: 40 messages, each timing out
+my ($nacked, $secs) = fast_while_slow('slow', 40, 'h_sleep(pgque.message)', 'false');
+note sprintf('queue fast delivered %.1f s after sending, with %d of 40 slow messages nacked', $secs, $nacked);
+cmp_ok($nacked, '<=', 5,
+	"another queue's message waited for $nacked of the 40 timing-out messages, not the whole chunk");
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'slow'}, '40/0', 'every message of the slow handler is nacked, once');
+cmp_ok(sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}), '>=', 20,
+	'in small chunks once the first ran out of time');
+like(log_since($node, $log),
+	qr/handler of queue "slow", consumer "c" in database "app" timed out; its chunk ended after \d+ messages/,
+	'the log says the chunk was cut short');
+
+# ---- a batch handler: 20 messages, every call timing out
+($nacked, $secs) = fast_while_slow('slowb', 20, 'h_sleep_batch(pgque.message[])', 'true');
+note sprintf('queue fast delivered %.1f s after sending, with %d of 20 slowb messages nacked', $secs, $nacked - 40);
+cmp_ok($nacked - 40, '<=', 5,
+	'another queue\'s message waited for ' . ($nacked - 40) . ' of the 20 messages of a timing-out batch handler');
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'slowb'}, '20/0', 'every message of the slow batch handler is nacked, once');
+
+# ---- a handler that recovers gets its chunks back to full size (doubling)
+my $chunks0 = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'});
+sq(q{create or replace function h_sleep(m pgque.message) returns void language plpgsql as $$
+begin
+  if m.payload = 'm3' then
+    perform pg_sleep(3600);
+  end if;
+end $$});
+sq(q{select pgque.send_batch('slow', array(select 'm' || g from generate_series(1, 500) g))});
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'slow'}, '41/499', 'one hung message among 500: it alone is nacked');
+my $chunks = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}) - $chunks0;
+cmp_ok($chunks, '<=', 20, "500 messages in $chunks chunks: the chunks grew back");
+
+$node->stop;
+done_testing();
