@@ -1631,6 +1631,42 @@ leave_no_handlers(void)
 /* Registrations are read again at least this often. */
 #define RELOAD_INTERVAL_MS 60000
 
+/*
+ * How long a dispatcher without enabled handlers waits for one before it
+ * leaves. Any pgque_reader member can commit _handlers_changed() (or flip
+ * its own registration); where no handler is enabled, each commit used to
+ * start a dispatcher process that found none and left. Waiting, it costs
+ * such a commit one read of the registrations, as where handlers run.
+ */
+#define NO_HANDLERS_LINGER_MS 10000
+
+/* No enabled handler: waits NO_HANDLERS_LINGER_MS for a registration
+ * (returns with handlers loaded), then leaves. */
+static void
+linger_without_handlers(void)
+{
+	pqw::Millis until = pqw::monotonic_ms() + NO_HANDLERS_LINGER_MS;
+
+	pqw_worker_set_state(&me, PQW_STATE_NO_HANDLERS);
+	for (;;)
+	{
+		pqw::Millis now = pqw::monotonic_ms();
+		bool		reloaded;
+
+		if (now >= until)
+			leave_no_handlers();
+		pqw_worker_wait((long) (until - now));
+		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
+			continue;			/* paused, or a standby: nothing is read */
+		if (!reload_requested())
+			continue;
+		load_handlers(true);
+		if (nhandlers > 0)
+			return;
+		pqw_worker_set_state(&me, PQW_STATE_NO_HANDLERS);
+	}
+}
+
 /* How long an idle dispatcher sleeps: until its latch is set (a tick was
  * made, registrations changed), a handler's backoff or pause ends, or the
  * periodic reload is due; with pgque_worker.dispatch_poll_interval set, no
@@ -1662,9 +1698,9 @@ pqw_dispatcher_main(Datum main_arg)
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	RegisterXactCallback(commit_fault_callback, NULL);
 	load_handlers(true);
-	last_load = last_poll = pqw::monotonic_ms();
 	if (nhandlers == 0)
-		leave_no_handlers();
+		linger_without_handlers();
+	last_load = last_poll = pqw::monotonic_ms();
 	take_hung_call();
 	apply_hung_call();
 	ereport(LOG, (errmsg("pgque_worker: dispatcher started for database \"%s\" with %d handlers",
@@ -1690,9 +1726,9 @@ pqw_dispatcher_main(Datum main_arg)
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
 			load_handlers(periodic || !requested);
-			last_load = pqw::monotonic_ms();
 			if (nhandlers == 0)
-				leave_no_handlers();
+				linger_without_handlers();
+			last_load = pqw::monotonic_ms();
 			apply_hung_call();
 		}
 		if (pgque_untrusted)

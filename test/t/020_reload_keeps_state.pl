@@ -82,4 +82,25 @@ my $calls = sq(q{select coalesce(sum(calls), 0) from pg_stat_user_functions
 cmp_ok($calls, '<=', 10,
 	"pgque.next_batch() called $calls times for one batch of $chunks chunks: reloads did not reopen it");
 
+# ---- no handler enabled: a tenant's requests start no processes. The
+# dispatcher that found none waits for a registration a while before it
+# leaves; before, each committed request started one that found none and
+# left.
+my $log = log_position($node);
+$node->safe_psql('app', q{
+do $$
+begin
+  for i in 1 .. 300 loop
+    perform pgque_worker._handlers_changed();
+    commit;
+    perform pg_sleep(0.005);
+  end loop;
+end $$}, extra_params => [ '-U', 'tenant' ]);
+my $starts = () = log_since($node, $log) =~ /no enabled handlers in database "app", dispatcher stops/g;
+cmp_ok($starts, '<=', 1,
+	"300 committed requests with no handler enabled: $starts dispatchers started, found none and left");
+wait_until($node, 'app',
+	q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'},
+	'0', 'and the one that waited for a registration leaves');
+
 done_testing();
