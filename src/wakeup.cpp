@@ -301,6 +301,7 @@ classify_rel(Oid relid)
 	RelRole		role = REL_OTHER;
 	int64		queue_id = -1;
 	RelClass	c;
+	uint64		inval_before = cache_inval_count;
 
 	if (rel_memo.get(relid, &c))
 		return c;
@@ -326,7 +327,11 @@ classify_rel(Oid relid)
 	}
 	c.role = role;
 	c.queue_id = queue_id;
-	rel_memo.put(relid, c);
+	/* an invalidation since the cache was filled, or during the look-ups
+	 * (which can take them), may have moved schema pgque or pgq: the
+	 * answer stands for this statement, it is not kept */
+	if (cache_valid && cache_inval_count == inval_before)
+		rel_memo.put(relid, c);
 	return c;
 }
 
