@@ -154,6 +154,7 @@ static const char *const tick_some_config_sql =
 
 static pqw::TickScope tick_scope;	/* full or targeted tick */
 static int64 last_full_call_us = 0;	/* the last full ticker() call took */
+static pqw::Millis last_full_done = 0;	/* when it (its last slice) ended */
 static int64 full_call_queues = 0;	/* the queues the last full call read */
 static int64 slices_call_us = 0;	/* the slices of the full call so far took */
 
@@ -450,11 +451,22 @@ schedule_after_slice(Job *job, pqw::Millis now, const PqwCallResult *policy, int
 		return;
 	}
 	last_full_call_us = slices_call_us;
+	last_full_done = now;
 	slices_call_us = 0;
 	full_call_queues = tick_scope.full_queues();
 	next = tick_scope.full_pending_due() < tick_scope.full_idle_due() ?
 		tick_scope.full_pending_due() : tick_scope.full_idle_due();
-	if (tick_scope.full_next() || next < now)
+	if (tick_scope.full_next())
+	{
+		/* a wake-up named no queue meanwhile: the next full call, spaced
+		 * by what this one cost (see take_commit_wakeup) */
+		pqw::Millis not_before = now + pqw::TickScope::idle_spacing(last_full_call_us, 0);
+
+		tick_scope.defer_full(not_before);
+		if (not_before < next)
+			next = not_before;
+	}
+	if (next < now)
 		next = now;
 	job->timer.set_next_due(next);
 }
@@ -487,8 +499,19 @@ take_commit_wakeup(void)
 	if (!all && queues.empty())
 		return;
 	commit_since_tick = true;
-	tick_scope.on_wake(all ? NULL : &queues, jobs[JOB_TICK].timer.next_due());
+	/*
+	 * A wake-up naming no queue (a policy change, COMMIT PREPARED) asks for
+	 * a full call, over every queue. Any pgque_reader member can make one
+	 * (subscribe and unsubscribe in a loop): such calls are spaced as the
+	 * full call's idle ticks are, by what the last one cost (none for a
+	 * call under 5 ms; with 1,000 queues about a second). Commits that
+	 * name queues get targeted calls meanwhile.
+	 */
+	tick_scope.on_wake(all ? NULL : &queues, jobs[JOB_TICK].timer.next_due(),
+					   last_full_done + pqw::TickScope::idle_spacing(last_full_call_us, 0));
 	t = last_tick_call + pqw_min_tick_interval_ms;
+	if (all && tick_scope.full_owed() && tick_scope.full_not_before() > t)
+		t = tick_scope.full_not_before();
 	jobs[JOB_TICK].timer.run_at(t > pqw::monotonic_ms() ? t : pqw::monotonic_ms());
 }
 
@@ -666,7 +689,10 @@ run_job(JobId id)
 		account(id, &r, true, call_us);
 		last_tick_call = now;
 		if (!targeted && !sliced)
+		{
 			last_full_call_us = call_us;
+			last_full_done = now;
+		}
 		job->timer.completed(now, job_period_ms(id));
 		if (pqw_wake_on_commit && targeted)
 		{

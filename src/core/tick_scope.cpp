@@ -3,7 +3,7 @@
 
 namespace pqw {
 
-void TickScope::on_wake(const QueueSet *queues, Millis full_due) noexcept
+void TickScope::on_wake(const QueueSet *queues, Millis full_due, Millis full_not_before) noexcept
 {
     if (!saved_) {
         full_due_ = full_due;
@@ -12,8 +12,11 @@ void TickScope::on_wake(const QueueSet *queues, Millis full_due) noexcept
     if (queues == nullptr && slices_ > 0)
         all_since_ = true;  // its queue may be in a slice done already: a
                             // full call again once this one is complete
-    else if (queues == nullptr)
+    else if (queues == nullptr) {
+        if (!all_)
+            all_not_before_ = full_not_before;
         all_ = true;
+    }
     else {
         targets_.merge(*queues);
         if (slices_ > 0)
@@ -42,10 +45,14 @@ Millis TickScope::after_targeted(Millis next) noexcept
         acc_started_ = true;
         return next;
     }
-    if (next < full_due_)
-        return next;  // the same queues again, before the full call
-    targets_.clear();
-    return full_due_;
+    Millis due = next;
+    if (next >= full_due_) {
+        targets_.clear();  // the full call comes next
+        due = full_due_;
+    }
+    if (all_ && all_not_before_ < due)
+        due = all_not_before_;
+    return due;
 }
 
 int TickScope::slices_for(std::int64_t queues) noexcept
@@ -105,8 +112,10 @@ bool TickScope::after_slice(const QueueSet *pending, Millis pending_due, Millis 
     // otherwise (a slice that ran before their events did not see them)
     acc_pending_.merge(targets_);
     after_full(&acc_pending_, acc_idle_due_);
-    if (all)
-        all_ = true;  // a full call again
+    if (all) {
+        all_ = true;  // a full call again (the caller may defer it)
+        all_not_before_ = 0;
+    }
     return true;
 }
 

@@ -26,8 +26,12 @@ namespace pqw {
 class TickScope {
 public:
     // A commit woke the ticker: `queues` (nullptr: it could not say which)
-    // while the next full call was due at `full_due`.
-    void on_wake(const QueueSet *queues, Millis full_due) noexcept;
+    // while the next full call was due at `full_due`. The full call a
+    // wake-up naming no queue asks for runs no sooner than
+    // `full_not_before` (a policy change: any pgque_reader member can make
+    // one, subscribing in a loop; see defer_full); commits that name
+    // queues are ticked by targeted calls meanwhile.
+    void on_wake(const QueueSet *queues, Millis full_due, Millis full_not_before = 0) noexcept;
 
     // Is the call about to run at `now` a targeted one?
     // (Between the slices of a full call: once after a commit named queues.)
@@ -35,8 +39,18 @@ public:
     {
         if (slices_ > 0)
             return fresh_ && !targets_.empty();
-        return !all_ && saved_ && !targets_.empty() && now < full_due_;
+        return (!all_ || now < all_not_before_) && saved_ && !targets_.empty() &&
+               now < full_due_;
     }
+    // A full call is owed to a wake-up that named no queue.
+    bool full_owed() const noexcept { return all_; }
+    // The full call owed runs no sooner than `not_before`.
+    void defer_full(Millis not_before) noexcept
+    {
+        if (all_)
+            all_not_before_ = not_before;
+    }
+    Millis full_not_before() const noexcept { return all_not_before_; }
     // A targeted call is about to run: the commits so far are its.
     void took_targets() noexcept { fresh_ = false; }
     const QueueSet &targets() const noexcept { return targets_; }
@@ -48,8 +62,8 @@ public:
     void after_full(const QueueSet *pending, Millis full_due) noexcept;
 
     // A targeted call ran and its policy read wants the next call at
-    // `next`: the next call is due at the earlier of that and the full
-    // call's own due time. If it is the targeted queues' turn first (events
+    // `next`: the next call is due at the earlier of that, the full
+    // call's own due time and the full call a wake-up asked for. If it is the targeted queues' turn first (events
     // still short of ticker_max_count, an idle tick soon), they stay the
     // targets of that call; otherwise the full call comes next. Between
     // the slices of a full call the next slice is due at once (the caller
@@ -115,6 +129,7 @@ private:
 
     QueueSet targets_;
     bool all_ = false;
+    Millis all_not_before_ = 0;  // the full call all_ asks for, not sooner
     bool saved_ = false;   // full_due_ holds the full call's due time
     Millis full_due_ = 0;
 };

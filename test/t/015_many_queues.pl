@@ -126,5 +126,48 @@ wait_until($node, 'app',
 	qq{select count(*) > $ft from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'forced'},
 	't', 'force_tick() is ticked');
 
+# A policy change names no queue either (subscribe, unsubscribe), and any
+# pgque_reader member can make one: a role doing so in a loop kept the
+# ticker in full calls back to back (with 1,000 queues and real PgQue, a
+# whole core against 5 % idle). The full calls such wake-ups ask for are
+# spaced by what the last one cost (20 times it, as idle full calls are),
+# so the slices take a small share of the time however fast the loop goes.
+sq(q{create role tenant login; grant pgque_reader to tenant;});
+$node->safe_psql('postgres', q{alter system set log_min_messages = debug1});
+$node->safe_psql('postgres', 'select pg_reload_conf()');
+$lpos = log_position($node);
+my $t0 = Time::HiRes::time();
+my $pairs = $node->safe_psql('app', q{
+do $$
+declare
+  t0 timestamptz := clock_timestamp();
+  n int := 0;
+begin
+  while clock_timestamp() < t0 + interval '4 seconds' loop
+    perform pgque.subscribe('forced', 'loop');
+    commit;
+    perform pgque.unsubscribe('forced', 'loop');
+    commit;
+    n := n + 1;
+  end loop;
+  raise notice 'pairs %', n;
+end $$}, extra_params => [ '-U', 'tenant' ]);
+my $window_ms = (Time::HiRes::time() - $t0) * 1000;
+$node->safe_psql('postgres', q{alter system reset log_min_messages});
+$node->safe_psql('postgres', 'select pg_reload_conf()');
+my ($slices, $full_starts, $slice_ms) = (0, 0, 0);
+for my $line (split /\n/, log_since($node, $lpos))
+{
+	next unless $line =~ /pgque_worker tick: targeted 0 ticks \d+ woke_ms \S+ tick_ms (\S+) policy_ms (\S+) .* slice (\d+) of \d+$/;
+	$slices++;
+	$full_starts++ if $3 == 1;
+	$slice_ms += $1 + $2;
+}
+note sprintf('subscribe/unsubscribe loop for %.0f ms: %d full calls (%d slices, %.0f ms)',
+	$window_ms, $full_starts, $slices, $slice_ms);
+cmp_ok($full_starts, '>=', 1, 'the policy changes are still ticked');
+cmp_ok($slice_ms, '<', $window_ms / 4,
+	sprintf('a subscribe loop keeps full calls to %.0f of %.0f ms', $slice_ms, $window_ms));
+
 $node->stop;
 done_testing();

@@ -73,6 +73,48 @@ TEST(TickScope, UnnamedWakeMakesItFull)
     EXPECT_TRUE(t.targeted(10));
 }
 
+TEST(TickScope, AnUnnamedWakeCanWaitForItsFullCall)
+{
+    // a policy change asks for a full call no sooner than 1000; a commit
+    // naming a queue meanwhile gets a targeted call
+    TickScope t;
+    QueueSet a = of(5);
+    t.on_wake(nullptr, 60000, 1000);
+    EXPECT_TRUE(t.full_owed());
+    EXPECT_EQ(t.full_not_before(), 1000);
+    EXPECT_FALSE(t.targeted(10));  // nothing named: a call now would be full
+    t.on_wake(&a, 60000);
+    EXPECT_TRUE(t.targeted(10));
+    t.took_targets();
+    // its policy wants it again later: the owed full call comes first
+    EXPECT_EQ(t.after_targeted(5000), 1000);
+    EXPECT_EQ(t.after_targeted(500), 500);
+    EXPECT_FALSE(t.targeted(1000));
+    // a second unnamed wake does not move the owed call later
+    t.on_wake(nullptr, 60000, 3000);
+    EXPECT_EQ(t.full_not_before(), 1000);
+    t.after_full(nullptr, 0);
+    EXPECT_FALSE(t.full_owed());
+    t.on_wake(&a, 5000);
+    EXPECT_TRUE(t.targeted(10));
+}
+
+TEST(TickScope, AFullCallOwedAfterSlicesCanBeDeferred)
+{
+    TickScope t;
+    QueueSet a = of(3);
+    ASSERT_TRUE(t.begin_full(2));
+    t.on_wake(nullptr, 60000, 0);  // during the slices
+    EXPECT_FALSE(t.after_slice(nullptr, 100, 200, 8));
+    EXPECT_TRUE(t.after_slice(nullptr, 100, 200, 8));
+    EXPECT_TRUE(t.full_next());
+    t.defer_full(900);
+    EXPECT_EQ(t.full_not_before(), 900);
+    t.on_wake(&a, 60000);
+    EXPECT_TRUE(t.targeted(10));
+    EXPECT_FALSE(t.targeted(900));
+}
+
 TEST(TickScope, FullDueMeansFull)
 {
     TickScope t;
