@@ -217,6 +217,7 @@ static PqwWorker me;
 static Handler *handlers = NULL;
 static int	nhandlers = 0;
 static MemoryContext handlers_cxt = NULL;
+static MemoryContext loading_cxt = NULL;	/* the set a load is building */
 static Oid	msg_typoid = InvalidOid;
 static Oid	msg_array_typoid = InvalidOid;
 static Oid	reader_roleoid = InvalidOid;
@@ -360,6 +361,7 @@ load_handlers_fn(void *arg)
 	/* The new set in a context of its own: the old one holds what carries
 	 * over until it is copied. */
 	cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers", ALLOCSET_DEFAULT_SIZES);
+	loading_cxt = cxt;
 	old = MemoryContextSwitchTo(cxt);
 	fresh = (Handler *) palloc0(sizeof(Handler) * (nrows > 0 ? nrows : 1));
 	for (uint64 i = 0; i < nrows; i++)
@@ -423,6 +425,7 @@ load_handlers_fn(void *arg)
 			close_cursor_if_open(handlers[k].portal);
 	MemoryContextDelete(handlers_cxt);
 	handlers_cxt = cxt;
+	loading_cxt = NULL;
 	handlers = fresh;
 	nhandlers = nfresh;
 }
@@ -442,8 +445,13 @@ load_handlers(bool look_all)
 				 errmsg("pgque_worker: could not load handlers in database \"%s\": %s",
 						my_dbname, r.message)));
 		pqw_slot_set_error(my_slot, r.message);
-		nhandlers = 0;
-		handlers = NULL;
+		/* The set being built goes; the old one is kept as it was, with
+		 * its open batch cursors (forgetting them would leave them open
+		 * for good: anyone may lock the registry table and make a load
+		 * fail). It is read again at the next request or in a minute. */
+		if (loading_cxt != NULL)
+			MemoryContextDelete(loading_cxt);
+		loading_cxt = NULL;
 	}
 }
 
@@ -1290,7 +1298,7 @@ chunk_fn(void *arg)
 		res->cut = part->cut;
 		if (first_error == NULL)
 			first_error = part->first_error;
-	} while (more && last->finished && res->n < fetch && res->nparts < MAX_PARTS &&
+	} while (more && last->finished && !last->timed_out && res->n < fetch && res->nparts < MAX_PARTS &&
 			 MyProc->subxidStatus.count < PGPROC_MAX_CACHED_SUBXIDS / 2);
 	if (last == NULL)
 		return;
@@ -1596,11 +1604,11 @@ dispatch_one(Handler *h)
 		if (h->budget.limit == 0)
 			ereport(LOG,
 					(errmsg("pgque_worker: handler of queue \"%s\", consumer \"%s\" in database \"%s\" timed out; its chunk ended after %d messages",
-							h->queue, h->consumer, my_dbname, (int) res.n),
+							h->queue, h->consumer, my_dbname, (int) res.parts[res.nparts - 1].n),
 					 errdetail("Finding which messages fail took longer than pgque_worker.handler_timeout (%d ms).",
 							   pqw_handler_timeout_ms),
 					 errhint("Its next chunks are that small until one runs without a timeout, so that the other handlers of the database are not held.")));
-		pqw::isolation_cut(h->budget, (int) res.n);
+		pqw::isolation_cut(h->budget, (int) res.parts[res.nparts - 1].n);
 	}
 	else
 		pqw::isolation_chunk_done(h->budget, res.timed_out, pqw_chunk_messages);
