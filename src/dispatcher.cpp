@@ -1174,7 +1174,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		fmgr_info(h->func, &run.flinfo);
 		run.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgque_worker handler call",
 											 ALLOCSET_SMALL_SIZES);
-		if (isolate_first)
+		if (isolate_first && pqw::hung_isolate_at_once(run.n))
 		{
 			run.timed_out = true;
 			run.iso_start = pqw::monotonic_ms();

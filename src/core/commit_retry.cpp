@@ -7,21 +7,23 @@ bool commit_failed(CommitRetry &r, std::int64_t first_id, std::int64_t last_id, 
 {
     if (n <= 0)
         return false;
-    if (r.fails == 0 || r.first_id != first_id || r.size != n) {
+    if (r.fails == 0 || r.first_id != first_id) {
         r.first_id = first_id;
         r.size = n;
         r.fails = 0;
+    } else if (n < r.size) {
+        r.size = n;  // the same chunk, cut shorter this time (isolation budget)
     }
     if (++r.fails < CommitRetry::kTries)
         return false;  // the same chunk again, after the backoff
     r.fails = 0;
     if (last_id > r.scope_last)
         r.scope_last = last_id;
-    if (n == 1) {
+    if (r.size == 1) {
         r.nack_id = first_id;
         return false;
     }
-    r.limit = n - n / 2;  // the first half (rounded up) next
+    r.limit = r.size - r.size / 2;  // the first half (rounded up) next
     return true;
 }
 

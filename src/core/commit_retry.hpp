@@ -9,6 +9,9 @@
 // the handler, as a handler failure would be. Chunks are keyed by their
 // first event id, not the batch id: a failed first chunk rolls back
 // next_batch(), so the same events come back in a batch of another id.
+// Not by their size either: a chunk whose narrowing-down of handler
+// failures ran out of time (isolation_budget.hpp) ends after a number of
+// messages that can differ between tries; the smallest counts.
 //
 // PostgreSQL-free.
 #pragma once
@@ -21,7 +24,7 @@ struct CommitRetry {
     static constexpr int kTries = 3;  // commit failures of one chunk before narrowing
 
     std::int64_t first_id = 0;    // first event of the chunk that failed
-    int size = 0;                 // its messages
+    int size = 0;                 // its messages (the fewest of its tries)
     int fails = 0;                // its commit failures in a row
     int limit = 0;                // messages per chunk while narrowing; 0 = as configured
     std::int64_t scope_last = 0;  // narrowing lasts until a chunk commits past this event

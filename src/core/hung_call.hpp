@@ -34,6 +34,16 @@ enum class HungPlan {
 // The plan for the event `id` of a chunk, given the range.
 HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept;
 
+// Whether a chunk holding part of a range (some event kIsolate) is
+// narrowed down at once, without the usual whole-chunk try. Not a chunk of
+// one event: narrowing one event down nacks it without a call, and once the
+// isolation budget has cut a handler's chunks to one message, each event of
+// the range would be nacked unheard. Its one call is the narrowing's step.
+inline bool hung_isolate_at_once(int chunk_events) noexcept
+{
+    return chunk_events > 1;
+}
+
 // Whether a chunk leaves the range behind, so it can be forgotten: it held
 // some of the range's events (`touched`) and either ends at or past the
 // range (`chunk_last_id`) or finished its batch; or it finished a batch

@@ -111,5 +111,43 @@ wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgq
 my $chunks = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}) - $chunks0;
 cmp_ok($chunks, '<=', 20, "500 messages in $chunks chunks: the chunks grew back");
 
+# ---- a batch handler stopped at the hard limit: the events of its call
+# are narrowed down again by the next dispatcher, and once the budget has
+# cut its chunks to one message, each is still called, not nacked unheard.
+# The call of 9 events hangs once (ignoring its cancel, on 'hang'); 'slow'
+# times out on every call. Before the fix, 'a' (alone in the chunk after
+# the cut) was nacked without a call: 2 nacked, 'a' not delivered.
+sq(q{
+create sequence hang_once;
+create table hb_got (payload text);
+create function h_hang_batch(ms pgque.message[]) returns void language plpgsql as $$
+begin
+  if exists (select 1 from unnest(ms) m where m.payload = 'hang') and nextval('hang_once') = 1 then
+    loop
+      begin
+        perform pg_sleep(0.05);
+      exception when query_canceled then null;
+      end;
+    end loop;
+  end if;
+  if exists (select 1 from unnest(ms) m where m.payload = 'slow') then
+    perform pg_sleep(3600);
+  end if;
+  insert into hb_got select m.payload from unnest(ms) m;
+end $$;
+select pgque.create_queue('hq');
+select pgque_worker.register_handler('hq', 'c', 'h_hang_batch(pgque.message[])', batch => true,
+	retry_after => '1 hour');
+});
+$log = log_position($node);
+sq(q{select pgque.send_batch('hq', array['slow', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'hang'])});
+wait_until($node, 'app', q{select string_agg(payload, ',' order by payload) from hb_got},
+	'a,b,c,d,e,f,g,hang', 'every event of the stopped call but the slow one is handled');
+like(log_since($node, $log), qr/handler ignored cancellation/,
+	'the call was stopped at the hard limit');
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'hq'}, '1/8', 'only the slow event is nacked');
+is(sq(q{select count(*) from hb_got}), '8', 'each handled once');
+
 $node->stop;
 done_testing();

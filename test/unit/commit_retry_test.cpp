@@ -105,3 +105,30 @@ TEST(CommitRetry, NarrowingEndsOncePastTheFailedChunk)
     commit_succeeded(r, 100, false);
     EXPECT_EQ(commit_retry_fetch(r, 100), 100);
 }
+
+// A chunk cut short by the isolation budget ends after a different number
+// of messages on each try: it is still the same chunk, counted towards
+// narrowing, which starts from its smallest size.
+TEST(CommitRetry, ACutChunkOfVaryingSizeIsStillNarrowed)
+{
+    CommitRetry r;
+    const int sizes[] = {40, 37, 45};
+    static_assert(sizeof(sizes) / sizeof(sizes[0]) == CommitRetry::kTries, "one size a try");
+    bool narrowed = false;
+    for (int n : sizes)
+        narrowed = commit_failed(r, 1, n, n);
+    EXPECT_TRUE(narrowed);
+    EXPECT_EQ(commit_retry_fetch(r, 100), 19);  // half of 37, rounded up
+}
+
+// A cut chunk that came down to one event on one of its tries: the event
+// is nacked without calling the handler.
+TEST(CommitRetry, ACutChunkDownToOneEventNacksIt)
+{
+    CommitRetry r;
+    commit_failed(r, 5, 9, 5);
+    commit_failed(r, 5, 5, 1);
+    commit_failed(r, 5, 7, 3);
+    EXPECT_TRUE(commit_retry_nacks(r, 5));
+    EXPECT_FALSE(commit_retry_nacks(r, 6));
+}

@@ -63,3 +63,13 @@ TEST(HungCall, DoneByAFinishedBatchAfterTheRange)
     HungRange r{10, 20};
     EXPECT_TRUE(hung_range_done(r, false, 21, 40, true));
 }
+
+// A chunk of several events of a stopped batch call skips its whole-chunk
+// try (it would hang again); a chunk of one of them is called, not nacked.
+TEST(HungCall, AOneEventChunkOfARangeIsCalled)
+{
+    EXPECT_TRUE(pqw::hung_isolate_at_once(2));
+    EXPECT_TRUE(pqw::hung_isolate_at_once(1000));
+    EXPECT_FALSE(pqw::hung_isolate_at_once(1));
+    EXPECT_FALSE(pqw::hung_isolate_at_once(0));
+}
