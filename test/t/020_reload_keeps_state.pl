@@ -103,4 +103,45 @@ wait_until($node, 'app',
 	q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'},
 	'0', 'and the one that waited for a registration leaves');
 
+# ---- a registration during that wait: the same dispatcher takes it up
+# and delivers, without leaving and a new one starting
+sq(q{update pgque_worker.handler set enabled = true where consumer_name = 'c'});
+sq(q{select pgque.send('big', 'x1')});
+wait_until($node, 'app', q{select count(*) from got where payload = 'x1'}, '1',
+	'a dispatcher serves the enabled handler');
+my $pid = sq(q{select pid from pgque_worker.status() where datname = 'app' and kind = 'dispatcher'});
+$log = log_position($node);
+sq(q{update pgque_worker.handler set enabled = false where consumer_name = 'c'});
+wait_until($node, 'app', q{select state from pgque_worker.status() where datname = 'app' and kind = 'dispatcher'},
+	'no handlers', 'with the handler disabled, the dispatcher waits for a registration');
+sq(q{update pgque_worker.handler set enabled = true where consumer_name = 'c'});
+sq(q{select pgque.send('big', 'x2')});
+wait_until($node, 'app', q{select count(*) from got where payload = 'x2'}, '1',
+	'enabled again during the wait, the handler delivers');
+is(sq(q{select pid from pgque_worker.status() where datname = 'app' and kind = 'dispatcher'}), $pid,
+	'by the same dispatcher process');
+unlike(log_since($node, $log), qr/dispatcher stops/, 'which did not leave in between');
+
+# ---- a reload that fails keeps the handlers as they were. Any role may
+# lock the registry table (the public grant allows LOCK), so that the
+# dispatcher's read of it times out. Before, the failed read left the
+# dispatcher with no handler at all: it stopped delivering and kept its
+# batch cursors open.
+$node->append_conf('postgresql.conf', "pgque_worker.statement_timeout = '500ms'\n");
+$node->reload;
+sleep 1;    # the workers read the new setting
+$log = log_position($node);
+my $locker = $node->background_psql('app', on_error_stop => 1,
+	extra_params => [ '-U', 'tenant' ]);
+$locker->query_safe(q{begin; lock table pgque_worker.handler in access exclusive mode});
+$node->safe_psql('app', q{select pgque_worker._handlers_changed()}, extra_params => [ '-U', 'tenant' ]);
+my $deadline = time + 30;
+sleep 1 while time < $deadline && log_since($node, $log) !~ /could not load handlers in database "app"/;
+like(log_since($node, $log), qr/could not load handlers in database "app"/, 'the reload fails, logged');
+sq(q{select pgque.send('big', 'x3')});
+wait_until($node, 'app', q{select count(*) from got where payload = 'x3'}, '1',
+	'the handler still delivers while the lock is held');
+$locker->query_safe('commit');
+$locker->quit;
+
 done_testing();
