@@ -726,9 +726,10 @@ isolate(ChunkRun *run, int lo, int hi, char *reason)
 static void drop_ahead(Handler *h);
 
 /*
- * The chunk ran out of time narrowing down failures: it keeps the first
- * run->settled messages (handled, or failed and to be nacked) and ends
- * there. The cursor has read past them, so it is closed with the message
+ * The chunk ends after its first run->settled messages (handled, or failed
+ * and to be nacked): narrowing down failures ran out of time, or it ends
+ * before or with the events of a call a predecessor was stopped in. The
+ * cursor has read past them, so it is closed with the message
  * read ahead: the next chunk opens the batch again after the progress this
  * one records.
  */
@@ -745,7 +746,6 @@ end_chunk_early(ChunkRun *run, ChunkPart *part, Portal portal)
 	part->n = run->settled;
 	part->finished = false;
 	part->last_id = run->ids[run->settled - 1];
-	part->cut = true;
 	SPI_cursor_close(portal);
 	run->h->cursor_open = false;
 	drop_ahead(run->h);
@@ -1069,7 +1069,8 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	ChunkRun	run;
 	Portal		portal;
 	SPITupleTable *tt;
-	bool		isolate_first = false;
+	bool		narrow = false;
+	bool		shortened = false;
 	int			have_ahead;
 	int64		total;
 
@@ -1136,6 +1137,29 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		h->ahead_id = DatumGetInt64(SPI_getbinval(next, tt->tupdesc, 2, &isnull));
 		MemoryContextSwitchTo(old);
 	}
+	/* A predecessor was stopped at the hard limit in a call of some of
+	 * these events: the events before them make a chunk of their own; a
+	 * chunk starting with them ends with them, one event of the call
+	 * nacked without calling the handler again, several narrowed down (see
+	 * core/hung_call.hpp). */
+	{
+		int			first = -1,
+					last = -1;
+		pqw::HungChunk hc;
+
+		for (int i = 0; !h->hung.empty() && i < run.n; i++)
+			if (pqw::hung_plan_for(h->hung, run.ids[i]) != pqw::HungPlan::kNormal)
+			{
+				if (first < 0)
+					first = i;
+				last = i;
+			}
+		hc = pqw::hung_chunk_plan(first, last, run.n);
+		shortened = hc.keep < run.n;
+		run.n = hc.keep;
+		narrow = hc.narrow;
+		part->touched_hung = first == 0;
+	}
 	part->first_id = run.n > 0 ? run.ids[0] : 0;
 	part->last_id = run.n > 0 ? run.ids[run.n - 1] : 0;
 
@@ -1146,26 +1170,10 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 			add_failure(&run, i,
 						psprintf("the transaction handling it failed at commit %d times",
 								 pqw::CommitRetry::kTries));
-
-	/* A predecessor was stopped at the hard limit inside this chunk: one
-	 * event is nacked without calling the handler again; a range is
-	 * narrowed down, one event (or half) at a time. */
-	for (int i = 0; !h->hung.empty() && i < run.n; i++)
-		switch (pqw::hung_plan_for(h->hung, run.ids[i]))
-		{
-			case pqw::HungPlan::kNackAlone:
-				part->touched_hung = true;
-				add_failure(&run, i,
-							psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
-									 2 * pqw_handler_timeout_ms));
-				break;
-			case pqw::HungPlan::kIsolate:
-				part->touched_hung = true;
-				isolate_first = true;
-				break;
-			case pqw::HungPlan::kNormal:
-				break;
-		}
+	if (part->touched_hung && pqw::hung_plan_for(h->hung, run.ids[0]) == pqw::HungPlan::kNackAlone)
+		add_failure(&run, 0,
+					psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
+							 2 * pqw_handler_timeout_ms));
 
 	if (run.n > 0)
 	{
@@ -1174,7 +1182,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		fmgr_info(h->func, &run.flinfo);
 		run.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgque_worker handler call",
 											 ALLOCSET_SMALL_SIZES);
-		if (isolate_first && pqw::hung_isolate_at_once(run.n))
+		if (narrow)
 		{
 			run.timed_out = true;
 			run.iso_start = pqw::monotonic_ms();
@@ -1193,7 +1201,15 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	/* Nothing a handler did may have moved our cursor. */
 	portal = cursor_as_left(h);
 	if (run.cut)
+	{
 		end_chunk_early(&run, part, portal);
+		part->cut = true;
+	}
+	else if (shortened)
+	{
+		run.settled = run.n;
+		end_chunk_early(&run, part, portal);
+	}
 	part->nfail = run.nfail;
 	part->nok = run.n - run.nfail;
 	part->first_error = run.nfail > 0 ? run.fails[0].reason : NULL;

@@ -10,6 +10,16 @@ HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept
     return r.single() ? HungPlan::kNackAlone : HungPlan::kIsolate;
 }
 
+HungChunk hung_chunk_plan(int first, int last, int n) noexcept
+{
+    if (first < 0 || first >= n)
+        return {n, false};
+    if (first > 0)
+        return {first, false};
+    int keep = last < n ? last + 1 : n;
+    return {keep, keep > 1};
+}
+
 bool hung_range_done(const HungRange &r, bool touched, std::int64_t chunk_first_id,
                      std::int64_t chunk_last_id, bool batch_finished) noexcept
 {

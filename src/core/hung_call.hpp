@@ -34,15 +34,22 @@ enum class HungPlan {
 // The plan for the event `id` of a chunk, given the range.
 HungPlan hung_plan_for(const HungRange &r, std::int64_t id) noexcept;
 
-// Whether a chunk holding part of a range (some event kIsolate) is
-// narrowed down at once, without the usual whole-chunk try. Not a chunk of
-// one event: narrowing one event down nacks it without a call, and once the
-// isolation budget has cut a handler's chunks to one message, each event of
-// the range would be nacked unheard. Its one call is the narrowing's step.
-inline bool hung_isolate_at_once(int chunk_events) noexcept
-{
-    return chunk_events > 1;
-}
+// What a chunk does with the range's events it holds, the indices
+// [first, last] of its n events (first < 0: none). Events before them make
+// a chunk of their own, handled as usual; a chunk that starts with them
+// ends with them. So what is settled about them commits before any later
+// event is called, and each call that hangs again was on a strict part of
+// the range before it (a half): the dispatcher cannot be stopped in the same
+// call twice in a row, nor go back and forth between two events that hang.
+// `narrow`: skip the whole-chunk try (it would hang again) and narrow down
+// at once; not for one event, whose one call is the narrowing's last step
+// (narrowing one event down would nack it without a call).
+struct HungChunk {
+    int keep;     // events the chunk keeps, from its first
+    bool narrow;  // narrow the kept events down at once
+};
+
+HungChunk hung_chunk_plan(int first, int last, int n) noexcept;
 
 // Whether a chunk leaves the range behind, so it can be forgotten: it held
 // some of the range's events (`touched`) and either ends at or past the

@@ -162,5 +162,63 @@ wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgq
 	where queue_name = 'hq'}, '1/8', 'only the slow event is nacked');
 is(sq(q{select count(*) from hb_got}), '8', 'each handled once');
 
+is(nacked_payloads('hq'), '1/1/0', 'PgQue holds the slow one alone for retry');
+
+# ---- handlers that hang on some events every time (ignoring the cancel):
+# each is nacked alone after the dispatcher was stopped in calls that held
+# it, and every other event is handled. Before, a batch handler's stops
+# repeated the same call (the chunk was narrowed down from its start again,
+# calling the half that hung again), and a message handler's went back and
+# forth between two events that hang (the nack of one was not committed
+# when the dispatcher was stopped on the other): restarts for good, nothing
+# of the queue handled.
+sq(q{
+create table hang_got (queue text, payload text);
+create function h_hang_always(ms pgque.message[]) returns void language plpgsql as $$
+begin
+  if exists (select 1 from unnest(ms) m where m.payload like 'hang%') then
+    loop
+      begin
+        perform pg_sleep(0.05);
+      exception when query_canceled then null;
+      end;
+    end loop;
+  end if;
+  insert into hang_got select 'hb', m.payload from unnest(ms) m;
+end $$;
+create function h_hang_always_msg(m pgque.message) returns void language plpgsql as $$
+begin
+  if m.payload like 'hang%' then
+    loop
+      begin
+        perform pg_sleep(0.05);
+      exception when query_canceled then null;
+      end;
+    end loop;
+  end if;
+  insert into hang_got values ('hm', m.payload);
+end $$;
+select pgque.create_queue('hb');
+select pgque.create_queue('hm');
+select pgque_worker.register_handler('hb', 'c', 'h_hang_always(pgque.message[])', batch => true,
+	retry_after => '1 hour');
+select pgque_worker.register_handler('hm', 'c', 'h_hang_always_msg(pgque.message)',
+	retry_after => '1 hour');
+});
+sq(q{select pgque.send_batch('hb', array['a', 'b', 'hang', 'c'])});
+wait_until($node, 'app', q{select string_agg(payload, ',' order by payload) from hang_got where queue = 'hb'},
+	'a,b,c', 'a batch handler hanging on one event every time: the others are handled');
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'hb'}, '1/3', 'the event it hangs on is nacked');
+is(nacked_payloads('hb'), '1/1/0', 'PgQue holds that one for retry');
+sq(q{select pgque.send_batch('hm', array['x', 'hang1', 'hang2', 'y'])});
+wait_until($node, 'app', q{select string_agg(payload, ',' order by payload) from hang_got where queue = 'hm'},
+	'x,y', 'a message handler hanging on two events every time: the others are handled');
+wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
+	where queue_name = 'hm'}, '2/2', 'the two it hangs on are nacked');
+my $restarts = () = log_since($node, $log) =~ /handler ignored cancellation for \d+ ms \(2 x pgque_worker.handler_timeout\); the dispatcher was restarted/g;
+note "dispatcher restarts by the hard limit in this part and the one before: $restarts";
+is(sq(q{select count(*) || '/' || count(distinct (queue, payload)) from hang_got}), '5/5', 'each handled once');
+
 $node->stop;
 done_testing();
