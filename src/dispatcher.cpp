@@ -337,6 +337,7 @@ load_handlers_fn(void *arg)
 	char	   *fate = (char *) palloc0(nhandlers > 0 ? nhandlers : 1);
 	bool		look_all = *(bool *) arg;
 	uint64		nrows = 0;
+	Oid			registry;
 
 	msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),
@@ -347,9 +348,14 @@ load_handlers_fn(void *arg)
 	events_direct = true;
 
 	/* Registrations count only in a table our extension made. */
-	if (OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")) &&
-		OidIsValid(msg_typoid))
+	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	if (OidIsValid(registry) && OidIsValid(msg_typoid))
 	{
+		if (!pqw_try_read_lock(registry))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("another session holds a lock on table pgque_worker.handler"),
+					 errdetail("The handlers are kept as they were and read again soon.")));
 		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
 						" retry_after, run_as::oid from pgque_worker.handler"
 						" where enabled order by queue_name, consumer_name",
@@ -430,20 +436,31 @@ load_handlers_fn(void *arg)
 	nhandlers = nfresh;
 }
 
+static pqw::LogLimiter load_limiter;
+
 /* Reads the registrations again; `look_all`: every handler, carried over
- * or not, looks for a batch once. */
-static void
+ * or not, looks for a batch once. False if that failed: the handlers are
+ * kept as they were. */
+static bool
 load_handlers(bool look_all)
 {
 	PqwCallResult r;
 
-	if (!pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, &look_all,
-							pqw_statement_timeout_ms, &r))
+	if (pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, &look_all,
+						   pqw_statement_timeout_ms, &r))
 	{
-		ereport(WARNING,
-				(errcode(r.sqlerrcode),
-				 errmsg("pgque_worker: could not load handlers in database \"%s\": %s",
-						my_dbname, r.message)));
+		(void) load_limiter.on_success();
+		return true;
+	}
+	{
+		load_limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
+		if (load_limiter.on_error(pqw::fingerprint(r.message), pqw::monotonic_ms()) !=
+			pqw::LogDecision::kSuppress)
+			ereport(WARNING,
+					(errcode(r.sqlerrcode),
+					 errmsg("pgque_worker: could not load handlers in database \"%s\": %s",
+							my_dbname, r.message),
+					 r.detail[0] != '\0' ? errdetail("%s", r.detail) : 0));
 		pqw_slot_set_error(my_slot, r.message);
 		/* The set being built goes; the old one is kept as it was, with
 		 * its open batch cursors (forgetting them would leave them open
@@ -453,6 +470,7 @@ load_handlers(bool look_all)
 			MemoryContextDelete(loading_cxt);
 		loading_cxt = NULL;
 	}
+	return false;
 }
 
 /* ---------------------------------------------------------------------
@@ -1654,6 +1672,8 @@ leave_no_handlers(void)
 
 /* Registrations are read again at least this often. */
 #define RELOAD_INTERVAL_MS 60000
+/* ... and this soon after a read that failed (a lock on the table). */
+#define LOAD_RETRY_MS 1000
 
 /*
  * How long a dispatcher without enabled handlers waits for one before it
@@ -1749,10 +1769,13 @@ pqw_dispatcher_main(Datum main_arg)
 		if (requested || periodic ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
-			load_handlers(periodic || !requested);
+			bool		loaded = load_handlers(periodic || !requested);
+
 			if (nhandlers == 0)
 				linger_without_handlers();
 			last_load = pqw::monotonic_ms();
+			if (!loaded)
+				last_load -= RELOAD_INTERVAL_MS - LOAD_RETRY_MS;	/* due again soon */
 			apply_hung_call();
 		}
 		if (pgque_untrusted)

@@ -736,6 +736,7 @@ run_job(JobId id)
 typedef struct DbCheck
 {
 	bool		want_dispatcher;	/* enabled rows in pgque_worker.handler */
+	bool		registry_locked;	/* another session locks it: not read */
 	char		other[64];		/* another scheduler owning PgQue here, or "" */
 } DbCheck;
 
@@ -761,11 +762,21 @@ db_check_fn(void *arg)
 {
 	DbCheck    *c = (DbCheck *) arg;
 
+	Oid			registry;
+
 	c->want_dispatcher = false;
+	c->registry_locked = false;
 	c->other[0] = '\0';
-	/* Registrations count only where our extension made the table. */
-	if (OidIsValid(pqw_extension_relation("pgque_worker", "pgque_worker", "handler")))
-		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
+	/* Registrations count only where our extension made the table; one
+	 * that another session locks is looked at next time (see
+	 * pqw_try_read_lock), not waited for while ticks are due. */
+	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	if (OidIsValid(registry))
+	{
+		c->registry_locked = !pqw_try_read_lock(registry);
+		if (!c->registry_locked)
+			c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
+	}
 
 	if (pqw_pgque_trust() == PQW_TRUST_OK)
 	{
@@ -802,7 +813,8 @@ check_database(void)
 	if (pqw_in_transaction("pgque_worker: looking at the database", PQW_AS_WORKER, db_check_fn, &c,
 						   pqw_statement_timeout_ms, &r))
 	{
-		pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);
+		if (!c.registry_locked)
+			pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);
 		if (c.other[0] != '\0' && pqw_takeover)
 		{
 			PqwCallResult r2;

@@ -7,6 +7,7 @@ extern "C" {
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
 #include "commands/extension.h"
+#include "storage/lmgr.h"
 #include "utils/inval.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -216,6 +217,12 @@ pqw_extension_relation(const char *extname, const char *nspname, const char *rel
 		getExtensionOfObject(RelationRelationId, rel) != ext)
 		return InvalidOid;
 	return rel;
+}
+
+bool
+pqw_try_read_lock(Oid rel)
+{
+	return ConditionalLockRelationOid(rel, AccessShareLock);
 }
 
 void

@@ -38,5 +38,13 @@ const char *pqw_pgque_refusal(void);
 Oid			pqw_extension_relation(const char *extname, const char *nspname,
 								   const char *relname);
 
+/* Inside a transaction: takes ACCESS SHARE on `rel` for reading it, if no
+ * other session holds a lock that conflicts, without waiting; held to the
+ * end of the transaction. A conflicting lock is ACCESS EXCLUSIVE, which any
+ * role with UPDATE on the table may take (LOCK TABLE): on our registry
+ * table, which PUBLIC may update (its own rows), a tenant would otherwise
+ * hold up every reader of it in our workers for their whole timeout. */
+bool		pqw_try_read_lock(Oid rel);
+
 /* _PG_init: catalog changes make the next call check again. */
 void		pqw_trust_install(void);
