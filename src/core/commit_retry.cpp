@@ -19,11 +19,11 @@ bool commit_failed(CommitRetry &r, std::int64_t first_id, std::int64_t last_id, 
     r.fails = 0;
     if (last_id > r.scope_last)
         r.scope_last = last_id;
-    if (r.size == 1) {
-        r.nack_id = first_id;
+    if (n == 1) {
+        r.nack_id = first_id;  // this event, alone, failed kTries times
         return false;
     }
-    r.limit = r.size - r.size / 2;  // the first half (rounded up) next
+    r.limit = r.size - r.size / 2;  // from the fewest of its tries; 1: the event alone next  // the first half (rounded up) next
     return true;
 }
 

@@ -121,14 +121,22 @@ TEST(CommitRetry, ACutChunkOfVaryingSizeIsStillNarrowed)
     EXPECT_EQ(commit_retry_fetch(r, 100), 19);  // half of 37, rounded up
 }
 
-// A cut chunk that came down to one event on one of its tries: the event
-// is nacked without calling the handler.
-TEST(CommitRetry, ACutChunkDownToOneEventNacksIt)
+// A cut chunk that came down to one event on one of its tries: that event
+// gets tries of its own before it is nacked (the failures of the larger
+// tries may have been another event's).
+TEST(CommitRetry, ACutChunkDownToOneEventTriesItAloneFirst)
 {
     CommitRetry r;
     commit_failed(r, 5, 9, 5);
     commit_failed(r, 5, 5, 1);
-    commit_failed(r, 5, 7, 3);
+    EXPECT_TRUE(commit_failed(r, 5, 7, 3));
+    EXPECT_FALSE(commit_retry_nacks(r, 5));
+    EXPECT_EQ(commit_retry_fetch(r, 100), 1);
+    for (int i = 1; i < CommitRetry::kTries; i++) {
+        commit_failed(r, 5, 5, 1);
+        EXPECT_FALSE(commit_retry_nacks(r, 5));
+    }
+    commit_failed(r, 5, 5, 1);
     EXPECT_TRUE(commit_retry_nacks(r, 5));
     EXPECT_FALSE(commit_retry_nacks(r, 6));
 }
