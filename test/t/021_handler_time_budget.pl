@@ -74,7 +74,8 @@ sub fast_while_slow
 	return (sq(qq{select slow_nacked from fast_got where payload = 'while $queue'}), $secs);
 }
 
-# What PgQue holds for retry of $queue: rows / distinct payloads / of
+# What PgQue holds for retry of $queue (one row an event: a second nack of
+# one is not seen here): rows / distinct payloads / of
 # them the test's (m1, m2, ...).
 sub nacked_payloads
 {
@@ -94,7 +95,7 @@ cmp_ok($nacked, '<=', 5,
 	"another queue's message waited for $nacked of the 40 timing-out messages, not the whole chunk");
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slow'}, '40/0', 'every message of the slow handler is nacked, once');
-is(nacked_payloads('slow'), '40/40/40', 'PgQue holds each of the 40 payloads for retry, once');
+is(nacked_payloads('slow'), '40/40/40', 'PgQue holds each of the 40 payloads for retry (how often each was nacked: the counters above)');
 cmp_ok(sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}), '>=', 20,
 	'in small chunks once the first ran out of time');
 like(log_since($node, $log),
@@ -108,7 +109,7 @@ cmp_ok($nacked - 40, '<=', 5,
 	'another queue\'s message waited for ' . ($nacked - 40) . ' of the 20 messages of a timing-out batch handler');
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slowb'}, '20/0', 'every message of the slow batch handler is nacked, once');
-is(nacked_payloads('slowb'), '20/20/20', 'PgQue holds each of the 20 payloads for retry, once');
+is(nacked_payloads('slowb'), '20/20/20', 'PgQue holds each of the 20 payloads for retry');
 
 # ---- a handler that recovers gets its chunks back to full size (doubling)
 my $chunks0 = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'});
