@@ -339,6 +339,13 @@ load_handlers_fn(void *arg)
 	uint64		nrows = 0;
 	Oid			registry;
 
+	/* Before anything is changed: a failed read keeps it all as it was. */
+	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	if (OidIsValid(registry) && !pqw_try_read_lock(registry))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("another session holds a lock on table pgque_worker.handler"),
+				 errdetail("The handlers are kept as they were and read again soon.")));
 	msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),
 						ObjectIdGetDatum(nsp)) : InvalidOid;
@@ -348,14 +355,8 @@ load_handlers_fn(void *arg)
 	events_direct = true;
 
 	/* Registrations count only in a table our extension made. */
-	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
 	if (OidIsValid(registry) && OidIsValid(msg_typoid))
 	{
-		if (!pqw_try_read_lock(registry))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("another session holds a lock on table pgque_worker.handler"),
-					 errdetail("The handlers are kept as they were and read again soon.")));
 		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
 						" retry_after, run_as::oid from pgque_worker.handler"
 						" where enabled order by queue_name, consumer_name",
@@ -449,7 +450,9 @@ load_handlers(bool look_all)
 	if (pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, &look_all,
 						   pqw_statement_timeout_ms, &r))
 	{
-		(void) load_limiter.on_success();
+		if (load_limiter.on_success())
+			ereport(LOG,
+					(errmsg("pgque_worker: handlers of database \"%s\" read again", my_dbname)));
 		return true;
 	}
 	{
@@ -1441,7 +1444,7 @@ take_hung_call(void)
 			 "handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout); the dispatcher was restarted",
 			 2 * pqw_handler_timeout_ms);
 	snprintf(r.detail, sizeof(r.detail), "Batch " INT64_FORMAT ", events " INT64_FORMAT " to " INT64_FORMAT
-			 " are handled again one at a time; an event it hangs on alone is nacked without calling it.",
+			 " are handled again: the events before them first, then these by halves; an event it hangs on alone is nacked without calling it.",
 			 hung_call.batch_id, hung_call.first_id, hung_call.last_id);
 	for (int i = 0; i < nhandlers; i++)
 		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
@@ -1690,6 +1693,7 @@ static void
 linger_without_handlers(void)
 {
 	pqw::Millis until = pqw::monotonic_ms() + NO_HANDLERS_LINGER_MS;
+	bool		retry = false;	/* the last read failed: again soon, and stay */
 
 	pqw_worker_set_state(&me, PQW_STATE_NO_HANDLERS);
 	for (;;)
@@ -1697,14 +1701,14 @@ linger_without_handlers(void)
 		pqw::Millis now = pqw::monotonic_ms();
 		bool		reloaded;
 
-		if (now >= until)
+		if (now >= until && !retry)
 			leave_no_handlers();
-		pqw_worker_wait((long) (until - now));
+		pqw_worker_wait(retry ? LOAD_RETRY_MS : (long) (until - now));
 		if (pqw_worker_pass(&me, &reloaded) == PQW_PASS_WAITED)
 			continue;			/* paused, or a standby: nothing is read */
-		if (!reload_requested())
+		if (!reload_requested() && !retry)
 			continue;
-		load_handlers(true);
+		retry = !load_handlers(true);
 		if (nhandlers > 0)
 			return;
 		pqw_worker_set_state(&me, PQW_STATE_NO_HANDLERS);
@@ -1741,10 +1745,16 @@ pqw_dispatcher_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	RegisterXactCallback(commit_fault_callback, NULL);
-	load_handlers(true);
-	if (nhandlers == 0)
-		linger_without_handlers();
-	last_load = last_poll = pqw::monotonic_ms();
+	{
+		/* a read that failed is retried soon, not taken for "no handlers" */
+		bool		loaded = load_handlers(true);
+
+		if (loaded && nhandlers == 0)
+			linger_without_handlers();
+		last_load = last_poll = pqw::monotonic_ms();
+		if (!loaded)
+			last_load -= RELOAD_INTERVAL_MS - LOAD_RETRY_MS;
+	}
 	take_hung_call();
 	apply_hung_call();
 	ereport(LOG, (errmsg("pgque_worker: dispatcher started for database \"%s\" with %d handlers",
@@ -1771,7 +1781,7 @@ pqw_dispatcher_main(Datum main_arg)
 		{
 			bool		loaded = load_handlers(periodic || !requested);
 
-			if (nhandlers == 0)
+			if (loaded && nhandlers == 0)
 				linger_without_handlers();
 			last_load = pqw::monotonic_ms();
 			if (!loaded)

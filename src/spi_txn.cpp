@@ -8,6 +8,8 @@
  */
 #include "spi_txn.h"
 
+#include "guc.h"
+
 #include "trust.h"
 
 extern "C" {
@@ -151,6 +153,14 @@ pqw_begin_as(Oid role, const char *search_path, PqwAs *as)
 	as->nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	if (role == PQW_AS_WORKER && pqw_lock_timeout_ms > 0)
+	{
+		char		ms[16];
+
+		snprintf(ms, sizeof(ms), "%d", pqw_lock_timeout_ms);
+		(void) set_config_option("lock_timeout", ms, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 }
 
 void

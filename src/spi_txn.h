@@ -62,7 +62,10 @@ typedef struct PqwAs
 } PqwAs;
 
 /* Switches to `role` (a role oid, PQW_AS_WORKER or PQW_AS_PGQUE_OWNER),
- * with search_path `search_path` for the code run under it. */
+ * with search_path `search_path` for the code run under it. As the
+ * worker, a lock is waited for at most pgque_worker.lock_timeout: our own
+ * tables' rows can be locked by a tenant's open transaction (deleting its
+ * registration locks the counters of that handler, by trigger). */
 void		pqw_begin_as(Oid role, const char *search_path, PqwAs *as);
 /* Undoes every setting changed since pqw_begin_as, restores the user. */
 void		pqw_end_as(PqwAs *as);

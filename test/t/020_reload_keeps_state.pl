@@ -156,4 +156,34 @@ sq(q{select pgque.send('big', 'x4')});
 wait_until($node, 'app', q{select count(*) from got where payload = 'x4'}, '1',
 	'and delivers after the lock is gone');
 
+# ---- a tenant's open transaction deleting its own registration locks that
+# handler's counters (the delete trigger resets them). The dispatcher's own
+# writes of them wait at most pgque_worker.lock_timeout (1 s). Before, the
+# chunk's counters waited statement_timeout (25 s) and recording its error
+# 25 s more, every retry, while the database's other handlers waited.
+sq(q{create function public.t_noop(m pgque.message) returns void language sql as 'select null::void';
+select pgque.create_queue('tq')});
+$node->safe_psql('app', q{select pgque_worker.register_handler('tq', 'tc', 'public.t_noop(pgque.message)')},
+	extra_params => [ '-U', 'tenant' ]);
+sq(q{select pgque.send('tq', 'warm')});
+wait_until($node, 'app', q{select messages_ok from pgque_worker.handler_stats where queue_name = 'tq'}, '1',
+	'the tenant\'s handler has counters');
+my $deleter = $node->background_psql('app', on_error_stop => 1, extra_params => [ '-U', 'tenant' ]);
+$deleter->query_safe(q{begin; delete from pgque_worker.handler where queue_name = 'tq'});
+sq(q{select pgque.send('tq', 't1')});
+wait_until($node, 'postgres', q{select count(*) > 0 from pg_stat_activity
+	where backend_type = 'pgque_worker dispatcher' and wait_event_type = 'Lock'},
+	't', 'the chunk of the tenant\'s handler waits for its counters\' row');
+sq(q{select pgque.send('big', 'x5')});
+$t0 = time;
+$delivered = 0;
+while (!$delivered && time - $t0 < 10)
+{
+	$delivered = sq(q{select count(*) from got where payload = 'x5'}) eq '1';
+	usleep(100_000);
+}
+ok($delivered, sprintf('another handler delivers meanwhile (%.1f s; the row stays locked)', time - $t0));
+$deleter->query_safe('rollback');
+$deleter->quit;
+
 done_testing();
