@@ -338,6 +338,7 @@ load_handlers_fn(void *arg)
 	bool		look_all = *(bool *) arg;
 	uint64		nrows = 0;
 	Oid			registry;
+	int			hint = 0;		/* where the last load's handlers are searched from */
 
 	/* Before anything is changed: a failed read keeps it all as it was. */
 	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
@@ -383,12 +384,23 @@ load_handlers_fn(void *arg)
 		bool		is_batch = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		Interval	retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
 		Oid			run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-		int			k;
+		int			k = nhandlers;
 
-		for (k = 0; k < nhandlers; k++)
-			if (fate[k] == 0 && strcmp(handlers[k].queue, queue) == 0 &&
-				strcmp(handlers[k].consumer, consumer) == 0)
+		/* the last load read the rows in the same order: its next handler
+		 * is the one, as a rule (any role may register many) */
+		CHECK_FOR_INTERRUPTS();
+		for (int step = 0; step < nhandlers; step++)
+		{
+			int			j = (hint + step) % nhandlers;
+
+			if (fate[j] == 0 && strcmp(handlers[j].queue, queue) == 0 &&
+				strcmp(handlers[j].consumer, consumer) == 0)
+			{
+				k = j;
+				hint = j + 1;
 				break;
+			}
+		}
 		if (k < nhandlers && msg_typoid == prev_msg_typoid &&
 			same_registration(&handlers[k], queue, consumer, func, is_batch, run_as))
 		{
