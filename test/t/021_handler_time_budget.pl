@@ -132,17 +132,21 @@ cmp_ok($chunks, '<=', 20, "500 messages in $chunks chunks: the chunks grew back"
 # times out on every call. Before the fix, 'a' (alone in the chunk after
 # the cut) was nacked without a call: 2 nacked, 'a' not delivered.
 sq(q{
+create function ignore_cancel_forever() returns void language plpgsql as $$
+begin
+  loop
+    begin
+      perform pg_sleep(0.05);
+    exception when query_canceled then null;
+    end;
+  end loop;
+end $$;
 create sequence hang_once;
 create table hb_got (payload text);
 create function h_hang_batch(ms pgque.message[]) returns void language plpgsql as $$
 begin
   if exists (select 1 from unnest(ms) m where m.payload = 'hang') and nextval('hang_once') = 1 then
-    loop
-      begin
-        perform pg_sleep(0.05);
-      exception when query_canceled then null;
-      end;
-    end loop;
+    perform ignore_cancel_forever();
   end if;
   if exists (select 1 from unnest(ms) m where m.payload = 'slow') then
     perform pg_sleep(3600);
@@ -178,24 +182,14 @@ create table hang_got (queue text, payload text);
 create function h_hang_always(ms pgque.message[]) returns void language plpgsql as $$
 begin
   if exists (select 1 from unnest(ms) m where m.payload like 'hang%') then
-    loop
-      begin
-        perform pg_sleep(0.05);
-      exception when query_canceled then null;
-      end;
-    end loop;
+    perform ignore_cancel_forever();
   end if;
   insert into hang_got select 'hb', m.payload from unnest(ms) m;
 end $$;
 create function h_hang_always_msg(m pgque.message) returns void language plpgsql as $$
 begin
   if m.payload like 'hang%' then
-    loop
-      begin
-        perform pg_sleep(0.05);
-      exception when query_canceled then null;
-      end;
-    end loop;
+    perform ignore_cancel_forever();
   end if;
   insert into hang_got values ('hm', m.payload);
 end $$;
