@@ -135,11 +135,11 @@ TEST(HungCall, AnEventThatAlwaysHangsEndsNackedAlone)
         if (first == 0 && pqw::hung_plan_for(r, lo) == pqw::HungPlan::kNackAlone) {
             nacked = nacked || lo == kBad;
         } else if (!c.narrow) {
-            calls.push_back({lo, hi});
+            calls.emplace_back(lo, hi);
         } else {
             int mid = lo + (hi - lo) / 2;
-            calls.push_back({lo, mid});
-            calls.push_back({mid, hi});
+            calls.emplace_back(lo, mid);
+            calls.emplace_back(mid, hi);
         }
         bool hung = false;
         for (auto [a, b] : calls)
