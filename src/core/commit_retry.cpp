@@ -23,7 +23,7 @@ bool commit_failed(CommitRetry &r, std::int64_t first_id, std::int64_t last_id, 
         r.nack_id = first_id;  // this event, alone, failed kTries times
         return false;
     }
-    r.limit = r.size - r.size / 2;  // from the fewest of its tries; 1: the event alone next  // the first half (rounded up) next
+    r.limit = r.size - r.size / 2;  // the first half (rounded up) of its fewest; 1: the event alone
     return true;
 }
 
