@@ -38,6 +38,11 @@ select pgque.set_queue_config('idle_' || i, 'ticker_max_lag', '1 hour') from gen
 select pgque.set_queue_config('idle_' || i, 'ticker_idle_period', '1 hour') from generate_series(1, $nidle) i;
 select pgque.create_queue('busy');
 select pgque.set_queue_config('busy', 'ticker_max_count', '1');
+-- and the busy queue's own lag and idle ticks as far: no full call falls
+-- due while the sends are counted, however slow the machine (with PgQue's
+-- defaults, one every few seconds, of $nidle calls and more each)
+select pgque.set_queue_config('busy', 'ticker_max_lag', '1 hour');
+select pgque.set_queue_config('busy', 'ticker_idle_period', '1 hour');
 select pgque_worker.register_handler('busy', 'c', 'h(pgque.message)');
 });
 # the queue sequence's first event does not count for ticker_max_count
@@ -86,12 +91,11 @@ for my $i (1 .. $nsend)
 my $calls = settled_ticker_calls() - $before;
 my $full = full_calls() - $full_before;
 is(sq(q{select count(*) from got where payload like 'm%'}), $nsend, "$nsend messages, each handled once");
-# The busy queue's own idle ticks (every few seconds by PgQue's default
-# policy) still come from full calls, and those are sliced: with 102
-# queues, in 13 (8 queues a slice).
+# Full calls are sliced: with 102 queues, in 13 (8 queues a slice).
 is($full, 0, "no pgque.ticker() call over every queue during $nsend enqueuing commits");
-# a full ticker() call costs one call per queue ($nidle + 1) and more
-cmp_ok($calls, '<', $nsend * $nidle / 2,
+# a targeted call costs one or two (the fixture's pgque.ticker(queue)
+# calls PgQ's); a full ticker() call one per queue ($nidle + 1) and more
+cmp_ok($calls, '<=', $nsend * 4,
 	"ticker function calls for $nsend enqueuing commits: $calls (a full tick each would be over " . ($nsend * ($nidle + 1)) . ')');
 
 # the idle queues still get ticks: the full call keeps its schedule, its
