@@ -110,13 +110,22 @@ create table pgque_worker.handler_stat (
 -- Registrations are readable by all (no payloads); a role changes only the
 -- rows it registered. The worker reads and writes as superuser or
 -- pgque_admin.
+--
+-- UPDATE is granted on the columns, not the table, and DELETE not at all
+-- (unregister_handler() deletes): LOCK TABLE in any mode stronger than ROW
+-- EXCLUSIVE asks for table-level UPDATE, DELETE or TRUNCATE, and with them
+-- any role could hold ACCESS EXCLUSIVE on this table in an open
+-- transaction, keeping every worker of the database from reading it.
 alter table pgque_worker.handler enable row level security;
 create policy handler_read on pgque_worker.handler for select using (true);
 create policy handler_own on pgque_worker.handler for all
   using (pg_has_role(current_user, run_as, 'member'))
   with check (run_as = current_user::regrole);
 grant usage on schema pgque_worker to public;
-grant select, insert, update, delete on pgque_worker.handler to public;
+grant select, insert on pgque_worker.handler to public;
+grant update (queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as,
+              registered_at)
+  on pgque_worker.handler to public;
 revoke all on pgque_worker.handler_stat from public;
 grant select, insert, update, delete on pgque_worker.handler_stat to pgque_admin;
 
@@ -294,6 +303,14 @@ begin
 end
 $$;
 
+-- Deletes the registration of queue/consumer if the calling role may act
+-- as the role it runs as (the same rule as the table's row policy), as the
+-- table's owner: PUBLIC has no DELETE on the table (see above). False when
+-- there is no such registration the caller may delete.
+create function pgque_worker._delete_handler(queue text, consumer text) returns boolean
+language c volatile strict
+as 'MODULE_PATHNAME', 'pqw_delete_handler';
+
 -- Removes the handler of queue/consumer; with unsubscribe => true also
 -- unsubscribes the consumer (its unconsumed events are then lost to it).
 create function pgque_worker.unregister_handler(
@@ -305,9 +322,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  delete from pgque_worker.handler h
-   where h.queue_name = queue and h.consumer_name = consumer;
-  if not found then
+  if not pgque_worker._delete_handler(queue, consumer) then
     raise exception 'no handler is registered for queue "%", consumer "%"', queue, consumer
       using errcode = 'undefined_object';
   end if;

@@ -7,13 +7,22 @@
  * as this function's owner (a superuser) would hand a tenant who owns
  * schema pgque a superuser's rights. So it runs as the owner of schema
  * pgque, security-restricted, like every other PgQue call (spi_txn.h).
+ *
+ * pgque_worker._delete_handler(queue, consumer): unregister_handler()'s
+ * delete. PUBLIC has no DELETE on the registry table (DELETE would let it
+ * LOCK the table), so the row is deleted as the table's owner, and only if
+ * the calling role may act as the role the handler runs as: the rule of
+ * the table's row policy, checked for the caller, not for the owner.
  */
 #include "pg.h"
+#include "catalog/pg_class.h"
 #include "spi_txn.h"
+#include "trust.h"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pqw_queue_exists);
 PG_FUNCTION_INFO_V1(pqw_consumer_exists);
+PG_FUNCTION_INFO_V1(pqw_delete_handler);
 }
 
 /* Runs `sql` (returning one boolean) with `nargs` text arguments as the
@@ -55,4 +64,42 @@ pqw_consumer_exists(PG_FUNCTION_ARGS)
 
 	PG_RETURN_BOOL(ask_pgque("select exists (select 1 from pgque.get_consumer_info($1, $2))",
 							 2, args));
+}
+
+PQW_EXPORT Datum
+pqw_delete_handler(PG_FUNCTION_ARGS)
+{
+	/* the role calling: the session's, or a SECURITY DEFINER caller's owner */
+	Oid			caller = GetUserId();
+	Oid			rel = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	Oid			owner;
+	HeapTuple	tup;
+	Datum		args[3] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), ObjectIdGetDatum(caller)};
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
+	PqwAs		as;
+	uint64		deleted;
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table pgque_worker.handler of extension pgque_worker does not exist")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", rel);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* the delete trigger (ours, SECURITY DEFINER) runs as it would anyway */
+	pqw_begin_as(owner, PQW_PINNED_SEARCH_PATH, &as);
+	if (SPI_execute_with_args("delete from pgque_worker.handler h"
+							  " where h.queue_name = $1 and h.consumer_name = $2"
+							  "   and pg_has_role($3, h.run_as::oid, 'member')",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from pgque_worker.handler");
+	deleted = SPI_processed;
+	pqw_end_as(&as);
+	SPI_finish();
+	PG_RETURN_BOOL(deleted > 0);
 }

@@ -41,9 +41,11 @@ Oid			pqw_extension_relation(const char *extname, const char *nspname,
 /* Inside a transaction: takes ACCESS SHARE on `rel` for reading it, if no
  * other session holds a lock that conflicts, without waiting; held to the
  * end of the transaction. A conflicting lock is ACCESS EXCLUSIVE, which any
- * role with UPDATE on the table may take (LOCK TABLE): on our registry
- * table, which PUBLIC may update (its own rows), a tenant would otherwise
- * hold up every reader of it in our workers for their whole timeout. */
+ * role with table-level UPDATE, DELETE or TRUNCATE may take (LOCK TABLE).
+ * PUBLIC has none of them on our registry table (only column UPDATE), but
+ * its owner, superusers and (from PostgreSQL 17) MAINTAIN holders may, and
+ * would otherwise hold up every reader of it in our workers for their
+ * whole timeout. */
 bool		pqw_try_read_lock(Oid rel);
 
 /* _PG_init: catalog changes make the next call check again. */

@@ -123,17 +123,32 @@ is(sq(q{select pid from pgque_worker.status() where datname = 'app' and kind = '
 	'by the same dispatcher process');
 unlike(log_since($node, $log), qr/dispatcher stops/, 'which did not leave in between');
 
-# ---- a tenant's lock on the registry table holds up no worker. Any role
-# may take ACCESS EXCLUSIVE on it (PUBLIC may update its own rows, and LOCK
-# needs no more). Before, the dispatcher's read of it waited for the lock
-# until its statement_timeout (25 s), and the ticker's look at it every
+# ---- no tenant may lock the registry table against the workers' reads.
+# LOCK TABLE in a mode above ROW EXCLUSIVE asks for table-level UPDATE,
+# DELETE or TRUNCATE; PUBLIC had UPDATE and DELETE on it (for its own rows),
+# so any role could hold ACCESS EXCLUSIVE in an open transaction, and a
+# dispatcher starting meanwhile had no handlers until it was gone. Now
+# PUBLIC has UPDATE on the columns and unregister_handler() deletes.
+for my $mode ('share update exclusive', 'share', 'share row exclusive', 'exclusive',
+	'access exclusive')
+{
+	my ($ret, $out, $err) = $node->psql('app',
+		"begin; lock table pgque_worker.handler in $mode mode; rollback;",
+		extra_params => [ '-U', 'tenant' ]);
+	like($err, qr/permission denied for table handler/,
+		"a tenant may not lock the registry table in $mode mode");
+}
+
+# ---- a lock on the registry table holds up no worker: an administrator's
+# (the owner, a superuser; from PostgreSQL 17, pg_maintain or MAINTAIN).
+# Before, the dispatcher's read of it waited for the lock until its
+# statement_timeout (25 s), and the ticker's look at it every
 # discovery_interval until its lock_timeout (1 s), ticks waiting meanwhile;
 # before 0d8b634 the failed read also left the dispatcher with no handler.
 # Now neither waits: the read fails at once, the handlers are kept as they
 # were and read again a second later.
 $log = log_position($node);
-my $locker = $node->background_psql('app', on_error_stop => 1,
-	extra_params => [ '-U', 'tenant' ]);
+my $locker = $node->background_psql('app', on_error_stop => 1);
 $locker->query_safe(q{begin; lock table pgque_worker.handler in access exclusive mode});
 $node->safe_psql('app', q{select pgque_worker._handlers_changed()}, extra_params => [ '-U', 'tenant' ]);
 sq(q{select pgque.send('big', 'x3')});
@@ -146,7 +161,7 @@ while (time - $t0 < 4)
 		where backend_type like 'pgque_worker%' and wait_event_type = 'Lock'});
 	usleep(50_000);
 }
-ok($delivered, 'the handler delivers within 4 s while the tenant holds the lock');
+ok($delivered, 'the handler delivers within 4 s while the lock is held');
 is($lock_waits, 0, 'no pgque_worker process waited for the lock (polled every 50 ms for 4 s)');
 my $lines = () = log_since($node, $log) =~ /could not load handlers in database "app": another session holds a lock on table pgque_worker.handler/g;
 is($lines, 1, 'the reload fails, logged once though it was tried again every second');
@@ -156,11 +171,7 @@ sq(q{select pgque.send('big', 'x4')});
 wait_until($node, 'app', q{select count(*) from got where payload = 'x4'}, '1',
 	'and delivers after the lock is gone');
 
-# ---- a tenant's open transaction deleting its own registration locks that
-# handler's counters (the delete trigger resets them). The dispatcher's own
-# writes of them wait at most pgque_worker.lock_timeout (1 s). Before, the
-# chunk's counters waited statement_timeout (25 s) and recording its error
-# 25 s more, every retry, while the database's other handlers waited.
+# ---- a tenant's own registration, for the next two parts
 sq(q{create function public.t_noop(m pgque.message) returns void language sql as 'select null::void';
 select pgque.create_queue('tq')});
 $node->safe_psql('app', q{select pgque_worker.register_handler('tq', 'tc', 'public.t_noop(pgque.message)')},
@@ -168,8 +179,31 @@ $node->safe_psql('app', q{select pgque_worker.register_handler('tq', 'tc', 'publ
 sq(q{select pgque.send('tq', 'warm')});
 wait_until($node, 'app', q{select messages_ok from pgque_worker.handler_stats where queue_name = 'tq'}, '1',
 	'the tenant\'s handler has counters');
+
+# ---- a tenant changes its own registrations, and no other role's: it
+# updates them (column privileges) and removes them with
+# unregister_handler(), not with DELETE
+sq(q{create role tenant2 login; grant pgque_reader to tenant2;});
+my ($ret, $out, $err) = $node->psql('app', q{delete from pgque_worker.handler where queue_name = 'tq'},
+	extra_params => [ '-U', 'tenant' ]);
+like($err, qr/permission denied for table handler/, 'a tenant may not DELETE from the registry table');
+($ret, $out, $err) = $node->psql('app', q{select pgque_worker.unregister_handler('tq', 'tc')},
+	extra_params => [ '-U', 'tenant2' ]);
+like($err, qr/no handler is registered for queue "tq", consumer "tc"/,
+	'another tenant may not unregister it');
+is($node->safe_psql('app', q{update pgque_worker.handler set enabled = false where queue_name = 'tq' returning enabled},
+		extra_params => [ '-U', 'tenant2' ]), '', '  nor update it');
+is($node->safe_psql('app', q{update pgque_worker.handler set enabled = true where queue_name = 'tq' returning enabled},
+		extra_params => [ '-U', 'tenant' ]), 't', 'its own role updates it');
+is(sq(q{select count(*) from pgque_worker.handler where queue_name = 'tq'}), '1', '  and it is still registered');
+
+# ---- a tenant's open transaction removing its own registration locks that
+# handler's counters (the delete trigger resets them). The dispatcher's own
+# writes of them wait at most pgque_worker.lock_timeout (1 s). Before, the
+# chunk's counters waited statement_timeout (25 s) and recording its error
+# 25 s more, every retry, while the database's other handlers waited.
 my $deleter = $node->background_psql('app', on_error_stop => 1, extra_params => [ '-U', 'tenant' ]);
-$deleter->query_safe(q{begin; delete from pgque_worker.handler where queue_name = 'tq'});
+$deleter->query_safe(q{begin; select pgque_worker.unregister_handler('tq', 'tc')});
 sq(q{select pgque.send('tq', 't1')});
 wait_until($node, 'postgres', q{select count(*) > 0 from pg_stat_activity
 	where backend_type = 'pgque_worker dispatcher' and wait_event_type = 'Lock'},
@@ -185,5 +219,9 @@ while (!$delivered && time - $t0 < 10)
 ok($delivered, sprintf('another handler delivers meanwhile (%.1f s; the row stays locked)', time - $t0));
 $deleter->query_safe('rollback');
 $deleter->quit;
+$node->safe_psql('app', q{select pgque_worker.unregister_handler('tq', 'tc')},
+	extra_params => [ '-U', 'tenant' ]);
+is(sq(q{select count(*) from pgque_worker.handler where queue_name = 'tq'}), '0',
+	'the tenant unregisters its own handler');
 
 done_testing();
