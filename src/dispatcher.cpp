@@ -467,24 +467,22 @@ load_handlers(bool look_all)
 					(errmsg("pgque_worker: handlers of database \"%s\" read again", my_dbname)));
 		return true;
 	}
-	{
-		load_limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
-		if (load_limiter.on_error(pqw::fingerprint(r.message), pqw::monotonic_ms()) !=
-			pqw::LogDecision::kSuppress)
-			ereport(WARNING,
-					(errcode(r.sqlerrcode),
-					 errmsg("pgque_worker: could not load handlers in database \"%s\": %s",
-							my_dbname, r.message),
-					 r.detail[0] != '\0' ? errdetail("%s", r.detail) : 0));
-		pqw_slot_set_error(my_slot, r.message);
-		/* The set being built goes; the old one is kept as it was, with
-		 * its open batch cursors (forgetting them would leave them open
-		 * for good: anyone may lock the registry table and make a load
-		 * fail). It is read again at the next request or in a minute. */
-		if (loading_cxt != NULL)
-			MemoryContextDelete(loading_cxt);
-		loading_cxt = NULL;
-	}
+	load_limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
+	if (load_limiter.on_error(pqw::fingerprint(r.message), pqw::monotonic_ms()) !=
+		pqw::LogDecision::kSuppress)
+		ereport(WARNING,
+				(errcode(r.sqlerrcode),
+				 errmsg("pgque_worker: could not load handlers in database \"%s\": %s",
+						my_dbname, r.message),
+				 r.detail[0] != '\0' ? errdetail("%s", r.detail) : 0));
+	pqw_slot_set_error(my_slot, r.message);
+	/* The set being built goes; the old one is kept as it was, with its
+	 * open batch cursors (forgetting them would leave them open for good:
+	 * an administrator's lock on the registry table makes a load fail). It
+	 * is read again a second later (load_registrations). */
+	if (loading_cxt != NULL)
+		MemoryContextDelete(loading_cxt);
+	loading_cxt = NULL;
 	return false;
 }
 
@@ -1746,6 +1744,21 @@ idle_wait_ms(pqw::Millis last_load, pqw::Millis last_poll)
 	return due > now ? (long) (due - now) : 0;
 }
 
+/* Reads the registrations (and, where none is enabled, waits for one or
+ * leaves); returns the time the periodic reload counts from: a read that
+ * failed is due again in LOAD_RETRY_MS, not taken for "no handlers". */
+static pqw::Millis
+load_registrations(bool look_all)
+{
+	bool		loaded = load_handlers(look_all);
+
+	if (loaded && nhandlers == 0)
+		linger_without_handlers();
+	if (!loaded)
+		return pqw::monotonic_ms() - (RELOAD_INTERVAL_MS - LOAD_RETRY_MS);
+	return pqw::monotonic_ms();
+}
+
 PQW_EXPORT void
 pqw_dispatcher_main(Datum main_arg)
 {
@@ -1757,16 +1770,8 @@ pqw_dispatcher_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
 	RegisterXactCallback(commit_fault_callback, NULL);
-	{
-		/* a read that failed is retried soon, not taken for "no handlers" */
-		bool		loaded = load_handlers(true);
-
-		if (loaded && nhandlers == 0)
-			linger_without_handlers();
-		last_load = last_poll = pqw::monotonic_ms();
-		if (!loaded)
-			last_load -= RELOAD_INTERVAL_MS - LOAD_RETRY_MS;
-	}
+	last_load = load_registrations(true);
+	last_poll = pqw::monotonic_ms();
 	take_hung_call();
 	apply_hung_call();
 	ereport(LOG, (errmsg("pgque_worker: dispatcher started for database \"%s\" with %d handlers",
@@ -1791,13 +1796,7 @@ pqw_dispatcher_main(Datum main_arg)
 		if (requested || periodic ||
 			(pgque_untrusted && pqw::monotonic_ms() - last_load >= pqw_discovery_interval_ms))
 		{
-			bool		loaded = load_handlers(periodic || !requested);
-
-			if (loaded && nhandlers == 0)
-				linger_without_handlers();
-			last_load = pqw::monotonic_ms();
-			if (!loaded)
-				last_load -= RELOAD_INTERVAL_MS - LOAD_RETRY_MS;	/* due again soon */
+			last_load = load_registrations(periodic || !requested);
 			apply_hung_call();
 		}
 		if (pgque_untrusted)
