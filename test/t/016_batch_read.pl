@@ -188,6 +188,16 @@ $base = extra_chunks('cb');
 	select pgque.set_queue_config('qr', 'ticker_max_count', '100000');
 	select pgque.set_queue_config('qr', 'ticker_max_lag', '1 hour');
 	select pgque.set_queue_config('qr', 'ticker_idle_period', '1 hour');
+	});
+	# PgQ rotates only once every consumer's last tick is newer than the
+	# last switch: one subscribed at the queue's first tick (made by
+	# create_queue, before the switch it records) holds rotation off until
+	# it consumes. So the consumer subscribes after the ticker's own first
+	# ticks of the new queue (under load, it had come first: no rotation).
+	wait_until($node, 'app',
+		q{select count(*) >= 2 from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue where q.queue_name = 'qr'},
+		't', 'the new queue has ticks of its own');
+	sq(q{
 	select pgque_worker.register_handler('qr', 'cr', 'hr(pgque.message[])', batch => true, enabled => false);
 	select pgque.send_batch('qr', array['r-1', 'r-2', 'r-3']);
 	});
