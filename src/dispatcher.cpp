@@ -236,11 +236,11 @@ static const char *const handler_search_path = "\"$user\", public";
 
 /* Through PgQue's set-returning function: a PL/pgSQL loop that runs the
  * query of batch_event_sql() and returns its rows one at a time. */
-static const char *const batch_cursor_sql = BATCH_MESSAGES_FROM("pgque.get_batch_events($1)");
+static PqwStatement batch_cursor_sql = PQW_STATEMENT(BATCH_MESSAGES_FROM("pgque.get_batch_events($1)"));
 
 /* The same query read directly: PgQue's own text, as get_batch_events()
  * would run it, under the same identity (see open_events). */
-static const char *const batch_event_sql_sql = "select pgque.batch_event_sql($1)";
+static PqwStatement batch_event_sql_sql = PQW_STATEMENT("select pgque.batch_event_sql($1)");
 
 /* false once PgQue's query text could not be read directly in this
  * process: get_batch_events() it is, until the next load. */
@@ -248,26 +248,26 @@ static bool events_direct = true;
 
 /* The consumer's open batch (or the next one) and its queue's id, for the
  * wake-ups that name the queues ticked (see Handler.residue). */
-static const char *const next_batch_sql =
+static PqwStatement next_batch_sql = PQW_STATEMENT(
 	"select pgque.next_batch($1, $2),"
-	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)";
+	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)");
 /* The consumer's open batch, without opening one (no row: the consumer
  * or the queue is gone). */
-static const char *const still_open_sql =
+static PqwStatement still_open_sql = PQW_STATEMENT(
 	"select s.sub_batch from pgque.subscription s, pgque.queue q, pgque.consumer c"
 	" where q.queue_name operator(pg_catalog.=) $1 and c.co_name operator(pg_catalog.=) $2"
 	" and s.sub_queue operator(pg_catalog.=) q.queue_id"
-	" and s.sub_consumer operator(pg_catalog.=) c.co_id";
-static const char *const ack_sql = "select pgque.ack($1)";
-static const char *const progress_sql =
+	" and s.sub_consumer operator(pg_catalog.=) c.co_id");
+static PqwStatement ack_sql = PQW_STATEMENT("select pgque.ack($1)");
+static PqwStatement progress_sql = PQW_STATEMENT(
 	"select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
-	" where queue_name = $1 and consumer_name = $2";
-static const char *const paused_sql =
+	" where queue_name = $1 and consumer_name = $2");
+static PqwStatement paused_sql = PQW_STATEMENT(
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, paused_reason)"
 	" values ($1, $2, $3) on conflict (queue_name, consumer_name) do update set"
-	" paused_reason = excluded.paused_reason";
+	" paused_reason = excluded.paused_reason");
 
-static const char *const stat_sql =
+static PqwStatement stat_sql = PQW_STATEMENT(
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, batches, chunks,"
 	" messages_ok, messages_nacked, handler_seconds, last_batch_at, batch_id,"
 	" batch_last_msg_id, batch_messages_done, last_error, last_error_at)"
@@ -284,13 +284,13 @@ static const char *const stat_sql =
 	"   when s.batch_id = excluded.batch_id then coalesce(s.batch_messages_done, 0) + excluded.batch_messages_done"
 	"   else excluded.batch_messages_done end,"
 	" last_error = coalesce(excluded.last_error, s.last_error),"
-	" last_error_at = coalesce(excluded.last_error_at, s.last_error_at), paused_reason = null";
+	" last_error_at = coalesce(excluded.last_error_at, s.last_error_at), paused_reason = null");
 
-static const char *const stat_error_sql =
+static PqwStatement stat_error_sql = PQW_STATEMENT(
 	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, errors, last_error, last_error_at)"
 	" values ($1, $2, 1, $3, pg_catalog.now())"
 	" on conflict (queue_name, consumer_name) do update set"
-	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = pg_catalog.now()";
+	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = pg_catalog.now()");
 
 /* ---------------------------------------------------------------------
  * Loading the registrations
@@ -850,7 +850,7 @@ check_batch_still_ours(Handler *h)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	arm();
-	pqw_exec_into(still_open_sql, 2, types, args, &r);
+	pqw_exec_into(&still_open_sql, 2, types, args, &r);
 	disarm();
 	if (r.isnull[0] || r.value[0] != h->batch_id)
 		ereport(ERROR,
@@ -899,7 +899,7 @@ open_events_direct_fn(void *arg)
 	bool		isnull;
 	Datum		query;
 
-	if (pqw_exec_cached(batch_event_sql_sql, 1, &t, o->args, NULL, false, 1) != SPI_OK_SELECT ||
+	if (pqw_exec_cached(&batch_event_sql_sql, 1, &t, o->args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pgque.batch_event_sql() returned no row");
 	query = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -952,7 +952,7 @@ open_events(Handler *h, Datum *args)
 				 errdetail("The query text of pgque.batch_event_sql() could not be read directly: %s",
 						   r.message)));
 	}
-	return pqw_cursor_open_cached(h->portal, batch_cursor_sql, 2, ctypes, args,
+	return pqw_cursor_open_cached(h->portal, &batch_cursor_sql, 2, ctypes, args,
 								  BATCH_CURSOR_OPTIONS);
 }
 
@@ -972,7 +972,7 @@ recorded_progress(Handler *h, int64 batch_id, Datum *args)
 	if (h->progress_known && h->progress_batch != batch_id)
 		return 0;
 	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
-	if (pqw_exec_cached(progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
+	if (pqw_exec_cached(&progress_sql, 2, types, args, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		bool		n1,
@@ -1000,7 +1000,7 @@ open_batch(Handler *h, ChunkPart *res)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	arm();
-	if (pqw_exec_cached(next_batch_sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
+	if (pqw_exec_cached(&next_batch_sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pgque.next_batch() returned no row");
 	batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1258,7 +1258,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		 * the consumer or queue went away; the chunk's effects must not
 		 * commit then. */
 		arm();
-		pqw_exec_into(ack_sql, 1, &t, &a, &acked);
+		pqw_exec_into(&ack_sql, 1, &t, &a, &acked);
 		disarm();
 		if (acked.isnull[0] || acked.value[0] != 1)
 			ereport(ERROR,
@@ -1373,7 +1373,7 @@ chunk_fn(void *arg)
 		snulls[9] = 'n';
 	arm();
 	pqw_begin_as(PQW_AS_WORKER, PQW_PINNED_SEARCH_PATH, &as);
-	if (pqw_exec_cached(stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
+	if (pqw_exec_cached(&stat_sql, 10, stypes, sargs, snulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record handler progress");
 	pqw_end_as(&as);
 	disarm();
@@ -1418,7 +1418,7 @@ record_error(Handler *h, const PqwCallResult *r)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	args[2] = CStringGetTextDatum(r->message);
-	(void) pqw_call(stat_error_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r2);
+	(void) pqw_call(&stat_error_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r2);
 }
 
 /* The handler call a predecessor was stopped in, until its chunk is done. */
@@ -1481,7 +1481,7 @@ pause_handler(Handler *h, const char *why)
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
 	args[2] = CStringGetTextDatum(why);
-	(void) pqw_call(paused_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r);
+	(void) pqw_call(&paused_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r);
 }
 
 static void

@@ -224,58 +224,42 @@ datum_to_int64(Datum d, Oid type, int64 *out)
 	}
 }
 
-/* Plans kept for the life of the process, keyed by the SQL's address. */
-#define PLAN_CACHE_SIZE 32
-typedef struct PqwKeptPlan
-{
-	const char *sql;
-	SPIPlanPtr	plan;
-} PqwKeptPlan;
-static PqwKeptPlan plan_cache[PLAN_CACHE_SIZE];
-static int	nplans = 0;
-
+/* The statement's kept plan, prepared at its first use. */
 static SPIPlanPtr
-cached_plan(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+kept_plan(PqwStatement *stmt, int nargs, Oid *argtypes, int cursor_options)
 {
 	SPIPlanPtr	plan;
 
-	for (int i = 0; i < nplans; i++)
-		if (plan_cache[i].sql == sql)
-			return plan_cache[i].plan;
-	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
+	if (stmt->plan != NULL)
+		return stmt->plan;
+	plan = SPI_prepare_cursor(stmt->sql, nargs, argtypes, cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (nplans < PLAN_CACHE_SIZE)
-	{
-		/* PostgreSQL's plan cache revalidates it when what it uses changes */
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		plan_cache[nplans].sql = sql;
-		plan_cache[nplans].plan = plan;
-		nplans++;
-	}
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	stmt->plan = plan;
 	return plan;
 }
 
 int
-pqw_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
+pqw_exec_cached(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values,
 				const char *nulls, bool read_only, long tcount)
 {
-	return SPI_execute_plan(cached_plan(sql, nargs, argtypes, 0), values, nulls,
+	return SPI_execute_plan(kept_plan(stmt, nargs, argtypes, 0), values, nulls,
 							read_only, tcount);
 }
 
 Portal
-pqw_cursor_open_cached(const char *name, const char *sql, int nargs, Oid *argtypes,
+pqw_cursor_open_cached(const char *name, PqwStatement *stmt, int nargs, Oid *argtypes,
 					   Datum *values, int cursor_options)
 {
-	return SPI_cursor_open(name, cached_plan(sql, nargs, argtypes, cursor_options),
+	return SPI_cursor_open(name, kept_plan(stmt, nargs, argtypes, cursor_options),
 						   values, NULL, false);
 }
 
 typedef struct CallArgs
 {
-	const char *sql;
+	PqwStatement *stmt;
 	int			nargs;
 	Oid		   *argtypes;
 	Datum	   *values;
@@ -283,11 +267,11 @@ typedef struct CallArgs
 } CallArgs;
 
 void
-pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values, PqwCallResult *result)
+pqw_exec_into(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values, PqwCallResult *result)
 {
 	int			rc;
 
-	rc = pqw_exec_cached(sql, nargs, argtypes, values, NULL, false, 1);
+	rc = pqw_exec_cached(stmt, nargs, argtypes, values, NULL, false, 1);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	result->has_row = false;
@@ -345,7 +329,7 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 
 typedef struct ExecInto
 {
-	const char *sql;
+	PqwStatement *stmt;
 	int			nargs;
 	Oid		   *argtypes;
 	Datum	   *values;
@@ -357,17 +341,17 @@ exec_into_fn(void *arg)
 {
 	ExecInto   *e = (ExecInto *) arg;
 
-	pqw_exec_into(e->sql, e->nargs, e->argtypes, e->values, e->result);
+	pqw_exec_into(e->stmt, e->nargs, e->argtypes, e->values, e->result);
 }
 
 bool
-pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+pqw_try_exec_into(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values,
 				  PqwCallResult *result)
 {
 	ExecInto	e;
 	bool		ok;
 
-	e.sql = sql;
+	e.stmt = stmt;
 	e.nargs = nargs;
 	e.argtypes = argtypes;
 	e.values = values;
@@ -384,38 +368,38 @@ call_fn(void *arg)
 {
 	CallArgs   *a = (CallArgs *) arg;
 
-	pqw_exec_into(a->sql, a->nargs, a->argtypes, a->values, a->result);
+	pqw_exec_into(a->stmt, a->nargs, a->argtypes, a->values, a->result);
 }
 
 static bool run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 							   int timeout_ms, bool async_commit, PqwCallResult *result);
 
 static bool
-call_in_transaction(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+call_in_transaction(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 					int timeout_ms, bool async_commit, PqwCallResult *result)
 {
 	CallArgs	args;
 
-	args.sql = sql;
+	args.stmt = stmt;
 	args.nargs = nargs;
 	args.argtypes = argtypes;
 	args.values = values;
 	args.result = result;
-	return run_in_transaction(sql, run_as, call_fn, &args, timeout_ms, async_commit, result);
+	return run_in_transaction(stmt->sql, run_as, call_fn, &args, timeout_ms, async_commit, result);
 }
 
 bool
-pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+pqw_call(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 		 int timeout_ms, PqwCallResult *result)
 {
-	return call_in_transaction(sql, run_as, nargs, argtypes, values, timeout_ms, false, result);
+	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, false, result);
 }
 
 bool
-pqw_call_async_commit(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+pqw_call_async_commit(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 					  int timeout_ms, PqwCallResult *result)
 {
-	return call_in_transaction(sql, run_as, nargs, argtypes, values, timeout_ms, true, result);
+	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, true, result);
 }
 
 bool

@@ -71,13 +71,27 @@ void		pqw_begin_as(Oid role, const char *search_path, PqwAs *as);
 void		pqw_end_as(PqwAs *as);
 
 /*
- * Runs `sql` (constant text, never built from user input; values go in
- * `values`) as `run_as` in a transaction of its own under a timeout of
+ * A statement of ours and its plan, declared static beside its call site
+ * (PQW_STATEMENT), as PL/pgSQL keeps an expression's plan: prepared at its
+ * first use and kept for the life of the process (PostgreSQL's plan cache
+ * revalidates it when what it uses changes). Its text is constant, never
+ * built from user input (values go in parameters), and its parameter types
+ * are the same at every use.
+ */
+typedef struct PqwStatement
+{
+	const char *sql;
+	SPIPlanPtr	plan;			/* NULL until first used */
+} PqwStatement;
+#define PQW_STATEMENT(text) {(text), NULL}
+
+/*
+ * Runs `stmt` (values go in `values`) as `run_as` in a transaction of its own under a timeout of
  * `timeout_ms`, and reads up to PQW_MAX_COLS integer columns of the first
  * row. Returns result->ok. Never throws and never longjmps, except for
  * FATAL errors (e.g. SIGTERM), which end the process as they should.
  */
-bool		pqw_call(const char *sql, Oid run_as, int nargs, Oid *argtypes, Datum *values,
+bool		pqw_call(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 					 int timeout_ms, PqwCallResult *result);
 
 /* Runs `fn(arg)` in a transaction of its own with SPI connected, as
@@ -101,25 +115,21 @@ bool		pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *ar
  * made again (a lost tick's id may then be handed out again: only a
  * NOTIFY payload outside the database could have seen it).
  */
-bool		pqw_call_async_commit(const char *sql, Oid run_as, int nargs, Oid *argtypes,
+bool		pqw_call_async_commit(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes,
 								  Datum *values, int timeout_ms, PqwCallResult *result);
 
-/*
- * Inside a connected SPI: runs `sql` (a static string: plans are cached by
- * its address, prepared once per process and kept) with parameters. Use it
- * for statements run on every tick or chunk; parameter types must be fixed.
- */
-int			pqw_exec_cached(const char *sql, int nargs, Oid *argtypes, Datum *values,
+/* Inside a connected SPI: runs `stmt` with parameters. */
+int			pqw_exec_cached(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values,
 							const char *nulls, bool read_only, long tcount);
 
-/* The same cache for a cursor (e.g. CURSOR_OPT_HOLD). */
-Portal		pqw_cursor_open_cached(const char *name, const char *sql, int nargs,
+/* Opens a cursor over `stmt` (prepared with `cursor_options`, e.g.
+ * CURSOR_OPT_HOLD, at its first use). */
+Portal		pqw_cursor_open_cached(const char *name, PqwStatement *stmt, int nargs,
 								   Oid *argtypes, Datum *values, int cursor_options);
 
-/* Inside a connected SPI: runs `sql` (a kept plan, see pqw_exec_cached)
- * and reads up to PQW_MAX_COLS integer columns of its first row into
+/* Inside a connected SPI: runs `stmt` and reads up to PQW_MAX_COLS integer columns of its first row into
  * `result`; raises on error. */
-void		pqw_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+void		pqw_exec_into(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values,
 						  PqwCallResult *result);
 
 /* Runs `fn(arg)` in a subtransaction of its own: an error is rolled back
@@ -129,7 +139,7 @@ bool		pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error,
 								  PqwCallResult *result);
 
 /* pqw_exec_into in a subtransaction of its own (pqw_in_subtransaction). */
-bool		pqw_try_exec_into(const char *sql, int nargs, Oid *argtypes, Datum *values,
+bool		pqw_try_exec_into(PqwStatement *stmt, int nargs, Oid *argtypes, Datum *values,
 							  PqwCallResult *result);
 
 /* Copies the current error into `result` and cleans up after it: used by

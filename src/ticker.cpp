@@ -39,15 +39,15 @@ typedef PqwJob JobId;
 typedef struct Job
 {
 	const char *name;
-	const char *sql;
+	PqwStatement *stmt;
 	pqw::PeriodicJob timer;
 	pqw::LogLimiter limiter;
 	int			drain_calls;	/* retry: calls in the current drain */
 } Job;
 
-static const char *const tick_sql = "select pgque.ticker()";
-static const char *const tick_config_sql =
-	"select pgque.ticker(), (select c.tick_period_ms from pgque.config c limit 1)";
+static PqwStatement tick_sql = PQW_STATEMENT("select pgque.ticker()");
+static PqwStatement tick_config_sql = PQW_STATEMENT(
+	"select pgque.ticker(), (select c.tick_period_ms from pgque.config c limit 1)");
 
 static pqw::PeriodicJob handlers_check;	/* handlers? another scheduler? */
 
@@ -125,7 +125,7 @@ static bool commit_since_tick = false;
 #define POLICY_SOURCE \
 	"pgque.get_queue_info() q join pgque.queue q0 on q0.queue_name operator(pg_catalog.=) q.queue_name"
 #define POLICY_FILTER ""
-static const char *const policy_sql = POLICY_SELECT;
+static PqwStatement policy_sql = PQW_STATEMENT(POLICY_SELECT);
 #undef POLICY_SOURCE
 #undef POLICY_FILTER
 /* or the queues a commit named (TickScope). */
@@ -133,7 +133,7 @@ static const char *const policy_sql = POLICY_SELECT;
 	"(select qz.queue_id, qz.queue_name from pgque.queue qz where " QUEUE_IN_SET("qz") " offset 0) q0" \
 	" cross join lateral pgque.get_queue_info(q0.queue_name) q"
 #define POLICY_FILTER ""
-static const char *const policy_some_sql = POLICY_SELECT;
+static PqwStatement policy_some_sql = PQW_STATEMENT(POLICY_SELECT);
 #undef POLICY_SOURCE
 #undef POLICY_FILTER
 
@@ -147,10 +147,10 @@ static const char *const policy_some_sql = POLICY_SELECT;
 	"   where " QUEUE_IN_SET("q") \
 	"     and not q.queue_ticker_paused and not q.queue_external_ticker offset 0) s" \
 	" where pgque.ticker(s.queue_name) operator(pg_catalog.>) 0"
-static const char *const tick_some_sql = "select pg_catalog.count(*)" TICK_SOME_FROM;
+static PqwStatement tick_some_sql = PQW_STATEMENT("select pg_catalog.count(*)" TICK_SOME_FROM);
 /* A slice of a full call, also reading the tick period as tick_config_sql */
-static const char *const tick_some_config_sql =
-	"select pg_catalog.count(*), (select c.tick_period_ms from pgque.config c limit 1)" TICK_SOME_FROM;
+static PqwStatement tick_some_config_sql = PQW_STATEMENT(
+	"select pg_catalog.count(*), (select c.tick_period_ms from pgque.config c limit 1)" TICK_SOME_FROM);
 
 static pqw::TickScope tick_scope;	/* full or targeted tick */
 static int64 last_full_call_us = 0;	/* the last full ticker() call took */
@@ -283,7 +283,7 @@ report_failure(Job *job, const PqwCallResult *r, pqw::Millis now)
 	ereport(WARNING,
 			(errcode(r->sqlerrcode),
 			 errmsg("pgque_worker: %s failed in database \"%s\": %s",
-					job->sql, my_dbname, r->message),
+					job->stmt->sql, my_dbname, r->message),
 			 r->detail[0] ? errdetail_internal("%s", r->detail) : 0,
 			 d == pqw::LogDecision::kLogRepeated ?
 			 errhint("The same error happened %lld more times since it was last logged.",
@@ -297,7 +297,7 @@ report_recovery(Job *job)
 	if (job->limiter.on_success())
 		ereport(LOG,
 				(errmsg("pgque_worker: %s works again in database \"%s\" after %lld failures",
-						job->sql, my_dbname, (long long) job->limiter.failures_in_run())));
+						job->stmt->sql, my_dbname, (long long) job->limiter.failures_in_run())));
 }
 
 static pqw::Millis
@@ -569,7 +569,7 @@ read_owed_policy(void)
 	if (tick_scope.targets().empty() || job->timer.failures() > 0)
 		return;
 	arg = residues_array(tick_scope.targets());
-	(void) pqw_call(policy_some_sql, PQW_AS_PGQUE_OWNER, 1, &argtype, &arg,
+	(void) pqw_call(&policy_some_sql, PQW_AS_PGQUE_OWNER, 1, &argtype, &arg,
 					job_timeout_ms(JOB_TICK), &policy);
 	schedule_by_policy(job, pqw::monotonic_ms(), &policy, true, policy_grid);
 	/* a tick a commit asked for stays due */
@@ -583,7 +583,7 @@ run_job(JobId id)
 	Job		   *job = &jobs[id];
 	PqwCallResult r;
 	PqwCallResult policy;
-	const char *sql = job->sql;
+	PqwStatement *stmt = job->stmt;
 	pqw::Millis now;
 	TimestampTz t0;
 	TimestampTz t_tick = 0;
@@ -594,7 +594,7 @@ run_job(JobId id)
 	int			slices = 0;
 
 	if (id == JOB_TICK && pqw_tick_period_ms == 0)
-		sql = tick_config_sql;
+		stmt = &tick_config_sql;
 
 	memset(&policy, 0, sizeof(policy));
 	t0 = GetCurrentTimestamp();
@@ -612,7 +612,7 @@ run_job(JobId id)
 			ticked = tick_scope.targets();
 			tick_scope.took_targets();
 			arg = residues_array(ticked);
-			sql = tick_some_sql;
+			stmt = &tick_some_sql;
 			nargs = 1;
 		}
 		else if (pqw_wake_on_commit &&
@@ -624,14 +624,14 @@ run_job(JobId id)
 			slices = tick_scope.slices();
 			ticked = tick_scope.slice_set();
 			arg = residues_array(ticked);
-			sql = pqw_tick_period_ms == 0 ? tick_some_config_sql : tick_some_sql;
+			stmt = pqw_tick_period_ms == 0 ? &tick_some_config_sql : &tick_some_sql;
 			nargs = 1;
 		}
 		else
 			slice = slices = 1;
 		/* Like every PgQue call of this loop, the tick's commit does not
 		 * wait for its WAL flush (see pqw_call_async_commit). */
-		(void) pqw_call_async_commit(sql, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg,
+		(void) pqw_call_async_commit(stmt, PQW_AS_PGQUE_OWNER, nargs, &argtype, &arg,
 									 job_timeout_ms(id), &r);
 		t_tick = GetCurrentTimestamp();
 
@@ -648,12 +648,12 @@ run_job(JobId id)
 		 * its failure leaves the tick alone. After a targeted tick it is
 		 * owed (see read_owed_policy). */
 		if (r.ok && pqw_wake_on_commit && !targeted)
-			(void) pqw_call(sliced ? policy_some_sql : policy_sql, PQW_AS_PGQUE_OWNER, nargs,
+			(void) pqw_call(sliced ? &policy_some_sql : &policy_sql, PQW_AS_PGQUE_OWNER, nargs,
 							&argtype, &arg, job_timeout_ms(id), &policy);
 		log_tick_steps(targeted, slice, slices, &r, t0, t_tick);
 	}
 	else
-		(void) pqw_call_async_commit(sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
+		(void) pqw_call_async_commit(stmt, PQW_AS_PGQUE_OWNER, 0, NULL, NULL, job_timeout_ms(id), &r);
 	call_us = GetCurrentTimestamp() - t0;
 	now = pqw::monotonic_ms();
 
@@ -817,9 +817,10 @@ check_database(void)
 			pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);
 		if (c.other[0] != '\0' && pqw_takeover)
 		{
+			static PqwStatement stop_sql = PQW_STATEMENT("select pgque.stop()");
 			PqwCallResult r2;
 
-			if (pqw_call("select pgque.stop()", PQW_AS_PGQUE_OWNER, 0, NULL, NULL,
+			if (pqw_call(&stop_sql, PQW_AS_PGQUE_OWNER, 0, NULL, NULL,
 						 pqw_statement_timeout_ms, &r2))
 			{
 				ereport(LOG,
@@ -868,12 +869,10 @@ static void
 init_jobs(pqw::Millis now)
 {
 	static const char *const names[NUM_JOBS] = {"tick", "retry", "maint", "rotate"};
-	static const char *const sqls[NUM_JOBS] = {
-		tick_sql,
-		"select pgque.maint_retry_events()",
-		"select pgque.maint()",
-		"select pgque.maint_rotate_tables_step2()",
-	};
+	static PqwStatement retry_sql = PQW_STATEMENT("select pgque.maint_retry_events()");
+	static PqwStatement maint_sql = PQW_STATEMENT("select pgque.maint()");
+	static PqwStatement rotate_sql = PQW_STATEMENT("select pgque.maint_rotate_tables_step2()");
+	PqwStatement *const stmts[NUM_JOBS] = {&tick_sql, &retry_sql, &maint_sql, &rotate_sql};
 
 	tick_scope = pqw::TickScope();	/* the first call is a full one */
 	policy_owed = false;
@@ -881,7 +880,7 @@ init_jobs(pqw::Millis now)
 	for (int i = 0; i < NUM_JOBS; i++)
 	{
 		jobs[i].name = names[i];
-		jobs[i].sql = sqls[i];
+		jobs[i].stmt = stmts[i];
 		jobs[i].timer.start(now);
 		jobs[i].limiter.set_quiet_ms(pqw_log_quiet_interval_ms);
 		jobs[i].drain_calls = 0;
