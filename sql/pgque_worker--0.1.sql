@@ -68,10 +68,24 @@ grant execute on function pgque_worker.wake_launcher() to pgque_admin;
 -- Handler registrations
 -- ---------------------------------------------------------------------------
 
+-- The tables live in a schema of their own, on which PUBLIC has no USAGE:
+-- a role that can name a relation can queue a lock on it that every later
+-- reader waits behind, whatever its privileges. CREATE RULE, CREATE TABLE
+-- ... PARTITION OF and ALTER TABLE ... ATTACH PARTITION take ACCESS
+-- EXCLUSIVE before they check ownership; held up behind a tenant's open
+-- transaction that reads the table, such a request made every worker's
+-- read of the registrations wait (or fail) for as long as the tenant liked.
+-- Without USAGE, the name is refused before any lock. Tenants use the view
+-- pgque_worker.handler below; only the workers read these tables.
+create schema pgque_worker_internal;
+revoke all on schema pgque_worker_internal from public;
+comment on schema pgque_worker_internal is
+  'pgque_worker''s own tables (no USAGE for PUBLIC: use the views in schema pgque_worker)';
+
 -- One row per (queue, consumer) whose batches the dispatcher hands to a
 -- SQL function. run_as is the role that registered it: the handler runs
 -- as that role, never as the worker's.
-create table pgque_worker.handler (
+create table pgque_worker_internal.handler (
     queue_name    text not null,
     consumer_name text not null,
     handler       regprocedure not null,
@@ -83,12 +97,12 @@ create table pgque_worker.handler (
     primary key (queue_name, consumer_name),
     constraint handler_retry_after_check check (retry_after >= interval '0')
 );
-comment on table pgque_worker.handler is
+comment on table pgque_worker_internal.handler is
   'pgque_worker handlers: the dispatcher runs handler(msg) or handler(msgs[]) for each batch of queue/consumer as run_as';
 
 -- Progress and counters per handler, written by the dispatcher in the
 -- same transaction as the handler's work.
-create table pgque_worker.handler_stat (
+create table pgque_worker_internal.handler_stat (
     queue_name          text not null,
     consumer_name       text not null,
     batches             bigint not null default 0,
@@ -113,21 +127,35 @@ create table pgque_worker.handler_stat (
 --
 -- UPDATE is granted on the columns, not the table, and DELETE not at all
 -- (unregister_handler() deletes): LOCK TABLE in any mode stronger than ROW
--- EXCLUSIVE asks for table-level UPDATE, DELETE or TRUNCATE, and with them
--- any role could hold ACCESS EXCLUSIVE on this table in an open
--- transaction, keeping every worker of the database from reading it.
-alter table pgque_worker.handler enable row level security;
-create policy handler_read on pgque_worker.handler for select using (true);
-create policy handler_own on pgque_worker.handler for all
+-- EXCLUSIVE asks for table-level UPDATE, DELETE or TRUNCATE, and the view
+-- below passes a LOCK on to this table with the caller's rights.
+alter table pgque_worker_internal.handler enable row level security;
+create policy handler_read on pgque_worker_internal.handler for select using (true);
+create policy handler_own on pgque_worker_internal.handler for all
   using (pg_has_role(current_user, run_as, 'member'))
   with check (run_as = current_user::regrole);
+grant select, insert on pgque_worker_internal.handler to public;
+grant update (queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as,
+              registered_at)
+  on pgque_worker_internal.handler to public;
+revoke all on pgque_worker_internal.handler_stat from public;
+grant usage on schema pgque_worker_internal to pgque_admin;
+grant select, insert, update, delete on pgque_worker_internal.handler_stat to pgque_admin;
+
+-- The registrations as tenants read and change them: every statement on
+-- the view runs on the table with the caller's rights and row policy
+-- (security_invoker). A lock a tenant queues on the view holds up only
+-- other sessions using the view, never a worker.
+create view pgque_worker.handler with (security_invoker = true) as
+select queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as, registered_at
+  from pgque_worker_internal.handler;
+comment on view pgque_worker.handler is
+  'pgque_worker handlers (register_handler() and unregister_handler() change them; UPDATE changes one''s own)';
 grant usage on schema pgque_worker to public;
 grant select, insert on pgque_worker.handler to public;
 grant update (queue_name, consumer_name, handler, is_batch, retry_after, enabled, run_as,
               registered_at)
   on pgque_worker.handler to public;
-revoke all on pgque_worker.handler_stat from public;
-grant select, insert, update, delete on pgque_worker.handler_stat to pgque_admin;
 
 -- Validates a registration as the role making it: the queue exists, the
 -- function has the handler signature, the role may execute it and may
@@ -209,7 +237,7 @@ begin
 end
 $$;
 
-create trigger handler_check before insert or update on pgque_worker.handler
+create trigger handler_check before insert or update on pgque_worker_internal.handler
   for each row execute function pgque_worker._check_handler();
 
 -- A handler removed: forget its counters, wake the dispatcher. The progress
@@ -220,10 +248,10 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  delete from pgque_worker.handler_stat s
+  delete from pgque_worker_internal.handler_stat s
    where s.queue_name = old.queue_name and s.consumer_name = old.consumer_name
      and s.batch_id is null;
-  update pgque_worker.handler_stat s
+  update pgque_worker_internal.handler_stat s
      set batches = 0, chunks = 0, messages_ok = 0, messages_nacked = 0, errors = 0,
          handler_seconds = 0, last_batch_at = null, last_error = null,
          last_error_at = null, paused_reason = null
@@ -233,7 +261,7 @@ begin
 end
 $$;
 
-create trigger handler_forget after delete on pgque_worker.handler
+create trigger handler_forget after delete on pgque_worker_internal.handler
   for each row execute function pgque_worker._forget_handler();
 
 -- Does the queue exist? Asked of PgQue as the owner of schema pgque,
@@ -322,6 +350,9 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+  if queue is null or consumer is null or unsubscribe is null then
+    raise exception 'queue, consumer and unsubscribe must not be null';
+  end if;
   if not pgque_worker._delete_handler(queue, consumer) then
     raise exception 'no handler is registered for queue "%", consumer "%"', queue, consumer
       using errcode = 'undefined_object';
@@ -345,8 +376,8 @@ select h.queue_name, h.consumer_name, h.handler, h.is_batch, h.enabled, h.run_as
        s.last_batch_at, s.last_error, s.last_error_at,
        s.batch_id as batch_in_flight, s.batch_messages_done as batch_messages_done,
        s.paused_reason
-  from pgque_worker.handler h
-  left join pgque_worker.handler_stat s using (queue_name, consumer_name)
+  from pgque_worker_internal.handler h
+  left join pgque_worker_internal.handler_stat s using (queue_name, consumer_name)
  where pg_has_role(current_user, h.run_as, 'member')
     or pg_has_role(current_user, 'pgque_admin', 'member');
 grant select on pgque_worker.handler_stats to public;
@@ -484,7 +515,7 @@ union all
 select 'pgque_worker_consumer_lag_seconds', 'gauge', 'age of the last tick the consumer finished',
        jsonb_build_object('database', current_database(), 'queue', c.queue_name,
                           'consumer', c.consumer_name), extract(epoch from c.lag)::float8
-  from pgque_worker.handler h
+  from pgque_worker_internal.handler h
   cross join lateral pgque.get_consumer_info(h.queue_name, h.consumer_name) c;
 
 -- Prometheus text exposition format (one scrape).

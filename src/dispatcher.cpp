@@ -114,7 +114,7 @@ typedef struct Handler
 	bool		ready;
 	int32		residue;
 	/*
-	 * The batch whose progress pgque_worker.handler_stat records (0: none),
+	 * The batch whose progress pgque_worker_internal.handler_stat records (0: none),
 	 * as this process's last committed chunk left it; unknown after a
 	 * (re)load or a failed chunk. A batch that is not it starts at its
 	 * beginning without reading the table.
@@ -260,15 +260,15 @@ static PqwStatement still_open_sql = PQW_STATEMENT(
 	" and s.sub_consumer operator(pg_catalog.=) c.co_id");
 static PqwStatement ack_sql = PQW_STATEMENT("select pgque.ack($1)");
 static PqwStatement progress_sql = PQW_STATEMENT(
-	"select batch_id, batch_last_msg_id from pgque_worker.handler_stat"
+	"select batch_id, batch_last_msg_id from pgque_worker_internal.handler_stat"
 	" where queue_name = $1 and consumer_name = $2");
 static PqwStatement paused_sql = PQW_STATEMENT(
-	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, paused_reason)"
+	"insert into pgque_worker_internal.handler_stat as s (queue_name, consumer_name, paused_reason)"
 	" values ($1, $2, $3) on conflict (queue_name, consumer_name) do update set"
 	" paused_reason = excluded.paused_reason");
 
 static PqwStatement stat_sql = PQW_STATEMENT(
-	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, batches, chunks,"
+	"insert into pgque_worker_internal.handler_stat as s (queue_name, consumer_name, batches, chunks,"
 	" messages_ok, messages_nacked, handler_seconds, last_batch_at, batch_id,"
 	" batch_last_msg_id, batch_messages_done, last_error, last_error_at)"
 	" values ($1, $2, $3, 1, $4, $5, $6, case when $3 > 0 then pg_catalog.now() end, $7, $8, $9,"
@@ -287,7 +287,7 @@ static PqwStatement stat_sql = PQW_STATEMENT(
 	" last_error_at = coalesce(excluded.last_error_at, s.last_error_at), paused_reason = null");
 
 static PqwStatement stat_error_sql = PQW_STATEMENT(
-	"insert into pgque_worker.handler_stat as s (queue_name, consumer_name, errors, last_error, last_error_at)"
+	"insert into pgque_worker_internal.handler_stat as s (queue_name, consumer_name, errors, last_error, last_error_at)"
 	" values ($1, $2, 1, $3, pg_catalog.now())"
 	" on conflict (queue_name, consumer_name) do update set"
 	" errors = s.errors + 1, last_error = excluded.last_error, last_error_at = pg_catalog.now()");
@@ -341,11 +341,11 @@ load_handlers_fn(void *arg)
 	int			hint = 0;		/* where the last load's handlers are searched from */
 
 	/* Before anything is changed: a failed read keeps it all as it was. */
-	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	registry = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
 	if (OidIsValid(registry) && !pqw_try_read_lock(registry))
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("another session holds a lock on table pgque_worker.handler"),
+				 errmsg("another session holds a lock on table pgque_worker_internal.handler"),
 				 errdetail("The handlers are kept as they were and read again soon.")));
 	msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),
@@ -359,10 +359,10 @@ load_handlers_fn(void *arg)
 	if (OidIsValid(registry) && OidIsValid(msg_typoid))
 	{
 		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
-						" retry_after, run_as::oid from pgque_worker.handler"
+						" retry_after, run_as::oid from pgque_worker_internal.handler"
 						" where enabled order by queue_name, consumer_name",
 						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read pgque_worker.handler");
+			elog(ERROR, "could not read pgque_worker_internal.handler");
 		nrows = SPI_processed;
 	}
 

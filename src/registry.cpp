@@ -71,7 +71,7 @@ pqw_delete_handler(PG_FUNCTION_ARGS)
 {
 	/* the role calling: the session's, or a SECURITY DEFINER caller's owner */
 	Oid			caller = GetUserId();
-	Oid			rel = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	Oid			rel = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
 	Oid			owner;
 	HeapTuple	tup;
 	Datum		args[3] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), ObjectIdGetDatum(caller)};
@@ -82,7 +82,7 @@ pqw_delete_handler(PG_FUNCTION_ARGS)
 	if (!OidIsValid(rel))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table pgque_worker.handler of extension pgque_worker does not exist")));
+				 errmsg("table pgque_worker_internal.handler of extension pgque_worker does not exist")));
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", rel);
@@ -93,11 +93,11 @@ pqw_delete_handler(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	/* the delete trigger (ours, SECURITY DEFINER) runs as it would anyway */
 	pqw_begin_as(owner, PQW_PINNED_SEARCH_PATH, &as);
-	if (SPI_execute_with_args("delete from pgque_worker.handler h"
+	if (SPI_execute_with_args("delete from pgque_worker_internal.handler h"
 							  " where h.queue_name = $1 and h.consumer_name = $2"
 							  "   and pg_has_role($3, h.run_as::oid, 'member')",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from pgque_worker.handler");
+		elog(ERROR, "could not delete from pgque_worker_internal.handler");
 	deleted = SPI_processed;
 	pqw_end_as(&as);
 	SPI_finish();

@@ -770,12 +770,12 @@ db_check_fn(void *arg)
 	/* Registrations count only where our extension made the table; one
 	 * that another session locks is looked at next time (see
 	 * pqw_try_read_lock), not waited for while ticks are due. */
-	registry = pqw_extension_relation("pgque_worker", "pgque_worker", "handler");
+	registry = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
 	if (OidIsValid(registry))
 	{
 		c->registry_locked = !pqw_try_read_lock(registry);
 		if (!c->registry_locked)
-			c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker.handler where enabled)");
+			c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker_internal.handler where enabled)");
 	}
 
 	if (pqw_pgque_trust() == PQW_TRUST_OK)

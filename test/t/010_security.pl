@@ -563,7 +563,8 @@ select pgque_worker.register_handler('q14ctl', 'ctl', 'public.h14ctl(pgque.messa
 };
 
 # ======================================================================
-# 15. A hand-made pgque_worker.handler in a database without the extension
+# 15. A hand-made pgque_worker_internal.handler (the table the workers
+# read) in a database without the extension
 # ======================================================================
 subtest 'planted handler registry' => sub {
 	q1('postgres', 'create database regdb owner tenant15');
@@ -581,22 +582,22 @@ set role tenant15;
 select pgque.subscribe('q15', 'c15');
 create function public.h15(m pgque.message) returns void language plpgsql as \$\$
 begin perform public.rec('planted handler', 'tenant15'); end \$\$;
-create schema pgque_worker;
-create table pgque_worker.handler (
+create schema pgque_worker_internal;
+create table pgque_worker_internal.handler (
     queue_name text not null, consumer_name text not null, handler regprocedure not null,
     is_batch boolean not null default false, retry_after interval not null default '60 seconds',
     enabled boolean not null default true, run_as regrole not null default current_user::regrole,
     registered_at timestamptz not null default now(), primary key (queue_name, consumer_name));
-create table pgque_worker.handler_stat (
+create table pgque_worker_internal.handler_stat (
     queue_name text not null, consumer_name text not null, batches bigint not null default 0,
     chunks bigint not null default 0, messages_ok bigint not null default 0,
     messages_nacked bigint not null default 0, errors bigint not null default 0,
     handler_seconds double precision not null default 0, last_batch_at timestamptz,
     last_error text, last_error_at timestamptz, batch_id bigint, batch_last_msg_id bigint,
     batch_messages_done bigint, primary key (queue_name, consumer_name));
-grant all on pgque_worker.handler, pgque_worker.handler_stat to public;
-grant usage on schema pgque_worker to public;
-insert into pgque_worker.handler (queue_name, consumer_name, handler, run_as)
+grant all on pgque_worker_internal.handler, pgque_worker_internal.handler_stat to public;
+grant usage on schema pgque_worker_internal to public;
+insert into pgque_worker_internal.handler (queue_name, consumer_name, handler, run_as)
   values ('q15', 'c15', 'public.h15(pgque.message)', '$super');
 });
 	is(q1('regdb', q{select count(*) from pg_extension where extname = 'pgque_worker'}), '0',

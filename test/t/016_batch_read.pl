@@ -44,7 +44,7 @@ sub sq { return $node->safe_psql('app', $_[0]); }
 sub extra_chunks
 {
 	my ($consumer) = @_;
-	return sq(qq{select coalesce(sum(chunks - batches), 0) from pgque_worker.handler_stat
+	return sq(qq{select coalesce(sum(chunks - batches), 0) from pgque_worker_internal.handler_stat
 		where queue_name = 'qb' and consumer_name = '$consumer'});
 }
 
@@ -148,11 +148,11 @@ is(sq(q{select string_agg(payload, ',' order by n) from gs}),
 	join(',', grep { $_ ne 's4-2' } map { my $b = $_; map { "s$b-$_" } 1 .. 3 } 1 .. 8),
 	'  each once, in order, but the failing one');
 my ($batches, $chunks, $nacked) = split /\|/, sq(q{select batches, chunks, messages_nacked
-	from pgque_worker.handler_stat where queue_name = 'qs' and consumer_name = 'cs'});
+	from pgque_worker_internal.handler_stat where queue_name = 'qs' and consumer_name = 'cs'});
 is($nacked, '1', '  the failing message nacked');
 cmp_ok($batches, '>=', 6, "  in $batches batches");
 cmp_ok($chunks, '<=', 4, "  taken by $chunks chunk transactions, not one per batch");
-is(sq(q{select count(*) from pgque_worker.handler_stat where errors > 0}), '0', '  no chunk failed');
+is(sq(q{select count(*) from pgque_worker_internal.handler_stat where errors > 0}), '0', '  no chunk failed');
 sq(q{select pgque_worker.unregister_handler('qs', 'cs')});
 
 # ---- with log_min_messages = debug1 the worker logs where a tick's and a
@@ -294,14 +294,14 @@ $base = extra_chunks('cb');
 		{
 			$round++;
 			$tpos = log_position($node);
-			my $chunks0 = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'qb' and consumer_name = 'cb'});
+			my $chunks0 = sq(q{select chunks from pgque_worker_internal.handler_stat where queue_name = 'qb' and consumer_name = 'cb'});
 			sq(qq{select pgque.send_batch('qb', array(select 't$round-' || g || '-' || repeat('x', 200)
 				from generate_series(1, 2000) g))});
 			wait_until($node, 'app', qq{select count(*) from got where payload like 't$round-%'}, '2000',
 				"$what ($round): handled");
 			wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
 				where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
-			$two = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'qb' and consumer_name = 'cb'})
+			$two = sq(q{select chunks from pgque_worker_internal.handler_stat where queue_name = 'qb' and consumer_name = 'cb'})
 			  - $chunks0 == 2;
 		}
 		return ($tpos, $two);
@@ -359,7 +359,7 @@ ok(wait_for_log($node, qr/reading batches through pgque\.get_batch_events\(\) in
 wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qb', 'cb')
 	where pending_events = 0 and current_batch is null}, '1', '  its batch is acked');
 is(extra_chunks('cb') - $base, 2, '  in 3 chunks');
-is(sq(q{select count(*) from pgque_worker.handler_stat where errors > 0}), '0', 'no chunk failed');
+is(sq(q{select count(*) from pgque_worker_internal.handler_stat where errors > 0}), '0', 'no chunk failed');
 
 $node->stop;
 done_testing();

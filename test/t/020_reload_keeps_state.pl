@@ -68,7 +68,7 @@ sq(q{update attack_stop set stop = true});
 $attack->query_until(qr/done/, '');
 $attack->quit;
 
-my $chunks = sq(q{select chunks from pgque_worker.handler_stat where consumer_name = 'c'});
+my $chunks = sq(q{select chunks from pgque_worker_internal.handler_stat where consumer_name = 'c'});
 cmp_ok($chunks, '>=', 40, "the batch took $chunks chunks");
 is(sq(q{select count(*) from (select distinct payload from got) s}), '8000', 'each message once');
 
@@ -104,6 +104,9 @@ wait_until($node, 'app',
 	q{select count(*) from pg_stat_activity where datname = 'app' and backend_type = 'pgque_worker dispatcher'},
 	'0', 'and the one that waited for a registration leaves');
 
+# each message below is ticked at its commit, not after PgQ's lag of 3 s
+sq(q{select pgque.set_queue_config('big', 'ticker_max_count', '1')});
+
 # ---- a registration during that wait: the same dispatcher takes it up
 # and delivers, without leaving and a new one starting
 sq(q{update pgque_worker.handler set enabled = true where consumer_name = 'c'});
@@ -135,41 +138,96 @@ for my $mode ('share update exclusive', 'share', 'share row exclusive', 'exclusi
 	my ($ret, $out, $err) = $node->psql('app',
 		"begin; lock table pgque_worker.handler in $mode mode; rollback;",
 		extra_params => [ '-U', 'tenant' ]);
-	like($err, qr/permission denied for table handler/,
+	like($err, qr/permission denied for (table|view) handler/,
 		"a tenant may not lock the registry table in $mode mode");
 }
 
+# Sends one message to 'big' and watches the workers for $secs seconds:
+# was it delivered, and did any pgque_worker process wait for a lock
+# (polled every 50 ms)?
+sub deliver_watching_locks
+{
+	my ($payload, $secs) = @_;
+	sq(qq{select pgque.send('big', '$payload')});
+	my $t0 = time;
+	my ($delivered, $lock_waits) = (0, 0);
+	while (time - $t0 < $secs)
+	{
+		$delivered ||= sq(qq{select count(*) from got where payload = '$payload'}) eq '1';
+		$lock_waits += $node->safe_psql('postgres', q{select count(*) from pg_stat_activity
+			where backend_type like 'pgque_worker%' and wait_event_type = 'Lock'});
+		usleep(50_000);
+	}
+	return ($delivered, $lock_waits);
+}
+
 # ---- a lock on the registry table holds up no worker: an administrator's
-# (the owner, a superuser; from PostgreSQL 17, pg_maintain or MAINTAIN).
-# Before, the dispatcher's read of it waited for the lock until its
-# statement_timeout (25 s), and the ticker's look at it every
-# discovery_interval until its lock_timeout (1 s), ticks waiting meanwhile;
-# before 0d8b634 the failed read also left the dispatcher with no handler.
-# Now neither waits: the read fails at once, the handlers are kept as they
-# were and read again a second later.
+# (the owner, a superuser, the database's owner by VACUUM FULL; from
+# PostgreSQL 17, pg_maintain or MAINTAIN). Before, the dispatcher's read of
+# it waited for the lock until its statement_timeout (25 s), and the
+# ticker's look at it every discovery_interval until its lock_timeout
+# (1 s), ticks waiting meanwhile; before 0d8b634 the failed read also left
+# the dispatcher with no handler. Now neither waits: the read fails at
+# once, the handlers are kept as they were and read again a second later.
 $log = log_position($node);
 my $locker = $node->background_psql('app', on_error_stop => 1);
-$locker->query_safe(q{begin; lock table pgque_worker.handler in access exclusive mode});
+$locker->query_safe(q{begin; lock table pgque_worker_internal.handler in access exclusive mode});
 $node->safe_psql('app', q{select pgque_worker._handlers_changed()}, extra_params => [ '-U', 'tenant' ]);
-sq(q{select pgque.send('big', 'x3')});
-my $t0 = time;
-my ($delivered, $lock_waits) = (0, 0);
-while (time - $t0 < 4)
-{
-	$delivered ||= sq(q{select count(*) from got where payload = 'x3'}) eq '1';
-	$lock_waits += $node->safe_psql('postgres', q{select count(*) from pg_stat_activity
-		where backend_type like 'pgque_worker%' and wait_event_type = 'Lock'});
-	usleep(50_000);
-}
+my ($delivered, $lock_waits) = deliver_watching_locks('x3', 4);
 ok($delivered, 'the handler delivers within 4 s while the lock is held');
 is($lock_waits, 0, 'no pgque_worker process waited for the lock (polled every 50 ms for 4 s)');
-my $lines = () = log_since($node, $log) =~ /could not load handlers in database "app": another session holds a lock on table pgque_worker.handler/g;
+my $lines = () = log_since($node, $log) =~ /could not load handlers in database "app": another session holds a lock on table pgque_worker_internal.handler/g;
 is($lines, 1, 'the reload fails, logged once though it was tried again every second');
 $locker->query_safe('commit');
 $locker->quit;
 sq(q{select pgque.send('big', 'x4')});
 wait_until($node, 'app', q{select count(*) from got where payload = 'x4'}, '1',
 	'and delivers after the lock is gone');
+
+# ---- nor may a tenant queue a lock on the workers' tables. CREATE RULE,
+# CREATE TABLE ... PARTITION OF and ATTACH PARTITION take ACCESS EXCLUSIVE
+# before they check ownership: behind the tenant's own open transaction
+# reading the registrations, such a request waited, and every later reader
+# behind it (a hostile review of 9bbf602: the ticker and the dispatcher
+# waited, failed reloads, a restarted dispatcher found no handler). The
+# workers' tables are in a schema PUBLIC may not use, so naming them fails
+# before any lock.
+for my $case (
+	[ 'a rule on the registry table', q{create rule r as on insert to pgque_worker_internal.handler do instead nothing} ],
+	[ 'a rule on its index', q{create rule r as on insert to pgque_worker_internal.handler_pkey do instead nothing} ],
+	[ 'a rule on the counters', q{create rule r as on insert to pgque_worker_internal.handler_stat do instead nothing} ],
+	[ 'a partition of the registry table', q{create temp table p partition of pgque_worker_internal.handler for values in ('x')} ])
+{
+	my ($ret, $out, $err) = $node->psql('app', $case->[1], extra_params => [ '-U', 'tenant' ]);
+	like($err, qr/permission denied for schema pgque_worker_internal/,
+		"a tenant's $case->[0] is refused before it locks");
+}
+# The view tenants use can be held up so: that holds up no worker. The
+# dispatcher restarted meanwhile reads the registrations and delivers.
+$log = log_position($node);
+my $reader = $node->background_psql('app', on_error_stop => 1, extra_params => [ '-U', 'tenant' ]);
+$reader->query_safe(q{begin; select count(*) from pgque_worker.handler});
+my $ruler = $node->background_psql('app', on_error_stop => 0, extra_params => [ '-U', 'tenant' ]);
+$ruler->query_until(qr/queued/, q{
+\echo queued
+create rule r as on insert to pgque_worker.handler do instead nothing;
+});
+wait_until($node, 'app', q{select count(*) from pg_locks where relation = 'pgque_worker.handler'::regclass
+	and mode = 'AccessExclusiveLock' and not granted}, '1', 'the tenant\'s rule waits for its lock on the view');
+my $dpid = sq(q{select pid from pgque_worker.status() where datname = 'app' and kind = 'dispatcher'});
+$node->safe_psql('postgres', "select pg_terminate_backend($dpid)");
+wait_until($node, 'app', qq{select count(*) from pgque_worker.status()
+	where datname = 'app' and kind = 'dispatcher' and pid is not null and pid <> $dpid}, '1',
+	'a new dispatcher starts');
+$node->safe_psql('app', q{select pgque_worker._handlers_changed()}, extra_params => [ '-U', 'tenant' ]);
+($delivered, $lock_waits) = deliver_watching_locks('x3b', 4);
+ok($delivered, 'the new dispatcher delivers within 4 s while the tenant\'s lock request waits');
+is($lock_waits, 0, 'no pgque_worker process waited for a lock');
+unlike(log_since($node, $log), qr/could not load handlers|dispatcher started for database "app" with 0 handlers/,
+	'every read of the registrations succeeded');
+$reader->query_safe('rollback');
+$reader->quit;
+$ruler->quit;
 
 # ---- a tenant's own registration, for the next two parts
 sq(q{create function public.t_noop(m pgque.message) returns void language sql as 'select null::void';
@@ -186,7 +244,7 @@ wait_until($node, 'app', q{select messages_ok from pgque_worker.handler_stats wh
 sq(q{create role tenant2 login; grant pgque_reader to tenant2;});
 my ($ret, $out, $err) = $node->psql('app', q{delete from pgque_worker.handler where queue_name = 'tq'},
 	extra_params => [ '-U', 'tenant' ]);
-like($err, qr/permission denied for table handler/, 'a tenant may not DELETE from the registry table');
+like($err, qr/permission denied for (table|view) handler/, 'a tenant may not DELETE from the registry table');
 ($ret, $out, $err) = $node->psql('app', q{select pgque_worker.unregister_handler('tq', 'tc')},
 	extra_params => [ '-U', 'tenant2' ]);
 like($err, qr/no handler is registered for queue "tq", consumer "tc"/,
@@ -209,7 +267,7 @@ wait_until($node, 'postgres', q{select count(*) > 0 from pg_stat_activity
 	where backend_type = 'pgque_worker dispatcher' and wait_event_type = 'Lock'},
 	't', 'the chunk of the tenant\'s handler waits for its counters\' row');
 sq(q{select pgque.send('big', 'x5')});
-$t0 = time;
+my $t0 = time;
 $delivered = 0;
 while (!$delivered && time - $t0 < 10)
 {

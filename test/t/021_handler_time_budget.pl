@@ -96,7 +96,7 @@ cmp_ok($nacked, '<=', 5,
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slow'}, '40/0', 'every message of the slow handler is nacked, once');
 is(nacked_payloads('slow'), '40/40/40', 'PgQue holds each of the 40 payloads for retry (how often each was nacked: the counters above)');
-cmp_ok(sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}), '>=', 20,
+cmp_ok(sq(q{select chunks from pgque_worker_internal.handler_stat where queue_name = 'slow'}), '>=', 20,
 	'in small chunks once the first ran out of time');
 like(log_since($node, $log),
 	qr/handler of queue "slow", consumer "c" in database "app" timed out; its chunk ended after \d+ messages/,
@@ -112,7 +112,7 @@ wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgq
 is(nacked_payloads('slowb'), '20/20/20', 'PgQue holds each of the 20 payloads for retry');
 
 # ---- a handler that recovers gets its chunks back to full size (doubling)
-my $chunks0 = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'});
+my $chunks0 = sq(q{select chunks from pgque_worker_internal.handler_stat where queue_name = 'slow'});
 sq(q{create or replace function h_sleep(m pgque.message) returns void language plpgsql as $$
 begin
   if m.payload = 'm3' then
@@ -122,7 +122,7 @@ end $$});
 sq(q{select pgque.send_batch('slow', array(select 'm' || g from generate_series(1, 500) g))});
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slow'}, '41/499', 'one hung message among 500: it alone is nacked');
-my $chunks = sq(q{select chunks from pgque_worker.handler_stat where queue_name = 'slow'}) - $chunks0;
+my $chunks = sq(q{select chunks from pgque_worker_internal.handler_stat where queue_name = 'slow'}) - $chunks0;
 cmp_ok($chunks, '<=', 20, "500 messages in $chunks chunks: the chunks grew back");
 
 # ---- a batch handler stopped at the hard limit: the events of its call
