@@ -501,7 +501,7 @@ wait_until($node, 'app',
 pass('the ticker ticks as pqw_worker');
 my $disp_user = q{select coalesce(string_agg(distinct usename, ','), '') from pg_stat_activity
 	where datname = 'app' and backend_type = 'pgque_worker dispatcher'};
-my $deadline = time + 5;
+my $deadline = time + 30;
 my $u = '';
 while (time < $deadline)
 {
@@ -509,7 +509,7 @@ while (time < $deadline)
 	last if $u eq 'pqw_worker';
 	usleep(100_000);
 }
-is($u, 'pqw_worker', 'the dispatcher restarts as pqw_worker after the role change (5 s)');
+is($u, 'pqw_worker', 'the dispatcher restarts as pqw_worker after the role change (30 s)');
 # (a no-op now that the dispatcher restarts by itself)
 $node->safe_psql('postgres', q{select pg_terminate_backend(pid) from pg_stat_activity
 	where datname = 'app' and backend_type = 'pgque_worker dispatcher' and usename <> 'pqw_worker'});

@@ -13,7 +13,7 @@ use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
 # Deadlines for this test's waits (the launcher comes back after 5 s).
-$PostgreSQL::Test::Utils::timeout_default = 30;
+$PostgreSQL::Test::Utils::timeout_default = 30 unless $ENV{PG_TEST_TIMEOUT_DEFAULT};
 
 my $node = new_node('restart', conf => qq{
 pgque_worker.chunk_messages = 10

@@ -1,8 +1,8 @@
 # Which writes wake the ticker: every way PgQue enqueues or changes its tick
-# policy must get a ticker() call within 1 s, although the ticker's own plan
-# would wait a minute. The queues tick only every hour when idle
+# policy must get a ticker() call within 5 s (a few ms as a rule: the
+# latencies are noted), although the ticker's own plan would wait a minute. The queues tick only every hour when idle
 # (ticker_max_lag and ticker_idle_period 1 hour) and max_idle_interval is
-# 1 min, so within 1 s only a commit wake-up can produce a tick; max_count 1
+# 1 min, so within 5 s only a commit wake-up can produce a tick; max_count 1
 # makes the first event due at once. Each path's latency (commit to tick
 # visible, or to the ticker() call) is noted; README quotes them. A
 # subtransaction that enqueued and was rolled back must not wake it.
@@ -109,16 +109,16 @@ my $evtable = $node->safe_psql('app', q{select pgque.current_event_table('q')});
 
 my %ms;
 
-# Runs $sql (its first statement opens a new session) and waits up to 1 s
+# Runs $sql (its first statement opens a new session) and waits up to 5 s
 # for a new tick of queue $q. Returns the ms, or -1.
 sub path_tick
 {
 	my ($name, $q, $sql, $before) = @_;
 	$before //= $node->safe_psql('app', "select tick_count('$q')");
-	my @out = split /\n/, $node->safe_psql('app', "$sql\nselect wait_tick('$q', $before, 1000);");
+	my @out = split /\n/, $node->safe_psql('app', "$sql\nselect wait_tick('$q', $before, 5000);");
 	my $ms = $out[-1];
-	ok($ms >= 0 && $ms <= 1000, "$name wakes the ticker: a tick within 1 s")
-	  or diag("$name: no tick within 1 s");
+	ok($ms >= 0 && $ms <= 5000, "$name wakes the ticker: a tick within 5 s")
+	  or diag("$name: no tick within 5 s");
 	note("$name: tick after $ms ms");
 	$ms{$name} = $ms;
 	if ($ms < 0)
@@ -137,7 +137,7 @@ sub drain
 	return;
 }
 
-# An enqueueing path: a tick within 1 s, then the payload is delivered.
+# An enqueueing path: a tick within 5 s, then the payload is delivered.
 sub path_event
 {
 	my ($name, $sql, $payload) = @_;
@@ -147,15 +147,15 @@ sub path_event
 	return;
 }
 
-# A policy change: a ticker() call within 1 s.
+# A policy change: a ticker() call within 5 s.
 sub path_call
 {
 	my ($name, $sql) = @_;
 	my $before = $node->safe_psql('app', "select my_ticker('tick_calls')");
-	my @out = split /\n/, $node->safe_psql('app', "$sql\nselect wait_calls($before, 1000);");
+	my @out = split /\n/, $node->safe_psql('app', "$sql\nselect wait_calls($before, 5000);");
 	my $ms = $out[-1];
-	ok($ms >= 0 && $ms <= 1000, "$name wakes the ticker: a ticker() call within 1 s")
-	  or diag("$name: no ticker() call within 1 s");
+	ok($ms >= 0 && $ms <= 5000, "$name wakes the ticker: a ticker() call within 5 s")
+	  or diag("$name: no ticker() call within 5 s");
 	note("$name: ticker() call after $ms ms");
 	$ms{$name} = $ms;
 	return;
