@@ -338,14 +338,15 @@ load_handlers_fn(void *arg)
 	bool		look_all = *(bool *) arg;
 	uint64		nrows = 0;
 	Oid			registry;
+	const char *locked;
 	int			hint = 0;		/* where the last load's handlers are searched from */
 
 	/* Before anything is changed: a failed read keeps it all as it was. */
-	registry = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
-	if (OidIsValid(registry) && !pqw_try_read_lock(registry))
+	locked = pqw_lock_registry(&registry);
+	if (locked != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("another session holds a lock on table pgque_worker_internal.handler"),
+				 errmsg("another session holds a lock on %s", locked),
 				 errdetail("The handlers are kept as they were and read again soon.")));
 	msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),

@@ -769,14 +769,10 @@ db_check_fn(void *arg)
 	c->other[0] = '\0';
 	/* Registrations count only where our extension made the table; one
 	 * that another session locks is looked at next time (see
-	 * pqw_try_read_lock), not waited for while ticks are due. */
-	registry = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
-	if (OidIsValid(registry))
-	{
-		c->registry_locked = !pqw_try_read_lock(registry);
-		if (!c->registry_locked)
-			c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker_internal.handler where enabled)");
-	}
+	 * pqw_lock_registry), not waited for while ticks are due. */
+	c->registry_locked = pqw_lock_registry(&registry) != NULL;
+	if (!c->registry_locked && OidIsValid(registry))
+		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker_internal.handler where enabled)");
 
 	if (pqw_pgque_trust() == PQW_TRUST_OK)
 	{

@@ -6,6 +6,8 @@
 extern "C" {
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
@@ -219,10 +221,26 @@ pqw_extension_relation(const char *extname, const char *nspname, const char *rel
 	return rel;
 }
 
-bool
-pqw_try_read_lock(Oid rel)
+/* ACCESS SHARE on `rel` to the end of the transaction, if free now. */
+static bool
+try_read_lock(Oid rel)
 {
 	return ConditionalLockRelationOid(rel, AccessShareLock);
+}
+
+const char *
+pqw_lock_registry(Oid *rel)
+{
+	*rel = InvalidOid;
+	/* pqw_extension_relation scans them (pg_depend without a cache) */
+	if (!try_read_lock(ExtensionRelationId))
+		return "catalog pg_extension";
+	if (!try_read_lock(DependRelationId))
+		return "catalog pg_depend";
+	*rel = pqw_extension_relation("pgque_worker", "pgque_worker_internal", "handler");
+	if (OidIsValid(*rel) && !try_read_lock(*rel))
+		return "table pgque_worker_internal.handler";
+	return NULL;
 }
 
 void

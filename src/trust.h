@@ -38,15 +38,15 @@ const char *pqw_pgque_refusal(void);
 Oid			pqw_extension_relation(const char *extname, const char *nspname,
 								   const char *relname);
 
-/* Inside a transaction: takes ACCESS SHARE on `rel` for reading it, if no
- * other session holds a lock that conflicts, without waiting; held to the
- * end of the transaction. A conflicting lock is ACCESS EXCLUSIVE, which any
- * role with table-level UPDATE, DELETE or TRUNCATE may take (LOCK TABLE).
- * PUBLIC has none of them on our registry table (only column UPDATE), but
- * its owner, superusers and (from PostgreSQL 17) MAINTAIN holders may, and
- * would otherwise hold up every reader of it in our workers for their
- * whole timeout. */
-bool		pqw_try_read_lock(Oid rel);
+/* Inside a transaction: finds our registry table (pgque_worker_internal.
+ * handler, if our extension made it; else InvalidOid) into *rel and locks
+ * it for reading, without waiting. NULL if done, else what could not be
+ * read without waiting: the table, or a catalog that says whose it is
+ * (pg_depend, pg_extension: every role can name those). A lock conflicts
+ * if it is ACCESS EXCLUSIVE, held or queued: any role that can name a
+ * relation can queue one (CREATE RULE requests it before it checks
+ * ownership), and it holds up every reader after it. */
+const char *pqw_lock_registry(Oid *rel);
 
 /* _PG_init: catalog changes make the next call check again. */
 void		pqw_trust_install(void);

@@ -70,7 +70,8 @@ wait_until($node, 'postgres',
 	"select state from pgque_worker.status() where kind = 'ticker' and datname = 'absent2'",
 	'no pgque', 'absent2 probed');
 my %seen;
-my $end = time + 5;
+my $t_start = time;
+my $end = $t_start + 5;
 while (time < $end)
 {
 	$node->safe_psql('absent2',
@@ -80,8 +81,12 @@ while (time < $end)
 	$seen{$st} = 1 if $st ne '';
 }
 my $storm = scalar keys %seen;
+# the loop's last round ends past its 5 s, the longer the slower the
+# machine: one probe a second of what it really took, and the one running
+# when it began
+my $allowed = int(time - $t_start) + 2;
 note "absent2: $storm probes in 5 s of CREATE SCHEMA pgque commits";
-cmp_ok($storm, '<=', 7, 'a storm of CREATE SCHEMA pgque gets at most one probe per discovery_interval');
+cmp_ok($storm, '<=', $allowed, "a storm of CREATE SCHEMA pgque gets at most one probe per discovery_interval (at most $allowed)");
 ok($node->safe_psql('postgres', "select rolsuper from pg_roles where rolname = 'tenant'") eq 'f',
 	'the tenant is still no superuser');
 

@@ -229,6 +229,31 @@ $reader->query_safe('rollback');
 $reader->quit;
 $ruler->quit;
 
+# The same trick on a system catalog, which every role can name: pg_depend
+# says whose the registry table is, and it is scanned without a cache.
+# Before, the dispatcher's reads and the ticker's looks waited for it
+# (lock_timeout, every second); now they do not wait (a restarted
+# dispatcher has no handlers until the lock goes: see README).
+$log = log_position($node);
+$reader = $node->background_psql('app', on_error_stop => 1, extra_params => [ '-U', 'tenant' ]);
+$reader->query_safe(q{begin; select count(*) from pg_catalog.pg_depend});
+$ruler = $node->background_psql('app', on_error_stop => 0, extra_params => [ '-U', 'tenant' ]);
+$ruler->query_until(qr/queued/, q{
+\echo queued
+create rule r as on insert to pg_catalog.pg_depend do instead nothing;
+});
+wait_until($node, 'app', q{select count(*) from pg_locks where relation = 'pg_catalog.pg_depend'::regclass
+	and mode = 'AccessExclusiveLock' and not granted}, '1', 'the tenant\'s rule waits for its lock on pg_depend');
+$node->safe_psql('app', q{select pgque_worker._handlers_changed()}, extra_params => [ '-U', 'tenant' ]);
+($delivered, $lock_waits) = deliver_watching_locks('x3c', 4);
+ok($delivered, 'the dispatcher delivers within 4 s while the lock request on pg_depend waits');
+is($lock_waits, 0, 'no pgque_worker process waited for a lock');
+like(log_since($node, $log), qr/could not load handlers in database "app": another session holds a lock on catalog pg_depend/,
+	'the reload is put off');
+$reader->query_safe('rollback');
+$reader->quit;
+$ruler->quit;
+
 # ---- a tenant's own registration, for the next two parts
 sq(q{create function public.t_noop(m pgque.message) returns void language sql as 'select null::void';
 select pgque.create_queue('tq')});

@@ -91,7 +91,10 @@ my $log = log_position($node);
 # ---- a message handler: 40 messages, each timing out
 my ($nacked, $secs) = fast_while_slow('slow', 40, 'h_sleep(pgque.message)', 'false');
 note sprintf('queue fast delivered %.1f s after sending, with %d of 40 slow messages nacked', $secs, $nacked);
-cmp_ok($nacked, '<=', 5,
+# (one or two as a rule; each more is a 300 ms chunk the fast message's tick
+# or chunk came after: 10 leaves a slow machine its margin, the whole
+# chunk of 40 still fails)
+cmp_ok($nacked, '<=', 10,
 	"another queue's message waited for $nacked of the 40 timing-out messages, not the whole chunk");
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slow'}, '40/0', 'every message of the slow handler is nacked, once');
@@ -105,7 +108,7 @@ like(log_since($node, $log),
 # ---- a batch handler: 20 messages, every call timing out
 ($nacked, $secs) = fast_while_slow('slowb', 20, 'h_sleep_batch(pgque.message[])', 'true');
 note sprintf('queue fast delivered %.1f s after sending, with %d of 20 slowb messages nacked', $secs, $nacked - 40);
-cmp_ok($nacked - 40, '<=', 5,
+cmp_ok($nacked - 40, '<=', 10,
 	'another queue\'s message waited for ' . ($nacked - 40) . ' of the 20 messages of a timing-out batch handler');
 wait_until($node, 'app', q{select messages_nacked || '/' || messages_ok from pgque_worker.handler_stats
 	where queue_name = 'slowb'}, '20/0', 'every message of the slow batch handler is nacked, once');
