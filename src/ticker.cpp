@@ -790,8 +790,10 @@ db_check_fn(void *arg)
 		pqw_end_as(&as);
 	}
 	/* pg_cron's table only where pg_cron is installed: anyone with CREATE
-	 * could make a schema "cron" with a table "job". */
-	if (c->other[0] == '\0' && OidIsValid(pqw_extension_relation("pg_cron", "cron", "job")) &&
+	 * could make a schema "cron" with a table "job". (Not while pg_depend,
+	 * which says so, could not be locked without waiting: next time.) */
+	if (c->other[0] == '\0' && !c->registry_locked &&
+		OidIsValid(pqw_extension_relation("pg_cron", "cron", "job")) &&
 		spi_bool("select exists (select 1 from cron.job where jobname like 'pgque%'"
 				 " and database = pg_catalog.current_database())"))
 		strlcpy(c->other, "pg_cron jobs", sizeof(c->other));
