@@ -283,6 +283,18 @@ for my $r (@reg_bad)
 	isnt($ret, 0, "registration refused: $what");
 	like($err, $re, "  message: $re") or note $err;
 }
+# unregistering with NULLs is refused too (9bbf602 had let it return
+# silently), and takes nothing away
+my $unreg_null = qr/queue, consumer and unsubscribe must not be null/;
+for my $r (
+	[ q{select pgque_worker.unregister_handler(null, 'c')}, 'NULL queue' ],
+	[ q{select pgque_worker.unregister_handler('qplain', null)}, 'NULL consumer' ],
+	[ q{select pgque_worker.unregister_handler('qplain', 'c', unsubscribe => null)}, 'NULL unsubscribe' ])
+{
+	my ($ret, $out, $err) = $node->psql('app', $r->[0]);
+	isnt($ret, 0, "unregistering refused: $r->[1]");
+	like($err, $unreg_null, "  message: $unreg_null") or note $err;
+}
 is($node->safe_psql('app', q{select string_agg(queue_name || '/' || consumer_name || '=' || handler::text, ',') from pgque_worker.handler}),
 	'qplain/c=h_msg(pgque.message)', 'only the valid registration exists');
 is($node->safe_psql('app', q{select count(*) from got}), '1', 'table got survived the queue name with SQL in it');
