@@ -22,7 +22,9 @@
 #                                  (the first runs at the default, 1000)
 #   BENCH_DISPATCH_ROUNDS (3)      rounds of the external consumer, the PL/pgSQL loop and
 #                                  the handlers, interleaved; the report takes medians
-#   BENCH_PGBENCH_SECONDS (30), BENCH_PGBENCH_ROUNDS (3), BENCH_PGBENCH_SCALE (10)
+#   BENCH_PGBENCH_SECONDS (10), BENCH_PGBENCH_ROUNDS (8), BENCH_PGBENCH_SCALE (10): each
+#                                  round runs both settings back to back (orders alternate);
+#                                  the report takes the median of the rounds' ratios
 #   BENCH_EXTRA_CONF               lines added to postgresql.conf (e.g. a pgque_worker setting)
 #   BENCH_MODES ("woc p100 p10 p1 wocx cron100 cron10 cron1"; wocx = the worker ticking
 #                with wake on commit, consumed by the external 1 ms poller: the
@@ -51,8 +53,8 @@ DISPATCH_MESSAGES=${BENCH_DISPATCH_MESSAGES:-50000}
 DISPATCH_BATCH=${BENCH_DISPATCH_BATCH:-1000}
 WIDE_CHUNK=${BENCH_WIDE_CHUNK:-10000}
 DISPATCH_ROUNDS=${BENCH_DISPATCH_ROUNDS:-3}
-PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-30}
-PGBENCH_ROUNDS=${BENCH_PGBENCH_ROUNDS:-3}
+PGBENCH_SECONDS=${BENCH_PGBENCH_SECONDS:-10}
+PGBENCH_ROUNDS=${BENCH_PGBENCH_ROUNDS:-8}
 PGBENCH_SCALE=${BENCH_PGBENCH_SCALE:-10}
 MODES=${BENCH_MODES:-woc p100 p10 p1 wocx cron100 cron10 cron1}
 PGQUE_SQL=${PGQUE_SQL:-$here/test/fixtures/pgque_fixture.sql}
@@ -122,6 +124,7 @@ q bench "create table res_hook_ir (setting text, ir_per_tx bigint)"
 q bench "select pgque_worker.wake_launcher()" >/dev/null
 HAS_WOC=0; has_setting pgque_worker.wake_on_commit && HAS_WOC=1
 HAS_MTI=0; has_setting pgque_worker.min_tick_interval && HAS_MTI=1
+HAS_DSC=0; has_setting pgque_worker.dispatch_synchronous_commit && HAS_DSC=1
 log "wake_on_commit in the installed build: $HAS_WOC; min_tick_interval: $HAS_MTI"
 
 # ticks materialized so far on queue $2 of db $1, and the WAL position
@@ -272,6 +275,11 @@ register_handlers() { # consumer-name suffix: msg, msgw, bat, batw on thr and th
     q bench "select pgque_worker.register_handler('thr', '$c$1', 'public.bench_mark_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
     q bench "select pgque_worker.register_handler('thr1', '${c/nop/nop1}$1', 'public.bench_mark_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
   done
+  # stream A at chunk_messages 1000 with dispatch_synchronous_commit = off
+  if [ "$HAS_DSC" = 1 ]; then
+    q bench "select pgque_worker.register_handler('thr', 'msga$1', 'public.bench_sink_msg(pgque.message)', enabled => false)" >/dev/null
+    q bench "select pgque_worker.register_handler('thr', 'bata$1', 'public.bench_sink_batch(pgque.message[])', batch => true, enabled => false)" >/dev/null
+  fi
   for c in flo flow; do
     q bench "select pgque.subscribe('thr', '$c$1')" >/dev/null
     q bench "select pgque.subscribe('thr1', '${c/flo/flo1}$1')" >/dev/null
@@ -363,6 +371,11 @@ for r in $(seq 1 "$DISPATCH_ROUNDS"); do
     thr_worker thr1 "nop1$w$x" "nop1$w" "$r"
     thr_floor thr1 "flo1$w$x" "$ce" "flo1$w" "$r"
   done
+  if [ "$HAS_DSC" = 1 ]; then
+    CONF=([pgque_worker.dispatch_synchronous_commit]=off); apply_conf
+    thr_worker thr "msga$x" msga "$r"
+    thr_worker thr "bata$x" bata "$r"
+  fi
   log "  round $r of $DISPATCH_ROUNDS done (external consumer, PL/pgSQL loop, handlers at chunk_messages 1000 and $WIDE_CHUNK)"
 done
 CONF=(); apply_conf

@@ -461,7 +461,7 @@ load_handlers(bool look_all)
 	PqwCallResult r;
 
 	if (pqw_in_transaction("pgque_worker: loading handlers", PQW_AS_WORKER, load_handlers_fn, &look_all,
-						   pqw_statement_timeout_ms, &r))
+						   pqw_statement_timeout_ms, NULL, &r))
 	{
 		if (load_limiter.on_success())
 			ereport(LOG,
@@ -1585,7 +1585,8 @@ dispatch_one(Handler *h)
 	snprintf(activity, sizeof(activity), "pgque_worker: dispatching queue %s to %s",
 			 h->queue, h->consumer);
 	/* timeouts are armed inside, per step; PgQue's owner runs the chunk */
-	if (!pqw_in_transaction(activity, PQW_AS_PGQUE_OWNER, chunk_fn, &res, 0, &r))
+	if (!pqw_in_transaction(activity, PQW_AS_PGQUE_OWNER, chunk_fn, &res, 0,
+							pqw_dispatch_synchronous_commit_value(), &r))
 	{
 		if (res.at_commit && res.nparts == 1)
 		{

@@ -28,6 +28,11 @@ extern int	pqw_max_idle_interval_ms;
 extern int	pqw_handler_timeout_ms;
 extern int	pqw_dispatch_poll_interval_ms;
 extern int	pqw_debug_fail_commit_event;
+extern int	pqw_dispatch_synchronous_commit;
+
+/* synchronous_commit for a dispatched chunk's transaction, as
+ * pgque_worker.dispatch_synchronous_commit says (NULL: the server's). */
+const char *pqw_dispatch_synchronous_commit_value(void);
 
 /* Is `dbname` selected by pgque_worker.databases? */
 bool		pqw_database_selected(const char *dbname);

@@ -41,6 +41,35 @@ int			pqw_handler_timeout_ms = 30000;
 int			pqw_dispatch_poll_interval_ms = 0;
 int			pqw_debug_fail_commit_event = 0;
 
+/* pgque_worker.dispatch_synchronous_commit: "default" keeps the server's
+ * synchronous_commit; the others are its values. */
+enum
+{
+	PQW_SYNC_DEFAULT = 0, PQW_SYNC_OFF, PQW_SYNC_LOCAL, PQW_SYNC_REMOTE_WRITE, PQW_SYNC_ON,
+	PQW_SYNC_REMOTE_APPLY
+};
+static const struct config_enum_entry sync_commit_options[] = {
+	{"default", PQW_SYNC_DEFAULT, false},
+	{"off", PQW_SYNC_OFF, false},
+	{"local", PQW_SYNC_LOCAL, false},
+	{"remote_write", PQW_SYNC_REMOTE_WRITE, false},
+	{"on", PQW_SYNC_ON, false},
+	{"remote_apply", PQW_SYNC_REMOTE_APPLY, false},
+	{NULL, 0, false}
+};
+int			pqw_dispatch_synchronous_commit = PQW_SYNC_DEFAULT;
+
+const char *
+pqw_dispatch_synchronous_commit_value(void)
+{
+	if (pqw_dispatch_synchronous_commit == PQW_SYNC_DEFAULT)
+		return NULL;
+	for (const struct config_enum_entry *e = sync_commit_options; e->name != NULL; e++)
+		if (e->val == pqw_dispatch_synchronous_commit)
+			return e->name;
+	return NULL;
+}
+
 /*
  * Parses the database list into `out`; returns false with a message in
  * `err` (caller-owned buffer). Catches every C++ exception: called from
@@ -222,6 +251,11 @@ define_settings(void)
 							"A dispatcher sorts each batch's events in ev_id order and, when the batch takes more than one chunk transaction, holds the rest across the commit: within this much memory, neither goes to a temporary file. Handlers run with it too.",
 							&pqw_work_mem_kb, 16384, -1, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB, pqw_check_work_mem, NULL, NULL);
+	DefineCustomEnumVariable("pgque_worker.dispatch_synchronous_commit",
+							 "synchronous_commit of the dispatcher's chunk transactions (default: the server's).",
+							 "off: a chunk's commit (the handler's writes, the ack, the recorded progress) does not wait for its WAL flush; a crash can lose the last chunks committed, all of a chunk or none of it, and their batches are delivered again.",
+							 &pqw_dispatch_synchronous_commit, PQW_SYNC_DEFAULT, sync_commit_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.handler_timeout",
 							"Timeout of one attempt at handling a chunk (10 ms .. 1 h).",
 							NULL, &pqw_handler_timeout_ms, 30000, 10, 3600000,

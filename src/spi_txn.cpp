@@ -372,11 +372,11 @@ call_fn(void *arg)
 }
 
 static bool run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
-							   int timeout_ms, bool async_commit, PqwCallResult *result);
+							   int timeout_ms, const char *synchronous_commit, PqwCallResult *result);
 
 static bool
 call_in_transaction(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
-					int timeout_ms, bool async_commit, PqwCallResult *result)
+					int timeout_ms, const char *synchronous_commit, PqwCallResult *result)
 {
 	CallArgs	args;
 
@@ -385,33 +385,33 @@ call_in_transaction(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Da
 	args.argtypes = argtypes;
 	args.values = values;
 	args.result = result;
-	return run_in_transaction(stmt->sql, run_as, call_fn, &args, timeout_ms, async_commit, result);
+	return run_in_transaction(stmt->sql, run_as, call_fn, &args, timeout_ms, synchronous_commit, result);
 }
 
 bool
 pqw_call(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 		 int timeout_ms, PqwCallResult *result)
 {
-	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, false, result);
+	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, NULL, result);
 }
 
 bool
 pqw_call_async_commit(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *values,
 					  int timeout_ms, PqwCallResult *result)
 {
-	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, true, result);
+	return call_in_transaction(stmt, run_as, nargs, argtypes, values, timeout_ms, "off", result);
 }
 
 bool
 pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
-				   int timeout_ms, PqwCallResult *result)
+				   int timeout_ms, const char *synchronous_commit, PqwCallResult *result)
 {
-	return run_in_transaction(activity, run_as, fn, arg, timeout_ms, false, result);
+	return run_in_transaction(activity, run_as, fn, arg, timeout_ms, synchronous_commit, result);
 }
 
 static bool
 run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
-				   int timeout_ms, bool async_commit, PqwCallResult *result)
+				   int timeout_ms, const char *synchronous_commit, PqwCallResult *result)
 {
 	MemoryContext volatile keep = CurrentMemoryContext;
 	volatile bool ok = false;
@@ -430,8 +430,8 @@ run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 		debug_query_string = activity;
 		/* The transaction's own level, outside pqw_begin_as's: it holds
 		 * through the commit and ends with it. */
-		if (async_commit)
-			(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+		if (synchronous_commit != NULL)
+			(void) set_config_option("synchronous_commit", synchronous_commit, PGC_SUSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, 0, false);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");

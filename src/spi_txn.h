@@ -97,10 +97,12 @@ bool		pqw_call(PqwStatement *stmt, Oid run_as, int nargs, Oid *argtypes, Datum *
 /* Runs `fn(arg)` in a transaction of its own with SPI connected, as
  * `run_as` (for the whole transaction, commit included: a holdable cursor
  * or deferred trigger of that code runs at commit), under the same rules as
- * pqw_call. `fn` may raise errors and may switch users with pqw_begin_as. */
+ * pqw_call. `fn` may raise errors and may switch users with pqw_begin_as.
+ * `synchronous_commit`: that setting for this transaction, commit included
+ * (NULL: the worker's own). */
 typedef void (*PqwTxnFn) (void *arg);
 bool		pqw_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
-							   int timeout_ms, PqwCallResult *result);
+							   int timeout_ms, const char *synchronous_commit, PqwCallResult *result);
 
 /*
  * pqw_call whose commit does not wait for its WAL to reach disk (or a

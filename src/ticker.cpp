@@ -203,7 +203,7 @@ pgque_trust(void)
 	PqwTrust	t = PQW_TRUST_OK;
 
 	if (!pqw_in_transaction("pgque_worker: checking PgQue", PQW_AS_WORKER, trust_fn, &t,
-							pqw_statement_timeout_ms, &r))
+							pqw_statement_timeout_ms, NULL, &r))
 		return PQW_TRUST_OK;
 	return t;
 }
@@ -809,7 +809,7 @@ check_database(void)
 	PqwCallResult r;
 
 	if (pqw_in_transaction("pgque_worker: looking at the database", PQW_AS_WORKER, db_check_fn, &c,
-						   pqw_statement_timeout_ms, &r))
+						   pqw_statement_timeout_ms, NULL, &r))
 	{
 		if (!c.registry_locked)
 			pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);

@@ -1,0 +1,87 @@
+# pgque_worker.dispatch_synchronous_commit: the synchronous_commit of a
+# dispatched chunk's transaction. Made visible with a synchronous standby
+# that never connects: a commit that waits for it never ends (its effects
+# stay invisible, the dispatcher waits on SyncRep), one at 'local' does not.
+# The handler's own setting of synchronous_commit ends with the handler and
+# never reaches the chunk's commit.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+# (allows_streaming: with max_wal_senders 0 no commit waits for a standby)
+my $node = new_node('synccommit', allows_streaming => 1);
+$node->start;
+$node->safe_psql('postgres', 'create database app');
+install_pgque($node, 'app');
+$node->safe_psql('app', q{
+create table got (payload text, sync text);
+-- records the setting it runs with, then asks for the strictest commit:
+-- that must not outlive the handler
+create function h(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into got values (m.payload, current_setting('synchronous_commit'));
+  perform set_config('synchronous_commit', 'remote_apply', true);
+end $$;
+select pgque.create_queue('qs');
+select pgque.set_queue_config('qs', 'ticker_max_count', '1');
+select pgque.set_queue_config('qs', 'ticker_max_lag', '10 ms');
+select pgque_worker.register_handler('qs', 'cs', 'h(pgque.message)');
+});
+
+sub sq { return $node->safe_psql('app', $_[0]); }
+
+# sends from a session that does not wait for a standby
+sub send_local
+{
+	my ($payload) = @_;
+	sq(qq{set synchronous_commit = local; select pgque.send('qs', '$payload'::text)});
+	return;
+}
+
+is(sq(q{select current_setting('pgque_worker.dispatch_synchronous_commit')}), 'default',
+	'dispatch_synchronous_commit is "default" unless set');
+my ($ret, $out, $err) = $node->psql('postgres',
+	q{alter system set pgque_worker.dispatch_synchronous_commit = 'sometimes'});
+isnt($ret, 0, 'an unknown value is refused');
+like($err, qr/invalid value for parameter "pgque_worker.dispatch_synchronous_commit": "sometimes"/,
+	'  with a message naming the setting');
+
+send_local('first');
+wait_until($node, 'app', q{select count(*) from got where payload = 'first'}, '1',
+	'delivery at the default');
+is(sq(q{select sync from got where payload = 'first'}), 'on',
+	'  the handler runs with the server\'s synchronous_commit');
+
+# A synchronous standby that never comes, and chunks committed at 'local'
+# (one reload: the dispatcher sees both settings together).
+$node->safe_psql('postgres', q{alter system set synchronous_standby_names = 'nosuch'});
+set_worker_conf($node, dispatch_synchronous_commit => 'local');
+send_local('second');
+wait_until($node, 'app', q{select count(*) from got where payload = 'second'}, '1',
+	'with dispatch_synchronous_commit = local, a chunk commits without the standby (and the handler\'s own remote_apply ended with it)');
+is(sq(q{select sync from got where payload = 'second'}), 'local',
+	'  the handler runs with it');
+
+# The default again: the chunk's commit waits for the standby.
+set_worker_conf($node, dispatch_synchronous_commit => undef);
+send_local('fourth');
+wait_until($node, 'app',
+	q{select count(*) from pg_stat_activity
+	   where backend_type = 'pgque_worker dispatcher' and datname = 'app' and wait_event = 'SyncRep'},
+	'1', 'at the default, the dispatcher waits for the standby at commit');
+is(sq(q{select count(*) from got where payload = 'fourth'}), '0',
+	'  and the chunk is not visible meanwhile');
+$node->safe_psql('postgres', q{alter system reset synchronous_standby_names});
+$node->safe_psql('postgres', q{select pg_reload_conf()});
+wait_until($node, 'app', q{select count(*) from got where payload = 'fourth'}, '1',
+	'  it commits once the standby is no longer required');
+is(sq(q{select string_agg(payload, ',' order by payload) from got}), 'first,fourth,second',
+	'each message was handled once');
+
+$node->stop;
+done_testing();
