@@ -354,11 +354,21 @@ thr_client() { # method round command...
 thr_client ext_tcp 1 timeout 900 "$client" drain "host=127.0.0.1 port=$port user=postgres dbname=bench" thr ext_tcp "$DISPATCH_MESSAGES"
 thr_client ext_each 1 timeout 1800 "$client" drain "$conninfo dbname=bench" thr ext_each "$DISPATCH_MESSAGES" each
 log "  external libpq consumer variants done"
+thr_async() { # consumer suffix, round: stream A at dispatch_synchronous_commit = off
+  [ "$HAS_DSC" = 1 ] || return 0
+  CONF=([pgque_worker.dispatch_synchronous_commit]=off); apply_conf
+  thr_worker thr "msga$1" msga "$2"
+  thr_worker thr "bata$1" bata "$2"
+  CONF=(); apply_conf
+}
 # the rounds: each method once per round, in the same order
 for r in $(seq 1 "$DISPATCH_ROUNDS"); do
   x=$(rsfx "$r")
   thr_client ext "$r" timeout 900 "$client" drain "$conninfo dbname=bench" thr "ext$x" "$DISPATCH_MESSAGES"
   thr_client plp "$r" timeout 900 $psql_base -d bench -c "call public.bench_plpgsql_loop('thr', 'plp$x', $DISPATCH_MESSAGES)"
+  # the handlers at dispatch_synchronous_commit = off: first in even
+  # rounds, last in odd ones
+  if [ $((r % 2)) = 0 ]; then thr_async "$x" "$r"; fi
   for w in "" w; do
     if [ -z "$w" ]; then CONF=(); ce=1000; else CONF=([pgque_worker.chunk_messages]=$WIDE_CHUNK); ce=$WIDE_CHUNK; fi
     apply_conf
@@ -371,11 +381,7 @@ for r in $(seq 1 "$DISPATCH_ROUNDS"); do
     thr_worker thr1 "nop1$w$x" "nop1$w" "$r"
     thr_floor thr1 "flo1$w$x" "$ce" "flo1$w" "$r"
   done
-  if [ "$HAS_DSC" = 1 ]; then
-    CONF=([pgque_worker.dispatch_synchronous_commit]=off); apply_conf
-    thr_worker thr "msga$x" msga "$r"
-    thr_worker thr "bata$x" bata "$r"
-  fi
+  if [ $((r % 2)) = 1 ]; then thr_async "$x" "$r"; fi
   log "  round $r of $DISPATCH_ROUNDS done (external consumer, PL/pgSQL loop, handlers at chunk_messages 1000 and $WIDE_CHUNK)"
 done
 CONF=(); apply_conf

@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time usleep);
 use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
@@ -57,31 +58,72 @@ wait_until($node, 'app', q{select count(*) from got where payload = 'first'}, '1
 is(sq(q{select sync from got where payload = 'first'}), 'on',
 	'  the handler runs with the server\'s synchronous_commit');
 
-# A synchronous standby that never comes, and chunks committed at 'local'
-# (one reload: the dispatcher sees both settings together).
+# Sends probes until the handler runs with synchronous_commit = $want: the
+# dispatcher has read the setting (a reload reaches it when it next wakes).
+my $probes = 0;
+sub probe_until
+{
+	my ($want) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		$probes++;
+		send_local("probe $probes");
+		wait_until($node, 'app', qq{select count(*) from got where payload = 'probe $probes'}, '1',
+			"probe $probes");
+		return 1 if sq(qq{select sync from got where payload = 'probe $probes'}) eq $want;
+	}
+	return 0;
+}
+
+# Each value reaches the chunk's transaction (a misspelt one would fail
+# every chunk).
+for my $v (qw(off remote_write local))
+{
+	set_worker_conf($node, dispatch_synchronous_commit => $v);
+	ok(probe_until($v), "at dispatch_synchronous_commit = $v the handler runs with $v");
+}
+
+# A synchronous standby that never comes. The chunks commit at 'local',
+# which the dispatcher has read (above): they do not wait for it.
 $node->safe_psql('postgres', q{alter system set synchronous_standby_names = 'nosuch'});
-set_worker_conf($node, dispatch_synchronous_commit => 'local');
+$node->safe_psql('postgres', q{select pg_reload_conf()});
 send_local('second');
 wait_until($node, 'app', q{select count(*) from got where payload = 'second'}, '1',
 	'with dispatch_synchronous_commit = local, a chunk commits without the standby (and the handler\'s own remote_apply ended with it)');
-is(sq(q{select sync from got where payload = 'second'}), 'local',
-	'  the handler runs with it');
+is(sq(q{select sync from got where payload = 'second'}), 'local', '  the handler runs with local');
 
-# The default again: the chunk's commit waits for the standby.
+# The default again: a chunk's commit waits for the standby. Until the
+# dispatcher and the checkpointer have both read their settings a chunk
+# may still commit at once; so send until one waits.
 set_worker_conf($node, dispatch_synchronous_commit => undef);
-send_local('fourth');
-wait_until($node, 'app',
-	q{select count(*) from pg_stat_activity
-	   where backend_type = 'pgque_worker dispatcher' and datname = 'app' and wait_event = 'SyncRep'},
-	'1', 'at the default, the dispatcher waits for the standby at commit');
-is(sq(q{select count(*) from got where payload = 'fourth'}), '0',
+my $waited = 0;
+my $last;
+for my $i (1 .. 50)
+{
+	$last = "fourth $i";
+	send_local($last);
+	my $deadline = time + 5;
+	while (time < $deadline)
+	{
+		$waited = sq(q{select count(*) from pg_stat_activity
+			where backend_type = 'pgque_worker dispatcher' and datname = 'app' and wait_event = 'SyncRep'});
+		last if $waited;
+		last if sq(qq{select count(*) from got where payload = '$last'}) eq '1';
+		usleep(50_000);
+	}
+	last if $waited;
+}
+ok($waited, "at the default, the dispatcher waits for the standby at commit ($last)");
+is(sq(qq{select count(*) from got where payload = '$last'}), '0',
 	'  and the chunk is not visible meanwhile');
 $node->safe_psql('postgres', q{alter system reset synchronous_standby_names});
 $node->safe_psql('postgres', q{select pg_reload_conf()});
-wait_until($node, 'app', q{select count(*) from got where payload = 'fourth'}, '1',
+wait_until($node, 'app', qq{select count(*) from got where payload = '$last'}, '1',
 	'  it commits once the standby is no longer required');
-is(sq(q{select string_agg(payload, ',' order by payload) from got}), 'first,fourth,second',
-	'each message was handled once');
+is(sq(q{select count(*) from got where payload = 'second'}) . ' ' .
+   sq(q{select count(*) from (select payload from got group by payload having count(*) > 1) d}),
+	'1 0', 'each message was handled once');
 
 $node->stop;
 done_testing();
