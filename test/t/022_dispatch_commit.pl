@@ -2,8 +2,8 @@
 # dispatched chunk's transaction. Made visible with a synchronous standby
 # that never connects: a commit that waits for it never ends (its effects
 # stay invisible, the dispatcher waits on SyncRep), one at 'local' does not.
-# The handler's own setting of synchronous_commit ends with the handler and
-# never reaches the chunk's commit.
+# A tenant handler's own SET synchronous_commit ends with the handler and
+# never reaches the chunk's commit or a later one.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -20,19 +20,26 @@ $node->start;
 $node->safe_psql('postgres', 'create database app');
 install_pgque($node, 'app');
 $node->safe_psql('app', q{
+create role tenant login;
+grant pgque_reader to tenant;
 create table got (payload text, sync text);
--- records the setting it runs with, then asks for the strictest commit:
--- that must not outlive the handler
-create function h(m pgque.message) returns void language plpgsql as $$
-begin
-  insert into got values (m.payload, current_setting('synchronous_commit'));
-  perform set_config('synchronous_commit', 'remote_apply', true);
-end $$;
+grant select, insert on got to tenant;
+grant create on schema public to tenant;
 select pgque.create_queue('qs');
 select pgque.set_queue_config('qs', 'ticker_max_count', '1');
 select pgque.set_queue_config('qs', 'ticker_max_lag', '10 ms');
-select pgque_worker.register_handler('qs', 'cs', 'h(pgque.message)');
 });
+# A tenant's handler: records the setting it runs with, then asks, for the
+# session, for the strictest commit there is. Neither this chunk's commit
+# nor any later one may follow it.
+$node->safe_psql('app', q{
+create function h(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into public.got values (m.payload, current_setting('synchronous_commit'));
+  perform set_config('synchronous_commit', 'remote_apply', false);
+end $$;
+select pgque_worker.register_handler('qs', 'cs', 'h(pgque.message)');
+}, extra_params => [ '-U', 'tenant' ]);
 
 sub sq { return $node->safe_psql('app', $_[0]); }
 
@@ -90,7 +97,7 @@ $node->safe_psql('postgres', q{alter system set synchronous_standby_names = 'nos
 $node->safe_psql('postgres', q{select pg_reload_conf()});
 send_local('second');
 wait_until($node, 'app', q{select count(*) from got where payload = 'second'}, '1',
-	'with dispatch_synchronous_commit = local, a chunk commits without the standby (and the handler\'s own remote_apply ended with it)');
+	'with dispatch_synchronous_commit = local, a chunk commits without the standby (the tenant handler\'s SET remote_apply ended with it)');
 is(sq(q{select sync from got where payload = 'second'}), 'local', '  the handler runs with local');
 
 # The default again: a chunk's commit waits for the standby. Until the
