@@ -31,7 +31,8 @@ extern int	pqw_debug_fail_commit_event;
 extern int	pqw_dispatch_synchronous_commit;
 
 /* synchronous_commit for a dispatched chunk's transaction, as
- * pgque_worker.dispatch_synchronous_commit says (NULL: the server's). */
+ * pgque_worker.dispatch_synchronous_commit says (NULL: the worker
+ * session's own). */
 const char *pqw_dispatch_synchronous_commit_value(void);
 
 /* Is `dbname` selected by pgque_worker.databases? */

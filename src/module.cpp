@@ -41,8 +41,9 @@ int			pqw_handler_timeout_ms = 30000;
 int			pqw_dispatch_poll_interval_ms = 0;
 int			pqw_debug_fail_commit_event = 0;
 
-/* pgque_worker.dispatch_synchronous_commit: "default" keeps the server's
- * synchronous_commit; the others are its values. */
+/* pgque_worker.dispatch_synchronous_commit: "default" keeps the worker
+ * session's synchronous_commit (the server's, or what ALTER DATABASE or
+ * ALTER ROLE set); the others are its values. */
 enum
 {
 	PQW_SYNC_DEFAULT = 0, PQW_SYNC_OFF, PQW_SYNC_LOCAL, PQW_SYNC_REMOTE_WRITE, PQW_SYNC_ON,
@@ -252,7 +253,7 @@ define_settings(void)
 							&pqw_work_mem_kb, 16384, -1, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB, pqw_check_work_mem, NULL, NULL);
 	DefineCustomEnumVariable("pgque_worker.dispatch_synchronous_commit",
-							 "synchronous_commit of the dispatcher's chunk transactions (default: the server's).",
+							 "synchronous_commit of the dispatcher's chunk transactions (default: the worker session's own).",
 							 "off: a chunk's commit (the handler's writes, the ack, the recorded progress) does not wait for its WAL flush; a crash can lose the last chunks committed, all of a chunk or none of it, and their batches are delivered again.",
 							 &pqw_dispatch_synchronous_commit, PQW_SYNC_DEFAULT, sync_commit_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
