@@ -80,6 +80,8 @@ select pgque_worker.register_handler('regress_disp', 'c', 'regress_msg_handler(p
 select pgque_worker.register_handler('regress_disp', 'c', 'length(text)');
 select pgque_worker.register_handler('regress_disp', null, 'regress_msg_handler(pgque.message)');
 select pgque_worker.register_handler('regress_disp', 'c', 'regress_msg_handler(pgque.message)', retry_after => '-1 second');
+select pgque_worker.register_handler('regress_disp', repeat('c', 64), 'regress_msg_handler(pgque.message)');
+select pgque_worker.register_handler('regress_disp', repeat('é', 32), 'regress_msg_handler(pgque.message)');
 select pgque_worker.unregister_handler('regress_disp', 'nobody');
 create role regress_nobody;
 set role regress_nobody;

@@ -177,6 +177,13 @@ begin
      or retry_after is null or run_as is null then
     raise exception 'queue, consumer, handler, batch and retry_after must not be null';
   end if;
+  -- the dispatcher names the handler call it was ended in by queue and
+  -- consumer, each in at most 63 bytes (shared memory)
+  if octet_length(consumer) > 63 then
+    raise exception 'consumer name "%" is too long', consumer
+      using errcode = 'name_too_long',
+            detail = 'A handler''s consumer name may have at most 63 bytes.';
+  end if;
   if retry_after < interval '0' then
     raise exception 'retry_after must not be negative'
       using errcode = 'invalid_parameter_value';

@@ -327,7 +327,10 @@ static void
 load_handlers_fn(void *arg)
 {
 	Oid			nsp = get_namespace_oid("pgque", true);
-	Oid			prev_msg_typoid = msg_typoid;
+	Oid			new_msg_typoid;
+	Oid			new_msg_array_typoid;
+	Oid			new_reader_roleoid;
+	bool		new_untrusted;
 	MemoryContext old;
 	MemoryContext cxt;
 	Handler    *fresh;
@@ -348,16 +351,17 @@ load_handlers_fn(void *arg)
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 				 errmsg("another session holds a lock on %s", locked),
 				 errdetail("The handlers are kept as they were and read again soon.")));
-	msg_typoid = OidIsValid(nsp) ?
+	/* What this load finds, kept apart until nothing can fail (a handler
+	 * carried over must keep the type its cursor and read-ahead have). */
+	new_msg_typoid = OidIsValid(nsp) ?
 		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("message"),
 						ObjectIdGetDatum(nsp)) : InvalidOid;
-	msg_array_typoid = OidIsValid(msg_typoid) ? get_array_type(msg_typoid) : InvalidOid;
-	reader_roleoid = get_role_oid("pgque_reader", true);
-	pgque_untrusted = pqw_pgque_trust() == PQW_TRUST_REFUSED;
-	events_direct = true;
+	new_msg_array_typoid = OidIsValid(new_msg_typoid) ? get_array_type(new_msg_typoid) : InvalidOid;
+	new_reader_roleoid = get_role_oid("pgque_reader", true);
+	new_untrusted = pqw_pgque_trust() == PQW_TRUST_REFUSED;
 
 	/* Registrations count only in a table our extension made. */
-	if (OidIsValid(registry) && OidIsValid(msg_typoid))
+	if (OidIsValid(registry) && OidIsValid(new_msg_typoid))
 	{
 		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
 						" retry_after, run_as::oid from pgque_worker_internal.handler"
@@ -402,7 +406,7 @@ load_handlers_fn(void *arg)
 				break;
 			}
 		}
-		if (k < nhandlers && msg_typoid == prev_msg_typoid &&
+		if (k < nhandlers && new_msg_typoid == msg_typoid &&
 			same_registration(&handlers[k], queue, consumer, func, is_batch, run_as))
 		{
 			*h = handlers[k];
@@ -448,6 +452,11 @@ load_handlers_fn(void *arg)
 	loading_cxt = NULL;
 	handlers = fresh;
 	nhandlers = nfresh;
+	msg_typoid = new_msg_typoid;
+	msg_array_typoid = new_msg_array_typoid;
+	reader_roleoid = new_reader_roleoid;
+	pgque_untrusted = new_untrusted;
+	events_direct = true;
 }
 
 static pqw::LogLimiter load_limiter;
@@ -646,7 +655,9 @@ range_fn(void *arg)
 
 	enable_timeout_after(STATEMENT_TIMEOUT, pqw_handler_timeout_ms);
 	enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
+	pqw_handler_call_active = true;
 	call_handler(c->run, c->lo, c->hi);
+	pqw_handler_call_active = false;
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 }
@@ -655,6 +666,7 @@ static void
 range_disarm(void *arg)
 {
 	(void) arg;
+	pqw_handler_call_active = false;
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 }
@@ -671,6 +683,9 @@ try_range(ChunkRun *run, int lo, int hi, char **reason)
 
 	if (pqw_in_subtransaction(range_fn, &c, range_disarm, &r))
 		return true;
+	/* Session-level advisory locks belong to no subtransaction: the
+	 * handler's go with its failed call, as with one that returns. */
+	LockReleaseSession(USER_LOCKMETHOD);
 	if (r.sqlerrcode == ERRCODE_QUERY_CANCELED)
 		run->timed_out = true;
 	*reason = pstrdup(r.message);
@@ -1090,6 +1105,24 @@ commit_fault_callback(XactEvent event, void *arg)
 		fail_this_commit = false;
 }
 
+/* The handler call a predecessor was stopped in, until its chunk is done;
+ * whether an error ended it (not the hard limit). */
+static PqwHandlerCall hung_call;
+static bool have_hung = false;
+static bool hung_fatal = false;
+static char hung_error[256];		/* the error that ended it, if logged */
+
+/* Why an event of that call is nacked without calling the handler. */
+static char *
+hung_nack_reason(void)
+{
+	if (hung_fatal)
+		return psprintf("its handler call ended the dispatcher's process: %s",
+						hung_error[0] != '\0' ? hung_error : "an error PostgreSQL made FATAL");
+	return psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
+					2 * pqw_handler_timeout_ms);
+}
+
 /*
  * One part of a chunk: up to `fetch` messages of the handler's open batch
  * (or of the next one), through the handler, failures nacked, the batch
@@ -1203,9 +1236,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 						psprintf("the transaction handling it failed at commit %d times",
 								 pqw::CommitRetry::kTries));
 	if (part->touched_hung && pqw::hung_plan_for(h->hung, run.ids[0]) == pqw::HungPlan::kNackAlone)
-		add_failure(&run, 0,
-					psprintf("handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout) and was stopped",
-							 2 * pqw_handler_timeout_ms));
+		add_failure(&run, 0, hung_nack_reason());
 
 	if (run.n > 0)
 	{
@@ -1218,7 +1249,9 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 		{
 			run.timed_out = true;
 			run.iso_start = pqw::monotonic_ms();
-			isolate(&run, 0, run.n, pstrdup("handler ignored cancellation and was stopped"));
+			isolate(&run, 0, run.n, pstrdup(hung_fatal ?
+											"its handler call ended the dispatcher's process" :
+											"handler ignored cancellation and was stopped"));
 		}
 		else if (!try_range(&run, 0, run.n, &why))
 		{
@@ -1422,10 +1455,6 @@ record_error(Handler *h, const PqwCallResult *r)
 	(void) pqw_call(&stat_error_sql, PQW_AS_WORKER, 3, types, args, pqw_statement_timeout_ms, &r2);
 }
 
-/* The handler call a predecessor was stopped in, until its chunk is done. */
-static PqwHandlerCall hung_call;
-static bool have_hung = false;
-
 /* Gives the stopped call to its handler (again after every reload). */
 static void
 apply_hung_call(void)
@@ -1439,28 +1468,70 @@ apply_hung_call(void)
 		}
 }
 
-/* Start: did the hard limit end our predecessor? Count it against the
- * handler, once. */
+/* Start: did the hard limit, or an error in a handler call, end our
+ * predecessor? Count it against the handler, once. */
 static void
 take_hung_call(void)
 {
 	PqwCallResult r;
+	int			streak;
 
-	if (!pqw_slot_take_hung_call(my_slot, &hung_call))
+	if (!pqw_slot_take_hung_call(my_slot, &hung_call, &hung_fatal, &streak, hung_error,
+								 sizeof(hung_error)))
 		return;
 	have_hung = true;
 	memset(&r, 0, sizeof(r));
-	r.sqlerrcode = ERRCODE_QUERY_CANCELED;
-	snprintf(r.message, sizeof(r.message),
-			 "handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout); the dispatcher was restarted",
-			 2 * pqw_handler_timeout_ms);
+	if (hung_fatal)
+	{
+		r.sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
+		snprintf(r.message, sizeof(r.message),
+				 "handler call ended the dispatcher's process: %s; the dispatcher was restarted",
+				 hung_error[0] != '\0' ? hung_error : "an error PostgreSQL made FATAL");
+	}
+	else
+	{
+		r.sqlerrcode = ERRCODE_QUERY_CANCELED;
+		snprintf(r.message, sizeof(r.message),
+				 "handler ignored cancellation for %d ms (2 x pgque_worker.handler_timeout); the dispatcher was restarted",
+				 2 * pqw_handler_timeout_ms);
+	}
 	snprintf(r.detail, sizeof(r.detail), "Batch " INT64_FORMAT ", events " INT64_FORMAT " to " INT64_FORMAT
-			 " are handled again: the events before them first, then these by halves; an event it hangs on alone is nacked without calling it.",
-			 hung_call.batch_id, hung_call.first_id, hung_call.last_id);
+			 " are handled again: the events before them first, then these by halves; an event it %s on alone is nacked without calling it.",
+			 hung_call.batch_id, hung_call.first_id, hung_call.last_id, hung_fatal ? "fails" : "hangs");
 	for (int i = 0; i < nhandlers; i++)
 		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
 			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
+		{
 			record_error(&handlers[i], &r);
+			if (hung_fatal)
+			{
+				pqw::BackoffPolicy p;
+
+				/* Its next try waits, longer each time in a row (this
+				 * process started at once), so that the other handlers are
+				 * served first and a handler failing so on every event
+				 * costs a restart a backoff, not a loop of them. */
+				p.base_ms = 1000;
+				p.cap_ms = 60000;
+				handlers[i].failures = streak > 0 ? streak : 1;
+				handlers[i].next_try = pqw::monotonic_ms() +
+					pqw::backoff_delay(p, handlers[i].failures, (uint32) random());
+			}
+		}
+}
+
+/* The FATAL error that ends this process during a handler call, kept for
+ * the next dispatcher (it names it in the handler's last_error). */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+note_fatal_in_call(ErrorData *edata)
+{
+	if (edata->elevel >= FATAL && pqw_handler_call_active && my_slot >= 0 &&
+		edata->message != NULL)
+		pqw_slot_note_call_error(my_slot, edata->message);
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
 }
 
 /* The handler's role may not run it (role_unusable): skip it, say why. */
@@ -1642,6 +1713,9 @@ dispatch_one(Handler *h)
 	{
 		h->hung = pqw::HungRange();
 		have_hung = false;
+		if (hung_fatal)
+			pqw_slot_clear_fatal_streak(my_slot);
+		hung_fatal = false;
 	}
 	if (res.no_batch || res.drained)
 		h->ready = false;		/* until a tick of its queue */
@@ -1771,6 +1845,8 @@ pqw_dispatcher_main(Datum main_arg)
 	handlers_cxt = AllocSetContextCreate(TopMemoryContext, "pgque_worker handlers",
 										 ALLOCSET_DEFAULT_SIZES);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_reached);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = note_fatal_in_call;
 	RegisterXactCallback(commit_fault_callback, NULL);
 	last_load = load_registrations(true);
 	last_poll = pqw::monotonic_ms();

@@ -462,6 +462,16 @@ launcher_pass(bool force_scan)
 	}
 }
 
+/* SIGTERM of a database worker: PostgreSQL's, noting that the process was
+ * asked to end (an error ending it otherwise is the handler's or a fault:
+ * see slot_detach). */
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	pqw_termination_requested = true;
+	die(postgres_signal_arg);
+}
+
 int
 pqw_worker_connect(Datum main_arg, const char *appname)
 {
@@ -469,7 +479,7 @@ pqw_worker_connect(Datum main_arg, const char *appname)
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.roleoid, 0);
 	pqw_worker_session_init();

@@ -72,17 +72,19 @@ pqw_dispatch_synchronous_commit_value(void)
 }
 
 /*
- * Parses the database list into `out`; returns false with a message in
- * `err` (caller-owned buffer). Catches every C++ exception: called from
- * PostgreSQL code.
+ * Whether the database list parses; false with a message in `err`
+ * (caller-owned buffer). Its C++ objects live and die inside: the caller
+ * may ereport. Catches every C++ exception: called from PostgreSQL code.
  */
 static bool
-parse_db_list_safe(const char *text, pqw::DbList *out, char *err, size_t errlen)
+check_db_list_safe(const char *text, char *err, size_t errlen)
 {
 	try
 	{
+		pqw::DbList list;
 		std::string message;
-		if (pqw::parse_db_list(text ? text : "", *out, message))
+
+		if (pqw::parse_db_list(text ? text : "", list, message))
 			return true;
 		strlcpy(err, message.c_str(), errlen);
 	}
@@ -100,12 +102,11 @@ parse_db_list_safe(const char *text, pqw::DbList *out, char *err, size_t errlen)
 static bool
 check_databases(char **newval, void **extra, GucSource source)
 {
-	pqw::DbList list;
 	char		err[256];
 
 	(void) extra;
 	(void) source;
-	if (!parse_db_list_safe(*newval, &list, err, sizeof(err)))
+	if (!check_db_list_safe(*newval, err, sizeof(err)))
 	{
 		GUC_check_errmsg("invalid value for pgque_worker.databases: %s", err);
 		GUC_check_errhint("Use \"*\" for every database with PgQue, or a comma-separated list of database names.");

@@ -48,3 +48,12 @@ pqw_database_ownercheck(Oid db_oid, Oid roleid)
 	return pg_database_ownercheck(db_oid, roleid);
 #endif
 }
+
+/* PG 17 added transaction_timeout, which ends the session (FATAL) when it
+ * fires: the workers pin it to 0 where it exists (NULL: before 17). */
+#if PG_VERSION_NUM >= 170000
+#define PQW_TRANSACTION_TIMEOUT_GUC "transaction_timeout"
+#else
+#define PQW_TRANSACTION_TIMEOUT_GUC NULL
+#endif
+

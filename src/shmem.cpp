@@ -278,12 +278,14 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers, const pqw::QueueSet *queues
 	LWLockRelease(pqw_shared->lock);
 }
 
+volatile sig_atomic_t pqw_handler_call_active = false;
+volatile sig_atomic_t pqw_termination_requested = false;
+
 static void
 slot_detach(int code, Datum arg)
 {
 	PqwSlot    *s;
 
-	(void) code;
 	if (pqw_shared == NULL)
 		return;
 	s = &pqw_shared->slots[DatumGetInt32(arg)];
@@ -291,8 +293,26 @@ slot_detach(int code, Datum arg)
 	/* the launcher may have freed and reused the slot since */
 	if (s->pid == MyProcPid)
 	{
+		bool		ended_by_error = code != 0 && !pqw_termination_requested;
+
 		s->pid = 0;
 		s->latch = NULL;
+		/* An error ended a handler's call (the hard limit marked its own):
+		 * the next dispatcher narrows the call down, so it starts at once. */
+		if (ended_by_error && s->kind == PQW_KIND_DISPATCHER && pqw_handler_call_active &&
+			!s->dispatcher.call_hung)
+		{
+			s->dispatcher.call_hung = true;
+			s->dispatcher.call_fatal = true;
+			s->dispatcher.call_fatal_streak++;
+		}
+		else if (ended_by_error && !s->dispatcher.call_hung)
+		{
+			/* any other error that ended the process: the state stays, so
+			 * the launcher restarts it after a backoff (plan_restart) */
+			LWLockRelease(pqw_shared->lock);
+			return;
+		}
 		if (s->state != PQW_STATE_NO_PGQUE && s->state != PQW_STATE_NO_HANDLERS)
 			s->state = PQW_STATE_STOPPED;
 	}
@@ -361,18 +381,41 @@ pqw_slot_mark_hung(int slot)
 }
 
 bool
-pqw_slot_take_hung_call(int slot, PqwHandlerCall *call)
+pqw_slot_take_hung_call(int slot, PqwHandlerCall *call, bool *fatal, int *streak,
+						char *error, size_t error_size)
 {
 	PqwSlot    *s = &pqw_shared->slots[slot];
 	bool		hung;
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
 	hung = s->dispatcher.call_hung;
+	*fatal = hung && s->dispatcher.call_fatal;
+	*streak = s->dispatcher.call_fatal_streak;
 	if (hung)
+	{
 		*call = s->dispatcher.call;
+		strlcpy(error, s->dispatcher.call_error, error_size);
+	}
 	s->dispatcher.call_hung = false;
+	s->dispatcher.call_fatal = false;
+	s->dispatcher.call_error[0] = '\0';
 	LWLockRelease(pqw_shared->lock);
 	return hung;
+}
+
+void
+pqw_slot_clear_fatal_streak(int slot)
+{
+	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
+	pqw_shared->slots[slot].dispatcher.call_fatal_streak = 0;
+	LWLockRelease(pqw_shared->lock);
+}
+
+void
+pqw_slot_note_call_error(int slot, const char *message)
+{
+	strlcpy(pqw_shared->slots[slot].dispatcher.call_error, message,
+			sizeof(pqw_shared->slots[slot].dispatcher.call_error));
 }
 
 int

@@ -108,6 +108,16 @@ typedef struct PqwDispatcherPart
 	 */
 	PqwHandlerCall call;
 	bool		call_hung;
+
+	/*
+	 * The process ended with an error during the call (FATAL: a handler
+	 * that set exit_on_error, or a transaction_timeout), not at the hard
+	 * limit; the error, and how many such calls in a row (for the
+	 * handler's backoff). Written at exit, read by the next dispatcher.
+	 */
+	bool		call_fatal;
+	int			call_fatal_streak;
+	char		call_error[256];
 } PqwDispatcherPart;
 
 /*
@@ -249,8 +259,25 @@ void		pqw_slot_note_call(int slot, const PqwHandlerCall *call);
 /* Dispatcher, from the hard-limit timeout handler: the call hung. */
 void		pqw_slot_mark_hung(int slot);
 /* Dispatcher start: the call a predecessor was ended in, if any (and
- * forgets it). */
-bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call);
+ * forgets it); *fatal: it ended with an error, not at the hard limit (then
+ * *streak such calls in a row, and the error in `error`, if it was logged). */
+bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call, bool *fatal, int *streak,
+									char *error, size_t error_size);
+/* Dispatcher: the call a predecessor was ended in is settled. */
+void		pqw_slot_clear_fatal_streak(int slot);
+/* Dispatcher, from its emit_log_hook: the FATAL error ending the process
+ * during a handler call (no lock: only this process writes it). */
+void		pqw_slot_note_call_error(int slot, const char *message);
+
+/*
+ * Set by the dispatcher around each handler call. A process that exits
+ * with an error meanwhile, unless a SIGTERM asked it to end, was ended by
+ * the handler: its slot records the call, so that the next dispatcher
+ * narrows it down (as after the hard limit) instead of dying in it again.
+ */
+extern volatile sig_atomic_t pqw_handler_call_active;
+/* A SIGTERM asked this worker to end (its SIGTERM handler sets it). */
+extern volatile sig_atomic_t pqw_termination_requested;
 
 /*
  * The verbs every other file uses on slots; only shmem.cpp reads or writes

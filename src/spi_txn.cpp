@@ -25,7 +25,8 @@ Oid			pqw_worker_roleid = InvalidOid;
 /*
  * Settings a database owner (ALTER DATABASE ... SET) or a role's settings
  * could otherwise give the workers: each would stall them (read-only or
- * serializable defaults, exit_on_error, plpgsql extra checks that reject
+ * serializable defaults, exit_on_error and, from PostgreSQL 17,
+ * transaction_timeout, which end the session; plpgsql extra checks that reject
  * PgQue's code) or redirect name resolution (search_path, role). Pinned at
  * session level, so a reload or a per-database value cannot change them
  * and code run under pqw_begin_as can change them only until it returns.
@@ -111,6 +112,9 @@ pqw_worker_session_init(void)
 		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
 								 WARNING, false);
+	if (PQW_TRANSACTION_TIMEOUT_GUC != NULL)
+		(void) set_config_option(PQW_TRANSACTION_TIMEOUT_GUC, "0", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SET, true, WARNING, false);
 	(void) set_config_option("pgque_worker.database_paused",
 							 database_paused_in_catalog() ? "on" : "off",
 							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true, WARNING, false);
