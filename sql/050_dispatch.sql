@@ -82,6 +82,12 @@ select pgque_worker.register_handler('regress_disp', null, 'regress_msg_handler(
 select pgque_worker.register_handler('regress_disp', 'c', 'regress_msg_handler(pgque.message)', retry_after => '-1 second');
 select pgque_worker.register_handler('regress_disp', repeat('c', 64), 'regress_msg_handler(pgque.message)');
 select pgque_worker.register_handler('regress_disp', repeat('é', 32), 'regress_msg_handler(pgque.message)');
+create role regress_fowner;
+create function regress_owned_h(m pgque.message) returns void language sql as 'select';
+alter function regress_owned_h(pgque.message) owner to regress_fowner;
+select pgque_worker.register_handler('regress_disp', 'c', 'regress_owned_h(pgque.message)');
+drop function regress_owned_h(pgque.message);
+drop role regress_fowner;
 select pgque_worker.unregister_handler('regress_disp', 'nobody');
 create role regress_nobody;
 set role regress_nobody;

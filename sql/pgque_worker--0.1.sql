@@ -213,6 +213,16 @@ begin
       using errcode = 'insufficient_privilege',
             detail = format('run_as is %s, the current role is %s.', run_as, current_user);
   end if;
+  -- whoever owns the function can replace it: it may run as run_as only
+  -- if that owner has run_as's rights anyway (or is a superuser)
+  if p.proowner <> run_as
+     and not (select r.rolsuper from pg_roles r where r.oid = p.proowner)
+     and not pg_has_role(p.proowner, run_as, 'usage') then
+    raise exception 'function % belongs to role %, who could replace it and run code as role %',
+                    handler::text, p.proowner::regrole, run_as
+      using errcode = 'insufficient_privilege',
+            hint = 'A handler''s function must belong to the role it runs as, to a role with that role''s rights, or to a superuser.';
+  end if;
   if not has_function_privilege(current_user, handler, 'execute') then
     raise exception 'role "%" may not execute function %', current_user, handler::text
       using errcode = 'insufficient_privilege';

@@ -55,6 +55,7 @@
 
 extern "C" {
 #include "common/pg_prng.h"
+#include "utils/fmgrprotos.h"
 #include "storage/lock.h"
 #include "utils/datum.h"
 #include "utils/portal.h"
@@ -508,6 +509,7 @@ check_handler_usable(Handler *h)
 	Form_pg_proc proc;
 	Oid			want = h->is_batch ? msg_array_typoid : msg_typoid;
 	bool		ok;
+	Oid			owner;
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(h->func));
 	if (!HeapTupleIsValid(tup))
@@ -519,7 +521,18 @@ check_handler_usable(Handler *h)
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 	ok = proc->pronargs == 1 && proc->proargtypes.values[0] == want &&
 		proc->prokind == PROKIND_FUNCTION && !proc->proretset;
+	owner = proc->proowner;
 	ReleaseSysCache(tup);
+	/* Whoever owns the function can replace it: it runs as run_as only if
+	 * its owner has run_as's rights anyway (or is a superuser). */
+	if (owner != h->run_as && !superuser_arg(owner) && !has_privs_of_role(owner, h->run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("handler of queue \"%s\", consumer \"%s\" belongs to role \"%s\", who could replace it and run code as role \"%s\"",
+						h->queue, h->consumer,
+						GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?",
+						GetUserNameFromId(h->run_as, true) ? GetUserNameFromId(h->run_as, true) : "?"),
+				 errhint("A handler's function must belong to the role it runs as, to a role with that role's rights, or to a superuser.")));
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
@@ -959,8 +972,11 @@ open_events(Handler *h, Datum *args)
 	{
 		if (pqw_in_subtransaction(open_events_direct_fn, &o, NULL, &r))
 			return o.portal;
-		if (r.sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ereport(ERROR, (errcode(r.sqlerrcode), errmsg("%s", r.message)));
+		/* a timeout, or a relation PgQue may not read as its owner (see
+		 * spi_txn.cpp): get_batch_events() would meet the same */
+		if (r.sqlerrcode == ERRCODE_QUERY_CANCELED || r.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+			ereport(ERROR, (errcode(r.sqlerrcode), errmsg("%s", r.message),
+							r.detail[0] ? errdetail("%s", r.detail) : 0));
 		events_direct = false;
 		ereport(LOG,
 				(errmsg("pgque_worker: reading batches through pgque.get_batch_events() in database \"%s\"",
@@ -1329,6 +1345,22 @@ may_take_more(const Handler *h)
  * of small batches costs one commit per chunk_messages messages, not one
  * per batch. Each batch's failures are its own: nacked in it, acked with it.
  */
+/*
+ * random()'s state belongs to the process, not to a call: a handler's
+ * setseed() would fix what the next chunks' handlers (other roles') draw.
+ * Each chunk, one handler's, starts from a seed of its own.
+ */
+static void
+reseed_random(void)
+{
+	uint64		r;
+
+	if (!pg_strong_random(&r, sizeof(r)))
+		return;
+	(void) DirectFunctionCall1(setseed,
+							   Float8GetDatum((double) (r >> 11) / (double) (UINT64CONST(1) << 52) - 1.0));
+}
+
 static void
 chunk_fn(void *arg)
 {
@@ -1345,6 +1377,7 @@ chunk_fn(void *arg)
 	const char *first_error = NULL;
 
 	fail_this_commit = false;
+	reseed_random();
 	if (h->needs_close)
 	{
 		close_cursor_if_open(h->portal);

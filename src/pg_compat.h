@@ -11,6 +11,8 @@
 #endif
 
 extern "C" {
+#include "executor/executor.h"
+#include "nodes/parsenodes.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_proc.h"
 #include "utils/acl.h"
@@ -57,3 +59,29 @@ pqw_database_ownercheck(Oid db_oid, Oid roleid)
 #define PQW_TRANSACTION_TIMEOUT_GUC NULL
 #endif
 
+/* PG 16 moved what the executor checks from the range table to a list of
+ * RTEPermissionInfo, passed to ExecutorCheckPerms_hook too. A hook is
+ * declared with PQW_CHECK_PERMS_PARAMS, passes PQW_CHECK_PERMS_ARGS on,
+ * and reads the relations of PQW_CHECK_PERMS_LIST with pqw_checked_relid
+ * (InvalidOid: an entry that is no relation). */
+#if PG_VERSION_NUM >= 160000
+#define PQW_CHECK_PERMS_PARAMS List *rangeTable, List *rtePermInfos, bool ereport_on_violation
+#define PQW_CHECK_PERMS_ARGS rangeTable, rtePermInfos, ereport_on_violation
+#define PQW_CHECK_PERMS_LIST rtePermInfos
+static inline Oid
+pqw_checked_relid(void *item)
+{
+	return ((RTEPermissionInfo *) item)->relid;
+}
+#else
+#define PQW_CHECK_PERMS_PARAMS List *rangeTable, bool ereport_on_violation
+#define PQW_CHECK_PERMS_ARGS rangeTable, ereport_on_violation
+#define PQW_CHECK_PERMS_LIST rangeTable
+static inline Oid
+pqw_checked_relid(void *item)
+{
+	RangeTblEntry *rte = (RangeTblEntry *) item;
+
+	return rte->rtekind == RTE_RELATION ? rte->relid : InvalidOid;
+}
+#endif

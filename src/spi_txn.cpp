@@ -103,11 +103,16 @@ database_paused_in_catalog(void)
 	return paused;
 }
 
+static bool check_pgque_relations(PQW_CHECK_PERMS_PARAMS);
+static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
+
 void
 pqw_worker_session_init(void)
 {
 	/* the login role, whatever "role" the database's settings named */
 	pqw_worker_roleid = GetSessionUserId();
+	prev_check_perms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = check_pgque_relations;
 	for (size_t i = 0; i < lengthof(pinned_settings); i++)
 		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
@@ -146,11 +151,67 @@ resolve_role(Oid run_as)
 	return run_as;
 }
 
+/*
+ * What PgQue's calls read. PgQue builds queries from its rows: a batch's
+ * event tables from its queue's queue_data_pfx, which pgque_admin may
+ * UPDATE. Pointed at a view or a table of another role, the query would
+ * run that role's code (a view's functions, a row policy) as PgQue's
+ * owner. While the workers run PgQue as its owner (not a handler, not our
+ * own queries), every relation a query reads or writes must belong to
+ * that owner or to a superuser; anything else is refused before it runs.
+ * Installed in the workers only (pqw_worker_session_init).
+ */
+static bool pgque_guard = false;
+
+static bool
+check_relation_owner(Oid relid, bool ereport_on_violation)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			relowner;
+
+	if (!HeapTupleIsValid(tup))
+		return true;
+	relowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	if (relowner == pqw_pgque_owner() || superuser_arg(relowner))
+		return true;
+	if (ereport_on_violation)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("PgQue's call would read relation \"%s\", owned by role \"%s\"",
+						get_rel_name(relid), GetUserNameFromId(relowner, true)),
+				 errdetail("pgque_worker runs PgQue as its owner, \"%s\", over relations of that owner or of a superuser only.",
+						   pqw_pgque_owner_name()),
+				 errhint("A queue's storage names (pgque.queue: queue_data_pfx, queue_event_seq, queue_tick_seq) must name PgQue's own tables.")));
+	return false;
+}
+
+static bool
+check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
+{
+	ListCell   *lc;
+
+	if (prev_check_perms != NULL && !prev_check_perms(PQW_CHECK_PERMS_ARGS))
+		return false;
+	if (!pgque_guard)
+		return true;
+	foreach(lc, PQW_CHECK_PERMS_LIST)
+	{
+		Oid			relid = pqw_checked_relid(lfirst(lc));
+
+		if (OidIsValid(relid) && !check_relation_owner(relid, ereport_on_violation))
+			return false;
+	}
+	return true;
+}
+
 void
 pqw_begin_as(Oid role, const char *search_path, PqwAs *as)
 {
 	Oid			uid = resolve_role(role);
 
+	as->save_guard = pgque_guard;
+	pgque_guard = role == PQW_AS_PGQUE_OWNER;
 	GetUserIdAndSecContext(&as->save_uid, &as->save_sec);
 	SetUserIdAndSecContext(uid, as->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
@@ -173,6 +234,7 @@ pqw_end_as(PqwAs *as)
 	/* false: even a plain SET or set_config(..., false) is undone */
 	AtEOXact_GUC(false, as->nest);
 	SetUserIdAndSecContext(as->save_uid, as->save_sec);
+	pgque_guard = as->save_guard;
 }
 
 void
@@ -308,6 +370,7 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = false;
+	bool		guard = pgque_guard;	/* an error skips the pqw_end_as inside */
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -323,6 +386,7 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 			on_error(arg);
 		pqw_capture_error(cxt, result);
 		RollbackAndReleaseCurrentSubTransaction();
+		pgque_guard = guard;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
@@ -454,11 +518,13 @@ run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 		AtEOXact_GUC(false, as.nest);
 		CommitTransactionCommand();
 		SetUserIdAndSecContext(as.save_uid, as.save_sec);
+		pgque_guard = false;
 		ok = true;
 	}
 	PG_CATCH();
 	{
 		HOLD_INTERRUPTS();
+		pgque_guard = false;
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		pqw_capture_error(keep, result);
 		AbortCurrentTransaction();

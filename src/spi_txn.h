@@ -59,6 +59,7 @@ typedef struct PqwAs
 	Oid			save_uid;
 	int			save_sec;
 	int			nest;
+	bool		save_guard;		/* was PgQue's call guarded (see spi_txn.cpp) */
 } PqwAs;
 
 /* Switches to `role` (a role oid, PQW_AS_WORKER or PQW_AS_PGQUE_OWNER),

@@ -4,12 +4,16 @@
 #include "trust.h"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_trigger.h"
 #include "commands/extension.h"
 #include "storage/lmgr.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -67,7 +71,11 @@ static const char *const trust_sql =
 	"       and t.typowner not in (select oid from su) limit 1),"
 	"   (select pg_catalog.format('operator %s is owned by role %s', o.oid::pg_catalog.regoperator, o.oprowner::pg_catalog.regrole)"
 	"      from pg_catalog.pg_operator o where o.oprnamespace = n.oid and o.oprowner <> n.nspowner"
-	"       and o.oprowner not in (select oid from su) limit 1)),"
+	"       and o.oprowner not in (select oid from su) limit 1),"
+	"   (select pg_catalog.format('relation %s has trigger %s (PgQue makes none; any role with TRIGGER on the table can add one, and it would run as the caller, PgQue''s owner)',"
+	"                             t.tgrelid::pg_catalog.regclass, t.tgname)"
+	"      from pg_catalog.pg_trigger t join pg_catalog.pg_class c on c.oid = t.tgrelid"
+	"     where c.relnamespace = n.oid and not t.tgisinternal limit 1)),"
 	"  n.oid"
 	" from n";
 
@@ -101,6 +109,28 @@ relation_changed(Datum arg, Oid relid)
 	changed_rels[nchanged_rels++] = relid;
 }
 
+/* Has the relation a trigger a role made (not one of a constraint's)? A
+ * CREATE TRIGGER changes no pg_class row once the table has triggers, only
+ * its relcache entry: this is how such a change is seen. */
+static bool
+has_user_trigger(Oid relid)
+{
+	Relation	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+		found = !((Form_pg_trigger) GETSTRUCT(tup))->tgisinternal;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /* Do the relations changed since the last check keep the answer? Only an
  * "ok" is kept (a refusal or "no PgQue" is read again in full). */
 static bool
@@ -116,7 +146,9 @@ changed_rels_keep_trust(void)
 		if (!HeapTupleIsValid(tup))
 			continue;			/* dropped */
 		c = (Form_pg_class) GETSTRUCT(tup);
-		if (c->relnamespace == pgque_nsp && c->relowner != owner && !superuser_arg(c->relowner))
+		if (c->relnamespace == pgque_nsp &&
+			((c->relowner != owner && !superuser_arg(c->relowner)) ||
+			 (c->relhastriggers && has_user_trigger(changed_rels[i]))))
 			keep = false;
 		ReleaseSysCache(tup);
 	}

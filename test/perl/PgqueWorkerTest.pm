@@ -13,7 +13,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use Exporter 'import';
 
-our @EXPORT = qw(new_node install_pgque ticker_pid wait_until status_row
+our @EXPORT = qw(new_node tenant_node install_pgque ticker_pid wait_until status_row
   log_position log_since wait_for_log send_and_take);
 
 # A cluster with pgque_worker preloaded and fast discovery for tests.
@@ -30,6 +30,24 @@ max_worker_processes = 16
 log_min_messages = info
 restart_after_crash = on
 $conf
+});
+	return $node;
+}
+
+# A started node (new_node's options) with database app, PgQue and the
+# extension in it, and a tenant: role tenant (LOGIN, pgque_reader, CREATE
+# on schema public), the usual attacker or handler owner of a test.
+sub tenant_node
+{
+	my ($name, %opts) = @_;
+	my $node = new_node($name, %opts);
+	$node->start;
+	$node->safe_psql('postgres', 'create database app');
+	install_pgque($node, 'app');
+	$node->safe_psql('app', q{
+create role tenant login;
+grant pgque_reader to tenant;
+grant create on schema public to tenant;
 });
 	return $node;
 }

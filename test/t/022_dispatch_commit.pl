@@ -15,16 +15,10 @@ use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
 # (allows_streaming: with max_wal_senders 0 no commit waits for a standby)
-my $node = new_node('synccommit', allows_streaming => 1);
-$node->start;
-$node->safe_psql('postgres', 'create database app');
-install_pgque($node, 'app');
+my $node = tenant_node('synccommit', allows_streaming => 1);
 $node->safe_psql('app', q{
-create role tenant login;
-grant pgque_reader to tenant;
 create table got (payload text, sync text);
 grant select, insert on got to tenant;
-grant create on schema public to tenant;
 select pgque.create_queue('qs');
 select pgque.set_queue_config('qs', 'ticker_max_count', '1');
 select pgque.set_queue_config('qs', 'ticker_max_lag', '10 ms');

@@ -16,17 +16,11 @@ use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
-my $node = new_node('handlerexit', conf => "pgque_worker.dispatch_poll_interval = '200ms'");
-$node->start;
-$node->safe_psql('postgres', 'create database app');
-install_pgque($node, 'app');
+my $node = tenant_node('handlerexit', conf => "pgque_worker.dispatch_poll_interval = '200ms'");
 my $pg17 = $node->safe_psql('app', q{select current_setting('server_version_num')::int >= 170000});
 $node->safe_psql('app', q{
-create role tenant login;
-grant pgque_reader to tenant;
 create table got (q text, payload text);
 grant select, insert on got to tenant;
-grant create on schema public to tenant;
 select pgque.create_queue(q) from unnest(array['qa', 'qb', 'qc']) q;
 select pgque.set_queue_config(q, 'ticker_max_count', '1') from unnest(array['qa', 'qb', 'qc']) q;
 select pgque.set_queue_config(q, 'ticker_max_lag', '10 ms') from unnest(array['qa', 'qb', 'qc']) q;
@@ -112,6 +106,33 @@ wait_until($node, 'app',
 wait_until($node, 'app', q{select pg_try_advisory_lock(4242)}, 't',
 	"the failed handler's advisory lock released");
 $node->safe_psql('app', q{select pgque_worker.unregister_handler('qc', 'c')});
+
+# 2b. random()'s seed, set by one tenant's handler, does not reach the
+# next handler's chunk (another tenant's, here the same role for brevity)
+$node->safe_psql('app', q{
+create table draws (v float8);
+grant insert on draws to tenant;
+select pgque.create_queue(q) from unnest(array['qd', 'qe']) q;
+select pgque.set_queue_config(q, 'ticker_max_count', '1') from unnest(array['qd', 'qe']) q;
+create function public.seeded() returns float8 language plpgsql as $$
+begin perform setseed(0.42); return random(); end $$;
+set role tenant;
+create function hd(m pgque.message) returns void language plpgsql as $$
+begin perform setseed(0.42); end $$;
+create function he(m pgque.message) returns void language plpgsql as $$
+begin insert into public.draws values (random()); end $$;
+select pgque_worker.register_handler('qd', 'd', 'hd(pgque.message)');
+select pgque_worker.register_handler('qe', 'e', 'he(pgque.message)');
+});
+for my $i (1 .. 5)
+{
+	# one commit, one tick of both queues: qd's chunk, then qe's, in one pass
+	$node->safe_psql('app', qq{select pgque.send('qd', 'd$i'), pgque.send('qe', 'e$i')});
+	wait_until($node, 'app', q{select count(*) from draws}, $i, "draw $i");
+}
+my $seeded = $node->safe_psql('app', q{select public.seeded()});
+is($node->safe_psql('app', qq{select count(*) from draws where v = $seeded}), '0',
+	"no draw is the one after the other handler's setseed(0.42) ($seeded)");
 
 # 3. transaction_timeout (PostgreSQL 17 and later)
 SKIP:
