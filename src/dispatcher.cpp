@@ -970,11 +970,12 @@ open_events(Handler *h, Datum *args)
 
 	if (events_direct)
 	{
+		pqw_pgque_guard_reset();
 		if (pqw_in_subtransaction(open_events_direct_fn, &o, NULL, &r))
 			return o.portal;
 		/* a timeout, or a relation PgQue may not read as its owner (see
 		 * spi_txn.cpp): get_batch_events() would meet the same */
-		if (r.sqlerrcode == ERRCODE_QUERY_CANCELED || r.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		if (r.sqlerrcode == ERRCODE_QUERY_CANCELED || pqw_pgque_guard_refused())
 			ereport(ERROR, (errcode(r.sqlerrcode), errmsg("%s", r.message),
 							r.detail[0] ? errdetail("%s", r.detail) : 0));
 		events_direct = false;
@@ -1126,7 +1127,7 @@ commit_fault_callback(XactEvent event, void *arg)
 static PqwHandlerCall hung_call;
 static bool have_hung = false;
 static bool hung_fatal = false;
-static char hung_error[256];		/* the error that ended it, if logged */
+static char hung_error[PQW_CALL_ERROR_LEN];	/* the error that ended it, if logged */
 
 /* Why an event of that call is nacked without calling the handler. */
 static char *
@@ -1560,9 +1561,8 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 static void
 note_fatal_in_call(ErrorData *edata)
 {
-	if (edata->elevel >= FATAL && pqw_handler_call_active && my_slot >= 0 &&
-		edata->message != NULL)
-		pqw_slot_note_call_error(my_slot, edata->message);
+	if (edata->elevel >= FATAL && pqw_handler_call_active && edata->message != NULL)
+		pqw_note_exit_error(edata->message);
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }

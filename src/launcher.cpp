@@ -468,7 +468,10 @@ launcher_pass(bool force_scan)
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
-	pqw_termination_requested = true;
+	/* not when it comes while the process is already exiting (an error
+	 * ending it is what counts then) */
+	if (!proc_exit_inprogress)
+		pqw_termination_requested = true;
 	die(postgres_signal_arg);
 }
 

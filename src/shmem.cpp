@@ -278,6 +278,10 @@ pqw_wake_dispatcher(Oid dboid, bool reload_handlers, const pqw::QueueSet *queues
 	LWLockRelease(pqw_shared->lock);
 }
 
+/* The error that ends this process during a handler call (see
+ * pqw_note_exit_error). */
+static char exit_error[PQW_CALL_ERROR_LEN];
+
 volatile sig_atomic_t pqw_handler_call_active = false;
 volatile sig_atomic_t pqw_termination_requested = false;
 
@@ -305,8 +309,9 @@ slot_detach(int code, Datum arg)
 			s->dispatcher.call_hung = true;
 			s->dispatcher.call_fatal = true;
 			s->dispatcher.call_fatal_streak++;
+			strlcpy(s->dispatcher.call_error, exit_error, sizeof(s->dispatcher.call_error));
 		}
-		else if (ended_by_error && !s->dispatcher.call_hung)
+		else if (ended_by_error && !pqw_handler_call_active)
 		{
 			/* any other error that ended the process: the state stays, so
 			 * the launcher restarts it after a backoff (plan_restart) */
@@ -412,10 +417,9 @@ pqw_slot_clear_fatal_streak(int slot)
 }
 
 void
-pqw_slot_note_call_error(int slot, const char *message)
+pqw_note_exit_error(const char *message)
 {
-	strlcpy(pqw_shared->slots[slot].dispatcher.call_error, message,
-			sizeof(pqw_shared->slots[slot].dispatcher.call_error));
+	strlcpy(exit_error, message, sizeof(exit_error));
 }
 
 int

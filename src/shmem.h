@@ -39,6 +39,9 @@ typedef enum PqwState
 	PQW_STATE_UNTRUSTED		/* PgQue objects of other owners: nothing called */
 } PqwState;
 
+/* Room for the error that ended a handler's call (see PqwDispatcherPart). */
+#define PQW_CALL_ERROR_LEN 256
+
 /* A handler call: which handler, which batch, which events. */
 typedef struct PqwHandlerCall
 {
@@ -117,7 +120,7 @@ typedef struct PqwDispatcherPart
 	 */
 	bool		call_fatal;
 	int			call_fatal_streak;
-	char		call_error[256];
+	char		call_error[PQW_CALL_ERROR_LEN];
 } PqwDispatcherPart;
 
 /*
@@ -266,8 +269,9 @@ bool		pqw_slot_take_hung_call(int slot, PqwHandlerCall *call, bool *fatal, int *
 /* Dispatcher: the call a predecessor was ended in is settled. */
 void		pqw_slot_clear_fatal_streak(int slot);
 /* Dispatcher, from its emit_log_hook: the FATAL error ending the process
- * during a handler call (no lock: only this process writes it). */
-void		pqw_slot_note_call_error(int slot, const char *message);
+ * during a handler call. Kept in this process (no lock, no shared memory
+ * while an error is reported); the slot takes it at exit, if still ours. */
+void		pqw_note_exit_error(const char *message);
 
 /*
  * Set by the dispatcher around each handler call. A process that exits

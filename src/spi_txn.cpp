@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "access/genam.h"
+#include "tcop/utility.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
@@ -105,6 +106,10 @@ database_paused_in_catalog(void)
 
 static bool check_pgque_relations(PQW_CHECK_PERMS_PARAMS);
 static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
+static void check_pgque_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+								ProcessUtilityContext context, ParamListInfo params,
+								QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc);
+static ProcessUtility_hook_type prev_utility = NULL;
 
 void
 pqw_worker_session_init(void)
@@ -113,6 +118,8 @@ pqw_worker_session_init(void)
 	pqw_worker_roleid = GetSessionUserId();
 	prev_check_perms = ExecutorCheckPerms_hook;
 	ExecutorCheckPerms_hook = check_pgque_relations;
+	prev_utility = ProcessUtility_hook;
+	ProcessUtility_hook = check_pgque_utility;
 	for (size_t i = 0; i < lengthof(pinned_settings); i++)
 		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
@@ -162,6 +169,19 @@ resolve_role(Oid run_as)
  * Installed in the workers only (pqw_worker_session_init).
  */
 static bool pgque_guard = false;
+static bool guard_refused = false;	/* the guard raised since the last reset */
+
+bool
+pqw_pgque_guard_refused(void)
+{
+	return guard_refused;
+}
+
+void
+pqw_pgque_guard_reset(void)
+{
+	guard_refused = false;
+}
 
 static bool
 check_relation_owner(Oid relid, bool ereport_on_violation)
@@ -175,6 +195,7 @@ check_relation_owner(Oid relid, bool ereport_on_violation)
 	ReleaseSysCache(tup);
 	if (relowner == pqw_pgque_owner() || superuser_arg(relowner))
 		return true;
+	guard_refused = true;
 	if (ereport_on_violation)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -203,6 +224,41 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * The same for the utility statements PgQue runs on relations it names
+ * from its rows: LOCK and TRUNCATE, in its rotation. A TRUNCATE trigger of
+ * another role on such a table would run as PgQue's owner.
+ */
+static void
+check_pgque_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (pgque_guard)
+	{
+		Node	   *stmt = pstmt->utilityStmt;
+		List	   *rels = NIL;
+		ListCell   *lc;
+
+		if (IsA(stmt, TruncateStmt))
+			rels = ((TruncateStmt *) stmt)->relations;
+		else if (IsA(stmt, LockStmt))
+			rels = ((LockStmt *) stmt)->relations;
+		foreach(lc, rels)
+		{
+			Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
+
+			if (OidIsValid(relid))
+				(void) check_relation_owner(relid, true);
+		}
+	}
+	if (prev_utility != NULL)
+		prev_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
 }
 
 void

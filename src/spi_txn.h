@@ -71,6 +71,11 @@ void		pqw_begin_as(Oid role, const char *search_path, PqwAs *as);
 /* Undoes every setting changed since pqw_begin_as, restores the user. */
 void		pqw_end_as(PqwAs *as);
 
+/* Whether PgQue's call, run as its owner, was refused a relation of
+ * another role since pqw_pgque_guard_reset() (see spi_txn.cpp). */
+bool		pqw_pgque_guard_refused(void);
+void		pqw_pgque_guard_reset(void);
+
 /*
  * A statement of ours and its plan, declared static beside its call site
  * (PQW_STATEMENT), as PL/pgSQL keeps an expression's plan: prepared at its

@@ -17,16 +17,11 @@ use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
-my $node = new_node('reload', conf => q{
+my $node = tenant_node('reload', conf => q{
 track_functions = 'all'
 pgque_worker.chunk_messages = 200
 });
-$node->start;
-$node->safe_psql('postgres', 'create database app');
-install_pgque($node, 'app');
 $node->safe_psql('app', q{
-create role tenant login;
-grant pgque_reader to tenant;
 create table got (payload text);
 create table attack_stop (stop bool);
 insert into attack_stop values (false);

@@ -18,7 +18,7 @@ use FindBin;
 use lib "$FindBin::Bin/../perl";
 use PgqueWorkerTest;
 
-my $node = tenant_node('pgqueadmin');
+my $node = tenant_node('pgqueadmin', conf => "pgque_worker.maint_interval = '1s'");
 $node->safe_psql('app', q{
 create role admin1 login;
 grant pgque_admin to admin1;
@@ -52,8 +52,15 @@ select pgque_worker.register_handler('qv', 'v', 'hv(pgque.message)');
 my $super = sub {
 	$node->safe_psql('app', q{select rolsuper from pg_roles where rolname = 'admin1'});
 };
-my $ticker_state = sub {
-	$node->safe_psql('app', q{select state from pgque_worker.status() where kind = 'ticker' and datname = 'app'});
+# Waits until the query $refused is true (the attack refused), then checks
+# that it gained nothing: no row of pwned written as another role than
+# admin1, and admin1 no superuser.
+my $gained_nothing = sub {
+	my ($refused, $what) = @_;
+	wait_until($node, 'app', $refused, 't', $what);
+	is($node->safe_psql('app', q{select count(*) from pwned where who <> 'admin1'}), '0',
+		"$what: nothing ran as another role");
+	is($super->(), 'f', "$what: admin1 is not a superuser");
 };
 $node->safe_psql('app', q{select pgque.send('qv', 'v1')});
 wait_until($node, 'app', q{select count(*) from got where payload = 'v1'}, '1', 'v1');
@@ -71,15 +78,12 @@ end $$;
 create trigger zz_pwn after insert on pgque.tick for each statement execute function public.pwn_trg();
 });
 $node->safe_psql('app', q{select pgque.send('qv', 'v2')});
-wait_until($node, 'app',
-	q{select state from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
-	'untrusted pgque', 'the ticker refusing PgQue with a trigger of another role on its table');
+$gained_nothing->(
+	q{select state = 'untrusted pgque' from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
+	'a trigger of another role on a PgQue table refuses PgQue');
 like($node->safe_psql('app',
 		q{select last_error from pgque_worker.status() where kind = 'ticker' and datname = 'app'}),
 	qr/has trigger zz_pwn/, 'status() says which trigger');
-is($node->safe_psql('app', q{select count(*) from pwned where who <> 'admin1'}), '0',
-	"the trigger never ran as another role (PgQue's owner)");
-is($super->(), 'f', 'admin1 is not a superuser');
 # undone (by PgQue's owner: only a table's owner may drop its triggers,
 # though TRIGGER lets others create them): served again, v2 once
 $node->safe_psql('app', q{drop trigger zz_pwn on pgque.tick});
@@ -130,12 +134,9 @@ $node->safe_psql('app', q{
 set role tenant;
 select pgque_worker.register_handler('qv', 'v', 'hv(pgque.message)', enabled => true);
 });
-wait_until($node, 'app',
+$gained_nothing->(
 	q{select last_error ~ 'would read relation "evil_' from pgque_worker.handler_stats where queue_name = 'qv'},
-	't', "the dispatcher refusing to read admin1's views as PgQue's owner");
-is($node->safe_psql('app', q{select count(*) from pwned where who <> 'admin1'}), '0',
-	"admin1's function never ran as another role");
-is($super->(), 'f', 'admin1 is not a superuser');
+	"the dispatcher refusing to read admin1's views as PgQue's owner");
 is($node->safe_psql('app', q{select count(*) from got where payload in ('v3', 'v4')}), '0',
 	'nothing delivered from the redirected storage');
 # undone: v3 and v4 delivered once
@@ -152,6 +153,39 @@ wait_until($node, 'app', q{select count(*) from got where payload in ('v3', 'v4'
 	'v3 and v4, once the storage names are PgQue\'s again');
 is($node->safe_psql('app', q{select count(*) from (select payload from got group by 1 having count(*) > 1) d}),
 	'0', 'every message once');
+
+# ---------------------------------------------------------------------
+# 2b. a queue's rotation redirected to tables of admin1 with a TRUNCATE
+# trigger (LOCK and TRUNCATE are utility statements: no executor check)
+# ---------------------------------------------------------------------
+$node->safe_psql('app', q{
+select pgque.create_queue('qr');
+set role admin1;
+create table public.t_0 (x int);
+create table public.t_1 (x int);
+create table public.t_2 (x int);
+create trigger zz before truncate on public.t_0 for each statement execute function public.pwn_trg();
+create trigger zz before truncate on public.t_1 for each statement execute function public.pwn_trg();
+create trigger zz before truncate on public.t_2 for each statement execute function public.pwn_trg();
+});
+my ($qr_pfx, $qr_period) = split /\|/, $node->safe_psql('app',
+	q{select queue_data_pfx, queue_rotation_period from pgque.queue where queue_name = 'qr'});
+my $rotate = q{set queue_data_pfx = 'public.t', queue_rotation_period = '1 second',
+  queue_switch_time = now() - interval '1 hour',
+  queue_switch_step2 = coalesce(queue_switch_step2, queue_switch_step1) where queue_name = 'qr'};
+($ret) = $node->psql('app', "set role admin1; update pgque.queue $rotate");
+$node->safe_psql('app', "update pgq.queue $rotate") unless $ret == 0;
+$gained_nothing->(
+	q{select last_error ~ 'would read relation "t_' from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
+	"the ticker's maintenance refusing to lock and truncate admin1's table");
+# undone: the ticker's maintenance works again
+my $restore = qq{set queue_data_pfx = '$qr_pfx', queue_rotation_period = '$qr_period' where queue_name = 'qr'};
+($ret) = $node->psql('app', "set role admin1; update pgque.queue $restore");
+$node->safe_psql('app', "update pgq.queue $restore") unless $ret == 0;
+my $maint0 = $node->safe_psql('app', q{select maint_runs from pgque_worker.status() where kind = 'ticker' and datname = 'app'});
+wait_until($node, 'app',
+	qq{select maint_runs > $maint0 from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
+	't', "the ticker's maintenance, once the queue's storage is PgQue's again");
 
 # ---------------------------------------------------------------------
 # 3. a superuser's handler whose function another role can replace
@@ -184,12 +218,9 @@ begin
 end $$;
 });
 $node->safe_psql('app', q{select pgque.send('qs', 's2')});
-wait_until($node, 'app',
+$gained_nothing->(
 	q{select last_error ~ 'belongs to role "admin1", who could replace it' from pgque_worker.handler_stats where queue_name = 'qs'},
-	't', 'the dispatcher refusing a handler whose function admin1 owns');
-is($node->safe_psql('app', q{select count(*) from pwned where who <> 'admin1'}), '0',
-	"admin1's replacement never ran as the superuser");
-is($super->(), 'f', 'admin1 is not a superuser');
+	'the dispatcher refusing a handler whose function admin1 owns');
 
 $node->stop;
 done_testing();
