@@ -247,11 +247,41 @@ static PqwStatement batch_event_sql_sql = PQW_STATEMENT("select pgque.batch_even
  * process: get_batch_events() it is, until the next load. */
 static bool events_direct = true;
 
-/* The consumer's open batch (or the next one) and its queue's id, for the
- * wake-ups that name the queues ticked (see Handler.residue). */
+/*
+ * The consumer's open batch, or the next one, and its queue's id, for the
+ * wake-ups that name the queues ticked (see Handler.residue).
+ *
+ * A consumer that is behind by several ticks takes them as one batch, as
+ * PgQ's own consumers can: next_batch_custom() with a minimum count of
+ * events ends the batch at the last tick when it has at most twice that
+ * many events since the consumer's last tick, else at the first tick that
+ * reaches the count. The count asked is what the last tick holds (every
+ * tick there is), capped at $3 (half a chunk): a batch then ends inside
+ * one chunk unless a single tick is bigger, and each tick's next_batch,
+ * query text, plan and ack are paid once for all of them. A consumer that
+ * is not behind gets the next tick, as from next_batch(). Without a
+ * count (no tick read, a batch already open, the sequence behind) it is
+ * next_batch(); if the count finds nothing although the last tick has
+ * events (another session moved the consumer in between), so is the retry.
+ */
 static PqwStatement next_batch_sql = PQW_STATEMENT(
-	"select pgque.next_batch($1, $2),"
-	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)");
+	"select coalesce("
+	"   (select b.batch_id from pgque.next_batch_custom($1, $2, null, m.n, null) b),"
+	"   case when m.n operator(pg_catalog.>) 0 then"
+	"     (select b.batch_id from pgque.next_batch_custom($1, $2, null, null, null) b) end),"
+	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)"
+	" from (select (select case when d.n operator(pg_catalog.>=) 0"
+	"                 then least(d.n, $3)::int4 end"
+	"          from (select lt.tick_event_seq operator(pg_catalog.-) pt.tick_event_seq as n"
+	"                  from pgque.queue q, pgque.consumer c, pgque.subscription s, pgque.tick pt,"
+	"                       lateral (select t.tick_event_seq from pgque.tick t"
+	"                                 where t.tick_queue operator(pg_catalog.=) q.queue_id"
+	"                                 order by t.tick_queue desc, t.tick_id desc limit 1) lt"
+	"                 where q.queue_name operator(pg_catalog.=) $1 and c.co_name operator(pg_catalog.=) $2"
+	"                   and s.sub_queue operator(pg_catalog.=) q.queue_id"
+	"                   and s.sub_consumer operator(pg_catalog.=) c.co_id and s.sub_batch is null"
+	"                   and pt.tick_queue operator(pg_catalog.=) q.queue_id"
+	"                   and pt.tick_id operator(pg_catalog.=) s.sub_last_tick) d) as n) m");
 /* The consumer's open batch, without opening one (no row: the consumer
  * or the queue is gone). */
 static PqwStatement still_open_sql = PQW_STATEMENT(
@@ -1023,8 +1053,8 @@ recorded_progress(Handler *h, int64 batch_id, Datum *args)
 static void
 open_batch(Handler *h, ChunkPart *res)
 {
-	Datum		args[2];
-	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[3];
+	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
 	bool		isnull;
 	int64		batch_id;
 	int64		after;
@@ -1032,8 +1062,9 @@ open_batch(Handler *h, ChunkPart *res)
 
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
+	args[2] = Int64GetDatum(Max(1, pqw_chunk_messages / 2));
 	arm();
-	if (pqw_exec_cached(&next_batch_sql, 2, types, args, NULL, false, 1) != SPI_OK_SELECT ||
+	if (pqw_exec_cached(&next_batch_sql, 3, types, args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "pgque.next_batch() returned no row");
 	batch_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -150,10 +150,47 @@ is(sq(q{select string_agg(payload, ',' order by n) from gs}),
 my ($batches, $chunks, $nacked) = split /\|/, sq(q{select batches, chunks, messages_nacked
 	from pgque_worker_internal.handler_stat where queue_name = 'qs' and consumer_name = 'cs'});
 is($nacked, '1', '  the failing message nacked');
-cmp_ok($batches, '>=', 6, "  in $batches batches");
-cmp_ok($chunks, '<=', 4, "  taken by $chunks chunk transactions, not one per batch");
+# 8 ticks of 3 events, behind: taken 2 ticks a batch (the first tick that
+# reaches half a chunk, 5 events), in batches that share chunks
+cmp_ok($batches, '>=', 2, "  in $batches batches");
+cmp_ok($batches, '<=', 5, '  of several ticks each');
+cmp_ok($chunks, '<', $batches, "  taken by $chunks chunk transactions, fewer than the batches");
 is(sq(q{select count(*) from pgque_worker_internal.handler_stat where errors > 0}), '0', '  no chunk failed');
 sq(q{select pgque_worker.unregister_handler('qs', 'cs')});
+
+# ---- a consumer behind by many ticks of one event takes several ticks a
+# batch (next_batch_custom() with a minimum count of half a chunk): 40
+# ticks in about 8 batches, not 40 (40 before), each event once, in order;
+# a batch handler's array then holds events of several ticks
+sq(q{
+create table gt (payload text, batch_len int, n bigserial);
+create function ht(ms pgque.message[]) returns void language plpgsql as $$
+begin
+  insert into gt (payload, batch_len) select x.payload, cardinality(ms) from unnest(ms) x;
+end $$;
+select pgque.create_queue('qt');
+select pgque.set_queue_config('qt', 'ticker_max_count', '1');
+select pgque_worker.register_handler('qt', 'ct', 'ht(pgque.message[])', batch => true, enabled => false);
+});
+for my $i (1 .. 40)
+{
+	sq(sprintf(q{select pgque.send('qt', 't-%03d'::text)}, $i));
+	sq(q{select pgque.ticker('qt')});
+}
+my $ticks = sq(q{select count(*) from pgque.tick t join pgque.queue q on q.queue_id = t.tick_queue
+	where q.queue_name = 'qt'});
+cmp_ok($ticks, '>=', 40, "behind by many ticks: $ticks ticks of queue qt");
+sq(q{update pgque_worker.handler set enabled = true where queue_name = 'qt'});
+wait_until($node, 'app', q{select count(*) from gt}, '40', '  40 events handled');
+is(sq(q{select count(distinct payload) = 40 and bool_and(payload = 't-' || lpad(r::text, 3, '0'))
+	from (select payload, row_number() over (order by n) r from gt) s}), 't', '  once each, in order');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qt', 'ct')
+	where pending_events = 0 and current_batch is null}, '1', '  every batch acked');
+my $tbatches = sq(q{select batches from pgque_worker_internal.handler_stat
+	where queue_name = 'qt' and consumer_name = 'ct'});
+cmp_ok($tbatches, '<=', 10, "  in $tbatches batches, not one per tick");
+cmp_ok(sq(q{select max(batch_len) from gt}), '>=', 5, '  a handler call holds events of several ticks');
+sq(q{select pgque_worker.unregister_handler('qt', 'ct')});
 
 # ---- with log_min_messages = debug1 the worker logs where a tick's and a
 # chunk's time went (bench/run.sh reads these lines)
