@@ -1498,11 +1498,12 @@ record_error(Handler *h, const PqwCallResult *r)
 	PqwCallResult r2;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		args[3];
-	char		line[PQW_ERRLEN];
+	/* whole here (no message is longer than its buffer), cut to the slot's
+	 * size there, at a character boundary */
+	char		line[2 * NAMEDATALEN + sizeof(r->message) + 8];
 	pqw::LogDecision d;
 
-	if (snprintf(line, sizeof(line), "%s/%s: %s", h->queue, h->consumer, r->message) >= (int) sizeof(line))
-		line[sizeof(line) - 1] = '\0';	/* cut to the slot's size, as meant */
+	snprintf(line, sizeof(line), "%s/%s: %s", h->queue, h->consumer, r->message);
 	pqw_slot_set_error(my_slot, line);
 	d = h->limiter.on_error(pqw::fingerprint(r->message, (uint64) r->sqlerrcode),
 							pqw::monotonic_ms());
@@ -1609,7 +1610,7 @@ pause_handler(Handler *h, const char *why)
 	h->next_try = pqw::monotonic_ms() + 5000;	/* looked at again */
 	if (strcmp(h->paused_reason, why) == 0)
 		return;
-	strlcpy(h->paused_reason, why, sizeof(h->paused_reason));
+	pqw_strlcpy_text(h->paused_reason, why, sizeof(h->paused_reason));
 	ereport(LOG,
 			(errmsg("pgque_worker: handler of queue \"%s\", consumer \"%s\" in database \"%s\" is paused: %s",
 					h->queue, h->consumer, my_dbname, why),

@@ -21,6 +21,7 @@ extern "C" {
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -51,6 +52,20 @@ extern "C" {
 
 /* Version differences (15..18): wrappers named pqw_*. */
 #include "pg_compat.h"
+
+/* strlcpy that cuts at a character boundary of the database's encoding: a
+ * message cut inside a character would be stored (a nack's reason in
+ * pgque.dead_letter, last_error) as text no dump can restore. Raises
+ * nothing, allocates nothing (usable under a spinlock). */
+static inline void
+pqw_strlcpy_text(char *dst, const char *src, size_t size)
+{
+	size_t		len = strlen(src);
+	int			n = len < size ? (int) len : pg_mbcliplen(src, (int) len, (int) size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 
 /* Marks symbols PostgreSQL looks up by name (bgworker entry points, SQL
  * functions). */

@@ -220,7 +220,7 @@ pqw_slot_set_error(int slot, const char *message)
 	PqwSlot    *s = &pqw_shared->slots[slot];
 
 	LWLockAcquire(pqw_shared->lock, LW_EXCLUSIVE);
-	strlcpy(s->last_error, message, sizeof(s->last_error));
+	pqw_strlcpy_text(s->last_error, message, sizeof(s->last_error));
 	s->last_error_at = GetCurrentTimestamp();
 	s->errors++;
 	LWLockRelease(pqw_shared->lock);
@@ -309,7 +309,7 @@ slot_detach(int code, Datum arg)
 			s->dispatcher.call_hung = true;
 			s->dispatcher.call_fatal = true;
 			s->dispatcher.call_fatal_streak++;
-			strlcpy(s->dispatcher.call_error, exit_error, sizeof(s->dispatcher.call_error));
+			pqw_strlcpy_text(s->dispatcher.call_error, exit_error, sizeof(s->dispatcher.call_error));
 		}
 		else if (ended_by_error && !pqw_handler_call_active)
 		{
@@ -399,7 +399,7 @@ pqw_slot_take_hung_call(int slot, PqwHandlerCall *call, bool *fatal, int *streak
 	if (hung)
 	{
 		*call = s->dispatcher.call;
-		strlcpy(error, s->dispatcher.call_error, error_size);
+		pqw_strlcpy_text(error, s->dispatcher.call_error, error_size);
 	}
 	s->dispatcher.call_hung = false;
 	s->dispatcher.call_fatal = false;
@@ -419,7 +419,7 @@ pqw_slot_clear_fatal_streak(int slot)
 void
 pqw_note_exit_error(const char *message)
 {
-	strlcpy(exit_error, message, sizeof(exit_error));
+	pqw_strlcpy_text(exit_error, message, sizeof(exit_error));
 }
 
 int
@@ -533,7 +533,7 @@ pqw_slots_status(int *n)
 		o->started_at = s->started_at;
 		o->last_call_at = s->last_call_at;
 		o->errors = s->errors;
-		strlcpy(o->last_error, s->last_error, PQW_ERRLEN);
+		pqw_strlcpy_text(o->last_error, s->last_error, PQW_ERRLEN);
 		o->last_error_at = s->last_error_at;
 		o->last_tick_at = s->ticker.last_tick_at;
 		o->tick_calls = s->ticker.tick_calls;

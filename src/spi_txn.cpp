@@ -304,21 +304,15 @@ pqw_capture_error(MemoryContext keep, PqwCallResult *result)
 
 	result->ok = false;
 	result->sqlerrcode = edata->sqlerrcode;
-	strlcpy(result->message, edata->message ? edata->message : "unknown error",
+	pqw_strlcpy_text(result->message, edata->message ? edata->message : "unknown error",
 			sizeof(result->message));
 	result->detail[0] = '\0';
 	if (edata->detail)
-		strlcpy(result->detail, edata->detail, sizeof(result->detail));
+		pqw_strlcpy_text(result->detail, edata->detail, sizeof(result->detail));
 	if (edata->context)
-	{
-		size_t		len = strlen(result->detail);
-
-		if (len > 0 && len + 2 < sizeof(result->detail))
-		{
-			strlcat(result->detail, "; ", sizeof(result->detail));
-		}
-		strlcat(result->detail, edata->context, sizeof(result->detail));
-	}
+		pqw_strlcpy_text(result->detail,
+						 psprintf("%s%s%s", result->detail, result->detail[0] ? "; " : "", edata->context),
+						 sizeof(result->detail));
 	FreeErrorData(edata);
 }
 

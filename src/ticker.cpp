@@ -236,11 +236,12 @@ static char untrusted_reason[256] = "";	/* "" while PgQue here is trusted */
 static void
 enter_untrusted(void)
 {
-	char		line[PQW_ERRLEN];
+	/* whole here, cut at a character boundary by the slot */
+	char		line[sizeof(untrusted_reason) + 16];
 
 	if (strcmp(untrusted_reason, pqw_pgque_refusal()) != 0)
 	{
-		strlcpy(untrusted_reason, pqw_pgque_refusal(), sizeof(untrusted_reason));
+		pqw_strlcpy_text(untrusted_reason, pqw_pgque_refusal(), sizeof(untrusted_reason));
 		ereport(WARNING,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("pgque_worker: PgQue in database \"%s\" is untrusted, nothing is called there",
@@ -272,7 +273,8 @@ check_trust_after_failure(int sqlerrcode)
 static void
 report_failure(Job *job, const PqwCallResult *r, pqw::Millis now)
 {
-	char		line[PQW_ERRLEN];
+	/* whole here, cut at a character boundary by the slot */
+	char		line[64 + sizeof(r->message)];
 	pqw::LogDecision d;
 
 	d = job->limiter.on_error(pqw::fingerprint(r->message, (uint64) r->sqlerrcode), now);

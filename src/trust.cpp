@@ -211,7 +211,7 @@ pqw_pgque_trust(void)
 			else
 			{
 				trust = PQW_TRUST_REFUSED;
-				strlcpy(refusal, why, sizeof(refusal));
+				pqw_strlcpy_text(refusal, why, sizeof(refusal));
 			}
 		}
 	}

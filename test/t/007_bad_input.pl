@@ -536,6 +536,34 @@ is($node->safe_psql('app', q{select errors from pgque_worker.handler_stats where
 	'0', 'with no handler error');
 set_worker_conf($node, role => undef);
 
+# ---- an error text longer than its buffers, with two-byte characters
+# where it is cut: what is kept ends at a character boundary, in
+# handler_stats.last_error and in the nack's reason in PgQue's dead-letter
+# table (cut inside a character before: text no dump could restore)
+$node->safe_psql('app', q{
+create function h_mb(m pgque.message) returns void language plpgsql as $$
+begin
+  raise exception '%', repeat('a', 200) || repeat('é', 300);
+end $$;
+select pgque.create_queue('qmb');
+select pgque.set_queue_config('qmb', 'ticker_max_count', '1');
+select pgque.set_queue_config('qmb', 'max_retries', '0');
+select pgque_worker.register_handler('qmb', 'cmb', 'h_mb(pgque.message)');
+select pgque.send('qmb', 'mb'::text);
+});
+wait_until($node, 'app', q{select messages_nacked from pgque_worker.handler_stats where queue_name = 'qmb'},
+	'1', 'a message whose error text is long and multibyte, nacked');
+wait_until($node, 'app', q{select count(*) from pgque.dead_letter where ev_data = 'mb'}, '1', '  into the dead-letter table');
+for my $t ([ 'handler_stats.last_error', q{select last_error from pgque_worker.handler_stats where queue_name = 'qmb'} ],
+	[ 'the dead letter\'s reason', q{select dl_reason from pgque.dead_letter where ev_data = 'mb'} ])
+{
+	my ($what, $sql) = @$t;
+	my ($rc, $out, $err) = $node->psql('app',
+		"select convert_from(convert_to(x, 'UTF8'), 'UTF8') = x and x like '%aaaé%' from ($sql) s(x)");
+	is($rc, 0, "  $what is valid UTF-8") or diag($err);
+	is($out, 't', "  $what keeps the text up to a character boundary");
+}
+
 no_crash('at the end');
 $node->stop;
 done_testing();
