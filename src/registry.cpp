@@ -32,20 +32,34 @@ ask_pgque(const char *sql, int nargs, Datum *args)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	PqwAs		as;
-	bool		answer;
-	bool		isnull;
+	volatile bool answer = false;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* raises when PgQue here is missing or untrusted */
 	pqw_begin_as(PQW_AS_PGQUE_OWNER, PQW_PINNED_SEARCH_PATH, &as);
-	if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not ask PgQue: %s", sql);
-	answer = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PG_TRY();
+	{
+		bool		isnull;
+
+		if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not ask PgQue: %s", sql);
+		answer = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+			!isnull;
+	}
+	PG_CATCH();
+	{
+		/* A handler may catch this error and go on: the abort of its
+		 * subtransaction restores the user and the settings, not our
+		 * guard, which must not stay on for the handler's own queries. */
+		pqw_restore_guard(&as);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	pqw_end_as(&as);
 	SPI_finish();
-	return answer && !isnull;
+	return answer;
 }
 
 PQW_EXPORT Datum

@@ -14,11 +14,14 @@
 
 extern "C" {
 #include "access/genam.h"
-#include "tcop/utility.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
+#include "catalog/pg_inherits.h"
+#include "parser/analyze.h"
+#include "tcop/utility.h"
 #include "utils/fmgroids.h"
+#include "utils/rel.h"
 }
 
 Oid			pqw_worker_roleid = InvalidOid;
@@ -110,6 +113,8 @@ static void check_pgque_utility(PlannedStmt *pstmt, const char *queryString, boo
 								ProcessUtilityContext context, ParamListInfo params,
 								QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc);
 static ProcessUtility_hook_type prev_utility = NULL;
+static void check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate);
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 
 void
 pqw_worker_session_init(void)
@@ -120,6 +125,8 @@ pqw_worker_session_init(void)
 	ExecutorCheckPerms_hook = check_pgque_relations;
 	prev_utility = ProcessUtility_hook;
 	ProcessUtility_hook = check_pgque_utility;
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = check_pgque_analyzed;
 	for (size_t i = 0; i < lengthof(pinned_settings); i++)
 		(void) set_config_option(pinned_settings[i][0], pinned_settings[i][1],
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true,
@@ -165,10 +172,25 @@ resolve_role(Oid run_as)
  * run that role's code (a view's functions, a row policy) as PgQue's
  * owner. While the workers run PgQue as its owner (not a handler, not our
  * own queries), every relation a query reads or writes must belong to
- * that owner or to a superuser; anything else is refused before it runs.
+ * that owner or to a superuser, and have no trigger (PgQue makes none, and
+ * pgque_admin holds TRIGGER on its tables); anything else is refused
+ * before it runs.
+ *
+ * The trust check (pqw_pgque_trust) ran when the call began; a statement
+ * that then waited for a lock let other sessions commit meanwhile: a
+ * trigger created in a transaction that held the lock, or an operator or
+ * function in schema pgque that the statement's names now resolve to
+ * (PgQue's functions put pgque before pg_catalog in search_path, and
+ * pgque_admin may CREATE in the schema). So every statement PgQue runs is
+ * checked again once its names are resolved and its locks are held:
+ * after parse analysis (before the planner may evaluate a function), when
+ * the executor starts (the triggers of every relation of its range table,
+ * inheritance children included) and before a TRUNCATE (its tables locked
+ * first, as TRUNCATE would, children included).
  * Installed in the workers only (pqw_worker_session_init).
  */
 static bool pgque_guard = false;
+static Oid	guard_owner = InvalidOid;	/* whom pgque_guard runs PgQue as */
 static bool guard_refused = false;	/* the guard raised since the last reset */
 
 bool
@@ -183,19 +205,68 @@ pqw_pgque_guard_reset(void)
 	guard_refused = false;
 }
 
+/* Is PgQue still what the call began with (trusted, the same owner)? */
+static bool
+check_pgque_unchanged(bool ereport_on_violation)
+{
+	PqwTrust	t = pqw_pgque_trust_in_statement();
+
+	if (t == PQW_TRUST_OK && pqw_pgque_owner() == guard_owner)
+		return true;
+	guard_refused = true;
+	if (ereport_on_violation)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("PgQue changed while pgque_worker ran it as its owner"),
+				 t == PQW_TRUST_REFUSED ?
+				 errdetail("Now %s.", pqw_pgque_refusal()) :
+				 errdetail("Schema pgque is gone, incomplete or has another owner now."),
+				 errhint("Every object in schema pgque must belong to the schema's owner (or a superuser), and PgQue's relations may have no triggers.")));
+	return false;
+}
+
+/* A trigger a role made on the relation (not a constraint's), or NULL.
+ * The statement holds its lock on the relation, so the relcache shows
+ * every trigger committed before that lock was granted. */
+static char *
+user_trigger(Oid relid)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	char	   *name = NULL;
+
+	if (!RelationIsValid(rel))
+		return NULL;
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers && name == NULL; i++)
+			if (!rel->trigdesc->triggers[i].tgisinternal)
+				name = pstrdup(rel->trigdesc->triggers[i].tgname);
+	RelationClose(rel);
+	return name;
+}
+
 static bool
 check_relation_owner(Oid relid, bool ereport_on_violation)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			relowner;
+	char	   *trigger = NULL;
 
 	if (!HeapTupleIsValid(tup))
 		return true;
 	relowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	if (relowner == pqw_pgque_owner() || superuser_arg(relowner))
+	if ((relowner == pqw_pgque_owner() || superuser_arg(relowner)) &&
+		(trigger = user_trigger(relid)) == NULL)
 		return true;
 	guard_refused = true;
+	if (ereport_on_violation && (relowner == pqw_pgque_owner() || superuser_arg(relowner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("PgQue's call would fire trigger \"%s\" of relation \"%s\"",
+						trigger, get_rel_name(relid)),
+				 errdetail("pgque_worker runs PgQue as its owner, \"%s\", and a trigger would run as that owner; PgQue makes none.",
+						   pqw_pgque_owner_name()),
+				 errhint("Drop the trigger: any role with TRIGGER on PgQue's tables (pgque_admin) can make one.")));
 	if (ereport_on_violation)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -216,6 +287,8 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 		return false;
 	if (!pgque_guard)
 		return true;
+	if (!check_pgque_unchanged(ereport_on_violation))
+		return false;
 	foreach(lc, PQW_CHECK_PERMS_LIST)
 	{
 		Oid			relid = pqw_checked_relid(lfirst(lc));
@@ -223,7 +296,27 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 		if (OidIsValid(relid) && !check_relation_owner(relid, ereport_on_violation))
 			return false;
 	}
+	/* and what the permission list leaves out: inheritance children */
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && OidIsValid(rte->relid) &&
+			!check_relation_owner(rte->relid, ereport_on_violation))
+			return false;
+	}
 	return true;
+}
+
+/* Names resolved, before planning: the functions and operators they
+ * resolve to are what the check just read. */
+static void
+check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze != NULL)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (pgque_guard)
+		(void) check_pgque_unchanged(true);
 }
 
 /*
@@ -242,16 +335,28 @@ check_pgque_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 		List	   *rels = NIL;
 		ListCell   *lc;
 
-		if (IsA(stmt, TruncateStmt))
+		bool		truncate = IsA(stmt, TruncateStmt);
+
+		(void) check_pgque_unchanged(true);
+		if (truncate)
 			rels = ((TruncateStmt *) stmt)->relations;
 		else if (IsA(stmt, LockStmt))
 			rels = ((LockStmt *) stmt)->relations;
 		foreach(lc, rels)
 		{
-			Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
+			RangeVar   *rv = lfirst_node(RangeVar, lc);
+			/* TRUNCATE fires triggers: its tables locked now, as it locks
+			 * them, so that none is added before it runs; LOCK fires none */
+			Oid			relid = RangeVarGetRelid(rv, truncate ? AccessExclusiveLock : NoLock, true);
+			List	   *all;
+			ListCell   *lc2;
 
-			if (OidIsValid(relid))
-				(void) check_relation_owner(relid, true);
+			if (!OidIsValid(relid))
+				continue;
+			all = truncate && rv->inh ? find_all_inheritors(relid, AccessExclusiveLock, NULL)
+				: list_make1_oid(relid);
+			foreach(lc2, all)
+				(void) check_relation_owner(lfirst_oid(lc2), true);
 		}
 	}
 	if (prev_utility != NULL)
@@ -267,7 +372,10 @@ pqw_begin_as(Oid role, const char *search_path, PqwAs *as)
 	Oid			uid = resolve_role(role);
 
 	as->save_guard = pgque_guard;
+	as->save_guard_owner = guard_owner;
 	pgque_guard = role == PQW_AS_PGQUE_OWNER;
+	if (pgque_guard)
+		guard_owner = uid;
 	GetUserIdAndSecContext(&as->save_uid, &as->save_sec);
 	SetUserIdAndSecContext(uid, as->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
@@ -290,7 +398,14 @@ pqw_end_as(PqwAs *as)
 	/* false: even a plain SET or set_config(..., false) is undone */
 	AtEOXact_GUC(false, as->nest);
 	SetUserIdAndSecContext(as->save_uid, as->save_sec);
+	pqw_restore_guard(as);
+}
+
+void
+pqw_restore_guard(const PqwAs *as)
+{
 	pgque_guard = as->save_guard;
+	guard_owner = as->save_guard_owner;
 }
 
 void
@@ -421,6 +536,7 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = false;
 	bool		guard = pgque_guard;	/* an error skips the pqw_end_as inside */
+	Oid			owner_then = guard_owner;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -437,6 +553,7 @@ pqw_in_subtransaction(PqwTxnFn fn, void *arg, PqwTxnFn on_error, PqwCallResult *
 		pqw_capture_error(cxt, result);
 		RollbackAndReleaseCurrentSubTransaction();
 		pgque_guard = guard;
+		guard_owner = owner_then;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);

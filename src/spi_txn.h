@@ -60,6 +60,7 @@ typedef struct PqwAs
 	int			save_sec;
 	int			nest;
 	bool		save_guard;		/* was PgQue's call guarded (see spi_txn.cpp) */
+	Oid			save_guard_owner;	/* whom it ran PgQue as */
 } PqwAs;
 
 /* Switches to `role` (a role oid, PQW_AS_WORKER or PQW_AS_PGQUE_OWNER),
@@ -70,6 +71,12 @@ typedef struct PqwAs
 void		pqw_begin_as(Oid role, const char *search_path, PqwAs *as);
 /* Undoes every setting changed since pqw_begin_as, restores the user. */
 void		pqw_end_as(PqwAs *as);
+
+/* After an error between pqw_begin_as and pqw_end_as that the caller lets
+ * through to code that may catch it (a handler calling our SQL
+ * functions): the PgQue guard as it was before pqw_begin_as. A
+ * (sub)transaction abort restores the user and the settings by itself. */
+void		pqw_restore_guard(const PqwAs *as);
 
 /* Whether PgQue's call, run as its owner, was refused a relation of
  * another role since pqw_pgque_guard_reset() (see spi_txn.cpp). */
