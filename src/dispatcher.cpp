@@ -76,6 +76,7 @@ typedef struct Handler
 	bool		is_batch;
 	Interval	retry_after;
 	Oid			run_as;
+	char	   *search_path;	/* what run_as's sessions here get (load) */
 	char		portal[NAMEDATALEN];	/* random per batch: unguessable */
 	bool		cursor_open;	/* holdable cursor over the batch in flight */
 	bool		needs_close;	/* a failed transaction left it mispositioned */
@@ -225,8 +226,6 @@ static Oid	reader_roleoid = InvalidOid;
 static bool pgque_untrusted = false;	/* as the last load found */
 static TimeoutId hard_limit_timeout;
 
-/* Handlers run with this search_path, whatever the worker's is. */
-static const char *const handler_search_path = "\"$user\", public";
 
 /* The batch cursor: messages built from a batch's events ($1 the batch, $2
  * the recorded progress), read from `src`. */
@@ -394,9 +393,26 @@ load_handlers_fn(void *arg)
 	/* Registrations count only in a table our extension made. */
 	if (OidIsValid(registry) && OidIsValid(new_msg_typoid))
 	{
-		if (SPI_execute("select queue_name, consumer_name, handler::oid, is_batch,"
-						" retry_after, run_as::oid from pgque_worker_internal.handler"
-						" where enabled order by queue_name, consumer_name",
+		/*
+		 * A handler runs with the search_path its role's sessions get in
+		 * this database (ALTER ROLE ... IN DATABASE, ALTER ROLE, ALTER
+		 * DATABASE, ALTER ROLE ALL, in PostgreSQL's order), else
+		 * PostgreSQL's default, whatever the worker's own is. A role that
+		 * hardened its search_path against schemas others can create in (a
+		 * database owner's schema named after it) keeps that here.
+		 */
+		if (SPI_execute("select h.queue_name, h.consumer_name, h.handler::oid, h.is_batch,"
+						" h.retry_after, h.run_as::oid,"
+						" coalesce((select pg_catalog.substr(c, 13)"
+						"  from pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
+						"  where c operator(pg_catalog.~~) 'search_path=%'"
+						"  and s.setrole operator(pg_catalog.=) any (array[h.run_as::oid, 0::oid])"
+						"  and s.setdatabase operator(pg_catalog.=) any (array[d.oid, 0::oid])"
+						"  order by s.setrole operator(pg_catalog.=) 0::oid, s.setdatabase operator(pg_catalog.=) 0::oid"
+						"  limit 1), '\"$user\", public')"
+						" from pgque_worker_internal.handler h,"
+						" pg_catalog.pg_database d where d.datname operator(pg_catalog.=) pg_catalog.current_database()"
+						" and h.enabled order by h.queue_name, h.consumer_name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read pgque_worker_internal.handler");
 		nrows = SPI_processed;
@@ -420,6 +436,7 @@ load_handlers_fn(void *arg)
 		bool		is_batch = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		Interval	retry_after = *DatumGetIntervalP(SPI_getbinval(tup, desc, 5, &isnull));
 		Oid			run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		char	   *search_path = SPI_getvalue(tup, desc, 7);
 		int			k = nhandlers;
 
 		/* the last load read the rows in the same order: its next handler
@@ -471,6 +488,7 @@ load_handlers_fn(void *arg)
 		h->queue = queue;
 		h->consumer = consumer;
 		h->retry_after = retry_after;
+		h->search_path = search_path;
 	}
 	MemoryContextSwitchTo(old);
 
@@ -627,7 +645,7 @@ call_handler(ChunkRun *run, int lo, int hi)
 	PqwAs		as;
 	LOCAL_FCINFO(fcinfo, 1);
 
-	pqw_begin_as(h->run_as, handler_search_path, &as);
+	pqw_begin_as(h->run_as, h->search_path, &as);
 	if (h->is_batch)
 	{
 		Datum	   *elems = (Datum *) palloc(sizeof(Datum) * (hi - lo));
