@@ -718,18 +718,20 @@ range_fn(void *arg)
 	enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
 	pqw_handler_call_active = true;
 	call_handler(c->run, c->lo, c->hi);
-	pqw_handler_call_active = false;
+	/* disarmed first: the hard limit firing after the flag went down
+	 * would end the process as if outside a call */
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	pqw_handler_call_active = false;
 }
 
 static void
 range_disarm(void *arg)
 {
 	(void) arg;
-	pqw_handler_call_active = false;
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	pqw_handler_call_active = false;
 }
 
 /*
@@ -1177,6 +1179,15 @@ static PqwHandlerCall hung_call;
 static bool have_hung = false;
 static bool hung_fatal = false;
 static char hung_error[PQW_CALL_ERROR_LEN];	/* the error that ended it, if logged */
+/* The handler whose calls ended the process in a row (the slot counts
+ * them for its backoff): the count is cleared only once a call of it
+ * returns, not when the event it ended on is nacked, or a handler ending
+ * the process on every message would be restarted into once a second. */
+static PqwHandlerCall fatal_streak_of;
+static bool fatal_streak_open = false;
+static int	hung_streak = 0;	/* such calls in a row, as the slot counted */
+static bool hung_unreported = false;	/* its handler not loaded yet */
+static void report_hung_call(Handler *h);
 
 /* Why an event of that call is nacked without calling the handler. */
 static char *
@@ -1549,6 +1560,11 @@ apply_hung_call(void)
 		{
 			handlers[i].hung.first_id = hung_call.first_id;
 			handlers[i].hung.last_id = hung_call.last_id;
+			if (hung_unreported)
+			{
+				hung_unreported = false;
+				report_hung_call(&handlers[i]);
+			}
 		}
 }
 
@@ -1557,13 +1573,25 @@ apply_hung_call(void)
 static void
 take_hung_call(void)
 {
-	PqwCallResult r;
-	int			streak;
-
-	if (!pqw_slot_take_hung_call(my_slot, &hung_call, &hung_fatal, &streak, hung_error,
+	if (!pqw_slot_take_hung_call(my_slot, &hung_call, &hung_fatal, &hung_streak, hung_error,
 								 sizeof(hung_error)))
 		return;
 	have_hung = true;
+	hung_unreported = true;
+	if (hung_fatal)
+	{
+		fatal_streak_of = hung_call;
+		fatal_streak_open = true;
+	}
+}
+
+/* The stopped call, against its handler (once it is loaded: a first load
+ * that failed leaves it for the next). */
+static void
+report_hung_call(Handler *h)
+{
+	PqwCallResult r;
+
 	memset(&r, 0, sizeof(r));
 	if (hung_fatal)
 	{
@@ -1582,26 +1610,20 @@ take_hung_call(void)
 	snprintf(r.detail, sizeof(r.detail), "Batch " INT64_FORMAT ", events " INT64_FORMAT " to " INT64_FORMAT
 			 " are handled again: the events before them first, then these by halves; an event it %s on alone is nacked without calling it.",
 			 hung_call.batch_id, hung_call.first_id, hung_call.last_id, hung_fatal ? "fails" : "hangs");
-	for (int i = 0; i < nhandlers; i++)
-		if (strcmp(handlers[i].queue, hung_call.queue) == 0 &&
-			strcmp(handlers[i].consumer, hung_call.consumer) == 0)
-		{
-			record_error(&handlers[i], &r);
-			if (hung_fatal)
-			{
-				pqw::BackoffPolicy p;
+	record_error(h, &r);
+	if (hung_fatal)
+	{
+		pqw::BackoffPolicy p;
 
-				/* Its next try waits, longer each time in a row (this
-				 * process started at once), so that the other handlers are
-				 * served first and a handler failing so on every event
-				 * costs a restart a backoff, not a loop of them. */
-				p.base_ms = 1000;
-				p.cap_ms = 60000;
-				handlers[i].failures = streak > 0 ? streak : 1;
-				handlers[i].next_try = pqw::monotonic_ms() +
-					pqw::backoff_delay(p, handlers[i].failures, (uint32) random());
-			}
-		}
+		/* Its next try waits, longer each time in a row (this process
+		 * started at once), so that the other handlers are served first and
+		 * a handler failing so on every event costs a restart a backoff,
+		 * not a loop of them. */
+		p.base_ms = 1000;
+		p.cap_ms = 60000;
+		h->failures = hung_streak > 0 ? hung_streak : 1;
+		h->next_try = pqw::monotonic_ms() + pqw::backoff_delay(p, h->failures, (uint32) random());
+	}
 }
 
 /* The FATAL error that ends this process during a handler call, kept for
@@ -1796,9 +1818,13 @@ dispatch_one(Handler *h)
 	{
 		h->hung = pqw::HungRange();
 		have_hung = false;
-		if (hung_fatal)
-			pqw_slot_clear_fatal_streak(my_slot);
 		hung_fatal = false;
+	}
+	if (fatal_streak_open && res.nok > 0 && strcmp(h->queue, fatal_streak_of.queue) == 0 &&
+		strcmp(h->consumer, fatal_streak_of.consumer) == 0)
+	{
+		pqw_slot_clear_fatal_streak(my_slot);
+		fatal_streak_open = false;
 	}
 	if (res.no_batch || res.drained)
 		h->ready = false;		/* until a tick of its queue */

@@ -166,5 +166,35 @@ SKIP:
 		'and named in last_error');
 }
 
+# 5. a handler that ends the process on every message: its backoff doubles
+# from one such call to the next (1, 2, 4, 8 s), not restarting at 1 s each
+# time because the event it ended on was nacked (found by a review: 12
+# events, 12 restarts in 14 s)
+{
+	$node->safe_psql('app', q{
+	select pgque.create_queue('qe');
+	select pgque.set_queue_config('qe', 'ticker_max_count', '1');
+	set role tenant;
+	create function h_every(m pgque.message) returns void language plpgsql as $$
+	begin
+	  perform set_config('exit_on_error', 'on', true);
+	  raise exception 'always %', m.payload;
+	end $$;
+	select pgque_worker.register_handler('qe', 'e', 'h_every(pgque.message)', retry_after => '1 hour');
+	});
+	# one event at a time: each call ends the process once, then its event
+	# is nacked after the handler's backoff
+	my $took;
+	for my $i (1 .. 4)
+	{
+		$node->safe_psql('app', qq{select pgque.send('qe', 'e$i')});
+		$took = wait_until($node, 'app',
+			q{select coalesce((select messages_nacked from pgque_worker.handler_stats where queue_name = 'qe'), 0)},
+			$i, "event e$i, ending the process, nacked");
+	}
+	# the fourth in a row waits 8 s (+-20 %); about 1 s before
+	cmp_ok($took, '>=', 4, "  the fourth after $took s: the backoff grew from one call to the next");
+}
+
 $node->stop;
 done_testing();
