@@ -121,6 +121,19 @@ create table pgque_worker_internal.handler_stat (
     primary key (queue_name, consumer_name)
 );
 
+-- The database these registrations belong to. CREATE DATABASE ... TEMPLATE
+-- copies the tables with their rows (and PgQue's with its pending events):
+-- the copy's dispatcher would deliver the same events a second time, their
+-- effects outside the database twice. A copy serves its registrations only
+-- once pgque_worker.serve_copied_handlers() says so.
+create table pgque_worker_internal.home (
+    datid    oid not null,
+    only_row boolean primary key default true check (only_row)
+);
+insert into pgque_worker_internal.home (datid)
+  select oid from pg_database where datname = current_database();
+revoke all on pgque_worker_internal.home from public;
+
 -- Registrations are readable by all (no payloads); a role changes only the
 -- rows it registered. The worker reads and writes as superuser or
 -- pgque_admin.
@@ -140,6 +153,7 @@ grant update (queue_name, consumer_name, handler, is_batch, retry_after, enabled
   on pgque_worker_internal.handler to public;
 revoke all on pgque_worker_internal.handler_stat from public;
 grant usage on schema pgque_worker_internal to pgque_admin;
+grant select on pgque_worker_internal.home to pgque_admin;
 grant select, insert, update, delete on pgque_worker_internal.handler_stat to pgque_admin;
 
 -- The registrations as tenants read and change them: every statement on
@@ -437,6 +451,20 @@ revoke all on function pgque_worker.pause(name) from public;
 revoke all on function pgque_worker.resume(name) from public;
 grant execute on function pgque_worker.pause(name) to pgque_admin;
 grant execute on function pgque_worker.resume(name) to pgque_admin;
+
+-- In a database made from another one as TEMPLATE: serve the registrations
+-- it copied (see pgque_worker_internal.home), from the events pending now.
+create function pgque_worker.serve_copied_handlers()
+returns void language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  update pgque_worker_internal.home
+     set datid = (select oid from pg_database where datname = current_database());
+  perform pgque_worker._handlers_changed();
+end $$;
+revoke all on function pgque_worker.serve_copied_handlers() from public;
+grant execute on function pgque_worker.serve_copied_handlers() to pgque_admin;
 
 -- ---------------------------------------------------------------------------
 -- Metrics: the same numbers as rows and as Prometheus text

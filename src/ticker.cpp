@@ -738,6 +738,7 @@ run_job(JobId id)
 typedef struct DbCheck
 {
 	bool		want_dispatcher;	/* enabled rows in pgque_worker.handler */
+	bool		copied;			/* enabled rows, copied from another database */
 	bool		registry_locked;	/* another session locks it: not read */
 	char		other[64];		/* another scheduler owning PgQue here, or "" */
 } DbCheck;
@@ -767,14 +768,21 @@ db_check_fn(void *arg)
 	Oid			registry;
 
 	c->want_dispatcher = false;
+	c->copied = false;
 	c->registry_locked = false;
 	c->other[0] = '\0';
 	/* Registrations count only where our extension made the table; one
 	 * that another session locks is looked at next time (see
 	 * pqw_lock_registry), not waited for while ticks are due. */
 	c->registry_locked = pqw_lock_registry(&registry) != NULL;
-	if (!c->registry_locked && OidIsValid(registry))
-		c->want_dispatcher = spi_bool("select exists (select 1 from pgque_worker_internal.handler where enabled)");
+	if (!c->registry_locked && OidIsValid(registry) &&
+		spi_bool("select exists (select 1 from pgque_worker_internal.handler where enabled)"))
+	{
+		/* in a copy made by CREATE DATABASE ... TEMPLATE: not served until
+		 * serve_copied_handlers() (see pgque_worker_internal.home) */
+		c->copied = !spi_bool(PQW_HOME_IS_HERE_SQL);
+		c->want_dispatcher = !c->copied;
+	}
 
 	if (pqw_pgque_trust() == PQW_TRUST_OK)
 	{
@@ -803,6 +811,7 @@ db_check_fn(void *arg)
 
 static char other_scheduler[64] = "";	/* as last seen */
 static pqw::LogLimiter takeover_limiter;
+static bool copied_logged = false;	/* this process said the registrations are a copy's */
 
 static void
 check_database(void)
@@ -815,6 +824,14 @@ check_database(void)
 	{
 		if (!c.registry_locked)
 			pqw_ticker_set_want_dispatcher(my_slot, c.want_dispatcher);
+		if (c.copied && !copied_logged)
+			ereport(WARNING,
+					(errmsg("pgque_worker: the handler registrations of database \"%s\" were copied from another database, and are not served here",
+							my_dbname),
+					 errdetail("CREATE DATABASE ... TEMPLATE copied them with the events pending then: served in both databases, those events would be handled twice."),
+					 errhint("To serve them here, run select pgque_worker.serve_copied_handlers(); in database \"%s\".",
+							 my_dbname)));
+		copied_logged = c.copied;
 		if (c.other[0] != '\0' && pqw_takeover)
 		{
 			static PqwStatement stop_sql = PQW_STATEMENT("select pgque.stop()");

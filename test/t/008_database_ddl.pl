@@ -2,7 +2,9 @@
 # CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME of a served
 # database (ticker and dispatcher connected) succeed, datallowconn = false
 # makes the workers leave, and a DDL that fails brings the workers back.
-# A DROP DATABASE that PostgreSQL refuses before looking for sessions (the
+# A copy serves the registrations it copied only after
+# serve_copied_handlers(). A DROP DATABASE that PostgreSQL refuses before
+# looking for sessions (the
 # caller is not the owner, or it runs inside a transaction block) leaves
 # the workers alone.
 use strict;
@@ -56,6 +58,7 @@ wait_until($node, 'postgres', q{select count(*) from pgque_worker.status() where
 
 # --- CREATE DATABASE ... TEMPLATE of a served database
 serve('d2');
+my $lpos = log_position($node);
 ($ret, $out, $err) = $node->psql('postgres', 'create database d2copy template d2');
 is($ret, 0, 'CREATE DATABASE ... TEMPLATE of a served database succeeds') or note $err;
 wait_until($node, 'postgres', q{select count(*) from pg_stat_activity where datname = 'd2' and backend_type = 'pgque_worker ticker'},
@@ -66,6 +69,21 @@ $node->safe_psql('d2', q{select pgque.send('q', 'after copy')});
 wait_until($node, 'd2', q{select count(*) from got where payload = 'after copy'}, '1',
 	'the source delivers again');
 pass('the source delivers again after the copy');
+# the copy's registrations (and the events pending at the copy) are not
+# served there until someone says so: served in both databases, those
+# events would be handled twice (found by a hostile-tenant review)
+ok(wait_for_log($node, qr/the handler registrations of database "d2copy" were copied from another database, and are not served here/,
+		$lpos), 'the copy says its registrations are not served');
+$node->safe_psql('d2copy', q{select pgque.send('q', 'in copy')});
+wait_until($node, 'd2copy', q{select count(*) from pgque.get_consumer_info('q', 'c') where pending_events > 0}, '1',
+	'the event sent in the copy is ticked');
+is($node->safe_psql('postgres', q{select count(*) from pg_stat_activity where datname = 'd2copy' and backend_type = 'pgque_worker dispatcher'}),
+	'0', '  no dispatcher in the copy');
+is($node->safe_psql('d2copy', q{select count(*) from got where payload = 'in copy'}), '0', '  nor delivery');
+$node->safe_psql('d2copy', q{select pgque_worker.serve_copied_handlers()});
+wait_until($node, 'd2copy', q{select count(*) from got where payload = 'in copy'}, '1',
+	'delivered in the copy after serve_copied_handlers()');
+pass('the copy serves its registrations once told to');
 
 # --- ALTER DATABASE ... RENAME
 ($ret, $out, $err) = $node->psql('postgres', 'alter database d2copy rename to d2renamed');
