@@ -1531,7 +1531,7 @@ record_error(Handler *h, const PqwCallResult *r)
 	Datum		args[3];
 	/* whole here (no message is longer than its buffer), cut to the slot's
 	 * size there, at a character boundary */
-	char		line[2 * NAMEDATALEN + sizeof(r->message) + 8];
+	char		line[NAMEDATALEN + NAMEDATALEN + sizeof(r->message) + 8];
 	pqw::LogDecision d;
 
 	snprintf(line, sizeof(line), "%s/%s: %s", h->queue, h->consumer, r->message);

@@ -58,6 +58,11 @@ wait_until($node, 'postgres', q{select count(*) from pgque_worker.status() where
 
 # --- CREATE DATABASE ... TEMPLATE of a served database
 serve('d2');
+# (an event first: PgQ counts a new queue's first event as pending only
+# once its sequence has moved past the create-time tick)
+$node->safe_psql('d2', q{select pgque.send('q', 'before copy')});
+wait_until($node, 'd2', q{select count(*) from got where payload = 'before copy'}, '1',
+	'an event before the copy');
 my $lpos = log_position($node);
 ($ret, $out, $err) = $node->psql('postgres', 'create database d2copy template d2');
 is($ret, 0, 'CREATE DATABASE ... TEMPLATE of a served database succeeds') or note $err;
