@@ -77,6 +77,7 @@ typedef struct Handler
 	Interval	retry_after;
 	Oid			run_as;
 	char	   *search_path;	/* what run_as's sessions here get (load) */
+	bool		nacked_last;	/* its last committed chunk nacked some: no merged ticks */
 	char		portal[NAMEDATALEN];	/* random per batch: unguessable */
 	bool		cursor_open;	/* holdable cursor over the batch in flight */
 	bool		needs_close;	/* a failed transaction left it mispositioned */
@@ -255,21 +256,31 @@ static bool events_direct = true;
  * events ends the batch at the last tick when it has at most twice that
  * many events since the consumer's last tick, else at the first tick that
  * reaches the count. The count asked is what the last tick holds (every
- * tick there is), capped at $3 (half a chunk): a batch then ends inside
- * one chunk unless a single tick is bigger, and each tick's next_batch,
- * query text, plan and ack are paid once for all of them. A consumer that
- * is not behind gets the next tick, as from next_batch(). Without a
- * count (no tick read, a batch already open, the sequence behind) it is
- * next_batch(); if the count finds nothing although the last tick has
- * events (another session moved the consumer in between), so is the retry.
+ * tick there is), capped at $3 (half a chunk, at most MERGE_MAX_EVENTS):
+ * a batch then ends inside one chunk unless a single tick is bigger, and
+ * each tick's next_batch, query text, plan and ack are paid once for all
+ * of them. A consumer that is not behind gets the next tick, as from
+ * next_batch(). Without a count (no tick read, a batch already open, the
+ * sequence behind, $3 = 0) it is next_batch(); if the count finds nothing
+ * although the last tick has events (another session moved the consumer
+ * in between), so is the retry.
+ *
+ * $3 is 0 (one tick a batch) while the handler fails, nacked messages in
+ * its last chunk or is being narrowed down (see may_take_more): PgQue's nack() reads the whole batch for each
+ * message it nacks, so a failing handler's merged batches made nacking
+ * cost events x batch size, and a chunk of 8,000 failing events timed
+ * out and was retried the same way forever (found by a review); and a
+ * restarted dispatcher narrowing down a stopped call gets the same
+ * single-tick batches the call was in.
  */
+#define MERGE_MAX_EVENTS 500
 static PqwStatement next_batch_sql = PQW_STATEMENT(
 	"select coalesce("
 	"   (select b.batch_id from pgque.next_batch_custom($1, $2, null, m.n, null) b),"
 	"   case when m.n operator(pg_catalog.>) 0 then"
 	"     (select b.batch_id from pgque.next_batch_custom($1, $2, null, null, null) b) end),"
 	" (select q.queue_id::int8 from pgque.queue q where q.queue_name operator(pg_catalog.=) $1)"
-	" from (select (select case when d.n operator(pg_catalog.>=) 0"
+	" from (select (select case when d.n operator(pg_catalog.>=) 0 and $3 operator(pg_catalog.>) 0"
 	"                 then least(d.n, $3)::int4 end"
 	"          from (select lt.tick_event_seq operator(pg_catalog.-) pt.tick_event_seq as n"
 	"                  from pgque.queue q, pgque.consumer c, pgque.subscription s, pgque.tick pt,"
@@ -1072,6 +1083,8 @@ recorded_progress(Handler *h, int64 batch_id, Datum *args)
 	return after;
 }
 
+static bool may_take_more(const Handler *h);
+
 static void
 open_batch(Handler *h, ChunkPart *res)
 {
@@ -1084,7 +1097,8 @@ open_batch(Handler *h, ChunkPart *res)
 
 	args[0] = CStringGetTextDatum(h->queue);
 	args[1] = CStringGetTextDatum(h->consumer);
-	args[2] = Int64GetDatum(Max(1, pqw_chunk_messages / 2));
+	args[2] = Int64GetDatum(may_take_more(h) && !h->nacked_last ?
+							Min(MERGE_MAX_EVENTS, Max(1, pqw_chunk_messages / 2)) : 0);
 	arm();
 	if (pqw_exec_cached(&next_batch_sql, 3, types, args, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -1833,6 +1847,7 @@ dispatch_one(Handler *h)
 	if (res.no_batch)
 		return false;
 	pqw::commit_succeeded(h->commit, res.last_id, res.finished);
+	h->nacked_last = res.nfail > 0;
 	if (res.cut)
 	{
 		if (h->budget.limit == 0)

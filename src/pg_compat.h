@@ -85,3 +85,11 @@ pqw_checked_relid(void *item)
 	return rte->rtekind == RTE_RELATION ? rte->relid : InvalidOid;
 }
 #endif
+
+/* A tree walker as nodeFuncs.h takes it: 16+ casts it in its macros, 15
+ * declares the parameter as bool (*)(). */
+#if PG_VERSION_NUM >= 160000
+#define PQW_WALKER(fn) (fn)
+#else
+#define PQW_WALKER(fn) ((bool (*)()) (void (*)(void)) (fn))
+#endif

@@ -18,7 +18,9 @@ extern "C" {
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
 #include "catalog/pg_inherits.h"
+#include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
+#include "utils/regproc.h"
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -181,12 +183,16 @@ resolve_role(Oid run_as)
  * trigger created in a transaction that held the lock, or an operator or
  * function in schema pgque that the statement's names now resolve to
  * (PgQue's functions put pgque before pg_catalog in search_path, and
- * pgque_admin may CREATE in the schema). So every statement PgQue runs is
- * checked again once its names are resolved and its locks are held:
- * after parse analysis (before the planner may evaluate a function), when
- * the executor starts (the triggers of every relation of its range table,
- * inheritance children included) and before a TRUNCATE (its tables locked
- * first, as TRUNCATE would, children included).
+ * pgque_admin may CREATE in the schema). So what each statement PgQue runs
+ * uses is checked once its names are resolved and its locks are held:
+ * after parse analysis, the owner of every function (operators' and
+ * casts' too) and domain it resolved to (before the planner may run or
+ * inline one); when the executor starts, the owner and the triggers of
+ * every relation of its range table, inheritance children included; and
+ * before a TRUNCATE, its tables locked first, as TRUNCATE would, children
+ * included. Only the objects used, a cache look-up each: a full trust
+ * check per statement after every catalog change (a temporary table's
+ * CREATE is one) cost each PgQue call the whole catalog scan.
  * Installed in the workers only (pqw_worker_session_init).
  */
 static bool pgque_guard = false;
@@ -205,24 +211,69 @@ pqw_pgque_guard_reset(void)
 	guard_refused = false;
 }
 
-/* Is PgQue still what the call began with (trusted, the same owner)? */
+/* Objects of trusted roles only: PgQue's owner and superusers. */
 static bool
-check_pgque_unchanged(bool ereport_on_violation)
+trusted_owner(Oid owner)
 {
-	PqwTrust	t = pqw_pgque_trust_in_statement();
+	return owner == guard_owner || superuser_arg(owner);
+}
 
-	if (t == PQW_TRUST_OK && pqw_pgque_owner() == guard_owner)
-		return true;
+static void
+refuse_object(const char *what, const char *name, Oid owner)
+{
 	guard_refused = true;
-	if (ereport_on_violation)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("PgQue changed while pgque_worker ran it as its owner"),
-				 t == PQW_TRUST_REFUSED ?
-				 errdetail("Now %s.", pqw_pgque_refusal()) :
-				 errdetail("Schema pgque is gone, incomplete or has another owner now."),
-				 errhint("Every object in schema pgque must belong to the schema's owner (or a superuser), and PgQue's relations may have no triggers.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("PgQue's call would run %s %s, owned by role \"%s\"", what, name,
+					GetUserNameFromId(owner, true)),
+			 errdetail("pgque_worker runs PgQue as its owner, \"%s\", with code of that owner or of a superuser only.",
+					   pqw_pgque_owner_name()),
+			 errhint("Every object in schema pgque must belong to the schema's owner (or a superuser).")));
+}
+
+/* check_functions_in_node's callback: the function's owner is trusted
+ * (else ERROR). */
+static bool
+untrusted_function(Oid func, void *context)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(func));
+	Oid			owner;
+
+	(void) context;
+	if (!HeapTupleIsValid(tup))
+		return false;
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	if (!trusted_owner(owner))
+		refuse_object("function", format_procedure(func), owner);
 	return false;
+}
+
+/* Every function (operators' and casts' too) and domain an analyzed
+ * statement of PgQue's names. */
+static bool
+check_analyzed_node(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, PQW_WALKER(check_analyzed_node), context, 0);
+	(void) check_functions_in_node(node, untrusted_function, context);
+	if (IsA(node, CoerceToDomain))
+	{
+		Oid			domain = ((CoerceToDomain *) node)->resulttype;
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(domain));
+
+		if (HeapTupleIsValid(tup))
+		{
+			Oid			owner = ((Form_pg_type) GETSTRUCT(tup))->typowner;
+
+			ReleaseSysCache(tup);
+			if (!trusted_owner(owner))
+				refuse_object("domain", format_type_be(domain), owner);
+		}
+	}
+	return expression_tree_walker(node, PQW_WALKER(check_analyzed_node), context);
 }
 
 /* A trigger a role made on the relation (not a constraint's), or NULL.
@@ -287,8 +338,6 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 		return false;
 	if (!pgque_guard)
 		return true;
-	if (!check_pgque_unchanged(ereport_on_violation))
-		return false;
 	foreach(lc, PQW_CHECK_PERMS_LIST)
 	{
 		Oid			relid = pqw_checked_relid(lfirst(lc));
@@ -308,15 +357,16 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 	return true;
 }
 
-/* Names resolved, before planning: the functions and operators they
- * resolve to are what the check just read. */
+/* Names resolved, before planning (which may run a function, or inline a
+ * SQL function's body): every function, operator, cast and domain the
+ * statement resolved to must be of PgQue's owner or a superuser. */
 static void
 check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze != NULL)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (pgque_guard)
-		(void) check_pgque_unchanged(true);
+		(void) query_tree_walker(query, PQW_WALKER(check_analyzed_node), NULL, 0);
 }
 
 /*
@@ -337,7 +387,6 @@ check_pgque_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 
 		bool		truncate = IsA(stmt, TruncateStmt);
 
-		(void) check_pgque_unchanged(true);
 		if (truncate)
 			rels = ((TruncateStmt *) stmt)->relations;
 		else if (IsA(stmt, LockStmt))

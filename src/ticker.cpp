@@ -795,7 +795,7 @@ db_check_fn(void *arg)
 			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 			if (v)
-				strlcpy(c->other, v, sizeof(c->other));
+				pqw_strlcpy_text(c->other, v, sizeof(c->other));
 		}
 		pqw_end_as(&as);
 	}

@@ -222,23 +222,6 @@ pqw_pgque_trust(void)
 	return trust;
 }
 
-PqwTrust
-pqw_pgque_trust_in_statement(void)
-{
-	PqwTrust	t;
-
-	if (checking)
-		return PQW_TRUST_OK;
-	AcceptInvalidationMessages();
-	if (trust_valid && nchanged_rels == 0)
-		return trust;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	t = pqw_pgque_trust();
-	SPI_finish();
-	return t;
-}
-
 Oid
 pqw_pgque_owner(void)
 {

@@ -23,12 +23,6 @@ typedef enum PqwTrust
 /* Inside a transaction with SPI connected, as the worker's role. */
 PqwTrust	pqw_pgque_trust(void);
 
-/* From inside a statement PgQue runs (a parser or executor hook, SPI
- * busy): pqw_pgque_trust() as committed now, on an SPI connection of its
- * own; PQW_TRUST_OK while that check itself runs (its catalog reads pass
- * through the same hooks). */
-PqwTrust	pqw_pgque_trust_in_statement(void);
-
 /* The owner of schema pgque, as last checked (valid when trusted). */
 Oid			pqw_pgque_owner(void);
 
