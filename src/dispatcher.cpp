@@ -423,8 +423,7 @@ load_handlers_fn(void *arg)
 						"  limit 1), '\"$user\", public')"
 						" from pgque_worker_internal.handler h,"
 						" pg_catalog.pg_database d where d.datname operator(pg_catalog.=) pg_catalog.current_database()"
-						" and h.enabled and exists (select 1 from pgque_worker_internal.home o"
-						"  where o.datid operator(pg_catalog.=) d.oid)"
+						" and h.enabled and " PQW_HOME_IS("d.oid")
 						" order by h.queue_name, h.consumer_name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read pgque_worker_internal.handler");

@@ -61,29 +61,21 @@ pqw_database_ownercheck(Oid db_oid, Oid roleid)
 
 /* PG 16 moved what the executor checks from the range table to a list of
  * RTEPermissionInfo, passed to ExecutorCheckPerms_hook too. A hook is
- * declared with PQW_CHECK_PERMS_PARAMS, passes PQW_CHECK_PERMS_ARGS on,
- * and reads the relations of PQW_CHECK_PERMS_LIST with pqw_checked_relid
- * (InvalidOid: an entry that is no relation). */
+ * declared with PQW_CHECK_PERMS_PARAMS and passes PQW_CHECK_PERMS_ARGS on.
+ * PQW_PERM_INFOS is that list (NIL on 15); a relation of the range table
+ * not in it (inheritance children) is PQW_RTE_NOT_IN_PERM_INFOS. */
 #if PG_VERSION_NUM >= 160000
 #define PQW_CHECK_PERMS_PARAMS List *rangeTable, List *rtePermInfos, bool ereport_on_violation
 #define PQW_CHECK_PERMS_ARGS rangeTable, rtePermInfos, ereport_on_violation
-#define PQW_CHECK_PERMS_LIST rtePermInfos
-static inline Oid
-pqw_checked_relid(void *item)
-{
-	return ((RTEPermissionInfo *) item)->relid;
-}
+#define PQW_PERM_INFOS rtePermInfos
+#define PQW_PERM_INFO_RELID(item) (((RTEPermissionInfo *) (item))->relid)
+#define PQW_RTE_NOT_IN_PERM_INFOS(rte) ((rte)->perminfoindex == 0)
 #else
 #define PQW_CHECK_PERMS_PARAMS List *rangeTable, bool ereport_on_violation
 #define PQW_CHECK_PERMS_ARGS rangeTable, ereport_on_violation
-#define PQW_CHECK_PERMS_LIST rangeTable
-static inline Oid
-pqw_checked_relid(void *item)
-{
-	RangeTblEntry *rte = (RangeTblEntry *) item;
-
-	return rte->rtekind == RTE_RELATION ? rte->relid : InvalidOid;
-}
+#define PQW_PERM_INFOS NIL
+#define PQW_PERM_INFO_RELID(item) InvalidOid
+#define PQW_RTE_NOT_IN_PERM_INFOS(rte) true
 #endif
 
 /* A tree walker as nodeFuncs.h takes it: 16+ casts it in its macros, 15

@@ -329,6 +329,11 @@ check_relation_owner(Oid relid, bool ereport_on_violation)
 	return false;
 }
 
+/*
+ * Every relation the statement reads or writes, once: those of the
+ * permission list (16+: views too), then the range table's relations not
+ * in it (on 15 all of them; from 16 on inheritance children).
+ */
 static bool
 check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 {
@@ -338,20 +343,19 @@ check_pgque_relations(PQW_CHECK_PERMS_PARAMS)
 		return false;
 	if (!pgque_guard)
 		return true;
-	foreach(lc, PQW_CHECK_PERMS_LIST)
+	foreach(lc, PQW_PERM_INFOS)
 	{
-		Oid			relid = pqw_checked_relid(lfirst(lc));
+		Oid			relid = PQW_PERM_INFO_RELID(lfirst(lc));
 
 		if (OidIsValid(relid) && !check_relation_owner(relid, ereport_on_violation))
 			return false;
 	}
-	/* and what the permission list leaves out: inheritance children */
 	foreach(lc, rangeTable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind == RTE_RELATION && OidIsValid(rte->relid) &&
-			!check_relation_owner(rte->relid, ereport_on_violation))
+		if (rte->rtekind == RTE_RELATION && PQW_RTE_NOT_IN_PERM_INFOS(rte) &&
+			OidIsValid(rte->relid) && !check_relation_owner(rte->relid, ereport_on_violation))
 			return false;
 	}
 	return true;

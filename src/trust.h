@@ -48,13 +48,15 @@ Oid			pqw_extension_relation(const char *extname, const char *nspname,
  * ownership), and it holds up every reader after it. */
 const char *pqw_lock_registry(Oid *rel);
 
-/* SQL, true when the registrations are this database's own, not copied
- * from another database by CREATE DATABASE ... TEMPLATE (a table of
- * pqw_lock_registry's extension: read after it). */
+/* SQL: the registrations are those of database `datid` (an SQL
+ * expression), not copied from another database by CREATE DATABASE ...
+ * TEMPLATE (a table of pqw_lock_registry's extension: read after it). */
+#define PQW_HOME_IS(datid) \
+	"exists (select 1 from pgque_worker_internal.home home" \
+	" where home.datid operator(pg_catalog.=) " datid ")"
 #define PQW_HOME_IS_HERE_SQL \
-	"select exists (select 1 from pgque_worker_internal.home h, pg_catalog.pg_database d" \
-	" where d.datname operator(pg_catalog.=) pg_catalog.current_database()" \
-	" and h.datid operator(pg_catalog.=) d.oid)"
+	"select " PQW_HOME_IS("(select d.oid from pg_catalog.pg_database d" \
+						  " where d.datname operator(pg_catalog.=) pg_catalog.current_database())")
 
 /* _PG_init: catalog changes make the next call check again. */
 void		pqw_trust_install(void);

@@ -192,6 +192,36 @@ cmp_ok($tbatches, '<=', 10, "  in $tbatches batches, not one per tick");
 cmp_ok(sq(q{select max(batch_len) from gt}), '>=', 5, '  a handler call holds events of several ticks');
 sq(q{select pgque_worker.unregister_handler('qt', 'ct')});
 
+# ---- but not while the handler nacks: PgQue's nack() reads the whole
+# batch per message, so after a chunk with a nack the consumer takes one
+# tick a batch again. 40 ticks of one failing event: only the batches of
+# the first chunk (10 events at most) merge ticks, so at least 30 batches
+# follow (31 seen; 7 batches in all when failures merged too).
+sq(q{
+create function hn(m pgque.message) returns void language plpgsql as $$
+begin
+  raise exception 'refused %', m.payload;
+end $$;
+select pgque.create_queue('qn');
+select pgque.set_queue_config('qn', 'ticker_max_count', '1');
+select pgque_worker.register_handler('qn', 'cn', 'hn(pgque.message)', retry_after => '1 hour',
+  enabled => false);
+});
+for my $i (1 .. 40)
+{
+	sq(sprintf(q{select pgque.send('qn', 'n-%03d'::text)}, $i));
+	sq(q{select pgque.ticker('qn')});
+}
+sq(q{update pgque_worker.handler set enabled = true where queue_name = 'qn'});
+wait_until($node, 'app', q{select messages_nacked from pgque_worker_internal.handler_stat
+	where queue_name = 'qn' and consumer_name = 'cn'}, '40', 'a handler nacking every event: 40 nacked');
+wait_until($node, 'app', q{select count(*) from pgque.get_consumer_info('qn', 'cn')
+	where pending_events = 0 and current_batch is null}, '1', '  every batch acked');
+my $nbatches = sq(q{select batches from pgque_worker_internal.handler_stat
+	where queue_name = 'qn' and consumer_name = 'cn'});
+cmp_ok($nbatches, '>=', 30, "  in $nbatches batches: ticks stop merging once a chunk nacks");
+sq(q{select pgque_worker.unregister_handler('qn', 'cn')});
+
 # ---- with log_min_messages = debug1 the worker logs where a tick's and a
 # chunk's time went (bench/run.sh reads these lines)
 $node->safe_psql('postgres', q{alter system set log_min_messages = debug1});
