@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pgque_worker scale benchmark (issue 15, item 3). Run as root:
 #
-#   sudo PGQUE_SQL=/path/to/pgque.sql bench/scale.sh    # ~6 min; BENCH_QUICK=1 halves the windows
+#   sudo PGQUE_SQL=/path/to/pgque.sql bench/scale.sh    # ~5 min; BENCH_QUICK=1 halves the windows
 #
 # Starts its own temporary cluster (/tmp/pgque_worker-scale, port 5478,
 # max_worker_processes 64, pgque_worker preloaded), installs the real PgQue
@@ -14,6 +14,11 @@
 #      CPU of all pgque_worker processes (bench/cpu_sample.pl) and WAL
 #      bytes/s over SCALE_IDLE_SECONDS, and the mean ticker() call from
 #      pgque_worker.status() (tick_seconds_total / tick_calls, deltas).
+#  (a2) the largest count again under the same load, while an unprivileged
+#      role runs CREATE TEMP TABLE / DROP TABLE back to back in the same
+#      database (every such statement invalidates catalog caches, which the
+#      workers' per-statement checks read): latency, CPU of the workers and
+#      their ticker() mean over the load window (SCALE_CHURN=0 skips it).
 #  (b) 1, 5, 20 idle databases, each with PgQue, one idle queue (default
 #      policy) and one registered handler (a ticker and a dispatcher each):
 #      CPU of all pgque_worker processes and WAL bytes/s over SCALE_IDLE_SECONDS.
@@ -68,6 +73,9 @@ r() { q postgres "$@"; }
 r "create table res_a (idle_queues int, sent int, delivered int, p50 float8, p99 float8, load_calls bigint,
                        load_tick_ms text, direct_tick_ms text, idle_cpu_pct float8, ticker_s float8, dispatcher_s float8,
                        launcher_s float8, idle_wal_bps float8, idle_calls bigint, idle_tick_ms text)"
+r "create table res_churn (idle_queues int, sent int, delivered int, p50 float8, p99 float8, load_calls bigint,
+                           load_tick_ms text, cpu_pct float8, ticker_s float8, dispatcher_s float8, churn_tables bigint,
+                           quiet_cpu_pct float8)"
 r "create table res_b (dbs int, workers int, idle_cpu_pct float8, ticker_s float8, dispatcher_s float8, launcher_s float8,
                        idle_wal_bps float8, tick_calls bigint, maint_calls bigint, tick_s float8)"
 set_conf() { # name value: ALTER SYSTEM + reload
@@ -145,6 +153,47 @@ for n in $QUEUES; do
                    from res_a where idle_queues = $n")"
 done
 q scale "select datname, kind, state, tick_calls, ticks, tick_seconds_total, tick_seconds_max, errors, last_error from pgque_worker.status()" >> "$raw"
+
+# ============================================================ (a2) catalog churn
+# The largest count again: the same load alone (CPU of the workers over
+# the window), then with an unprivileged role creating and dropping a temp
+# table back to back in the same database.
+if [ "${SCALE_CHURN:-1}" = 1 ]; then
+  log "(a2) $n idle queues, an unprivileged role churning the catalog"
+  q scale "create role scale_churner login" >/dev/null
+  churn_load() { # with_churn: "sent delivered calls tick_ms cpu_pct ticker_s dispatcher_s tables"
+    local cpid="" t0 t1 res sent got a0 b0 a1 b1 cpu pct tk ds la
+    q scale "truncate lat"
+    t0=$(q scale "select pg_catalog.pg_stat_get_tuples_inserted('pg_catalog.pg_class'::regclass)")
+    if [ "$1" = 1 ]; then
+      yes 'create temp table churn (a int); drop table churn;' | head -n 2000000 |
+        $bin/psql -X -q -h "$dir" -p "$port" -U scale_churner -d scale >/dev/null 2>&1 &
+      cpid=$!; bg_pids+=("$cpid")
+      sleep 1
+    fi
+    read -r a0 b0 <<<"$(tick_counters scale)"
+    cpu_workers "$LOAD_SECONDS" > "$dir/churn_cpu" &
+    local cpu_pid=$!
+    res=$("$client" send "$conninfo dbname=scale" busy "$RATE" "$LOAD_SECONDS" 1)
+    wait "$cpu_pid"
+    read -r a1 b1 <<<"$(tick_counters scale)"
+    [ -z "$cpid" ] || { kill "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; }
+    sent=$(awk '{print $2}' <<<"$res")
+    local deadline=$((SECONDS + 15))
+    while got=$(q scale "select count(*) from lat"); [ "$got" -lt "$sent" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    sleep 1.5   # the churner's statistics flushed
+    t1=$(q scale "select pg_catalog.pg_stat_get_tuples_inserted('pg_catalog.pg_class'::regclass)")
+    read -r cpu pct tk ds la < "$dir/churn_cpu"
+    echo "queues $n churn $1: $res delivered $got" >> "$raw"
+    echo "$sent $got $((a1 - a0)) $(mean_ms "$a0" "$b0" "$a1" "$b1") $pct $tk $ds $((t1 - t0))"
+  }
+  read -r _ _ _ _ quiet_pct _ _ _ <<<"$(churn_load 0)"
+  read -r sent got calls tick_ms pct tk ds tables <<<"$(churn_load 1)"
+  read -r p50 p99 <<<"$(q scale "select percentile_disc(0.5) within group (order by ms), percentile_disc(0.99) within group (order by ms)
+                                  from (select extract(epoch from handled - sent) * 1000 ms from lat) l" | tr '|' ' ')"
+  r "insert into res_churn values ($n, $sent, $got, $p50, $p99, $calls, '$tick_ms', $pct, $tk, $ds, $tables, $quiet_pct)" >/dev/null
+  log "  p50 $p50 ms p99 $p99 ms, $got / $sent delivered, ticker() $tick_ms ms ($calls calls), workers $pct % of a core ($quiet_pct % without the churn), $tables temp tables made"
+fi
 
 # ============================================================ (b) idle databases
 log "(b) idle databases"
@@ -228,6 +277,25 @@ r "select format('| %s | %s | %s | %s / %s | %s | %s | %s | %s (%s) | %s | %s | 
 echo
 echo "Target: with $last_q idle queues the busy queue's p50 within 2 x of the $(r "select min(idle_queues) from res_a")-queue case: $verdict_a."
 echo
+if [ "$(r "select count(*) from res_churn")" -gt 0 ]; then
+echo "## (a2) the largest count while a role churns the catalog"
+echo
+echo "The same load with $last_q idle queues, while an unprivileged role (no"
+echo "grant beyond PUBLIC's) runs \`create temp table churn (a int); drop table churn;\`"
+echo "back to back in the same database: every such statement invalidates the"
+echo "catalog caches from which the workers check, per statement, whose objects"
+echo "PgQue's statements use. The churner itself takes up to one of the cores."
+echo "CPU: all pgque_worker processes over the load window, and over the same"
+echo "window of the same load without the churn just before."
+echo
+echo "| idle queues | busy p50 ms | busy p99 ms | delivered / sent | ticker() calls | worker ticker() ms | workers' CPU % of a core (without the churn) | ticker / dispatcher s | temp tables made |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+r "select format('| %s | %s | %s | %s / %s | %s | %s | %s (%s) | %s / %s | %s |', idle_queues, round(p50::numeric, 1), round(p99::numeric, 1),
+                  delivered, sent, load_calls, load_tick_ms, round(cpu_pct::numeric, 2), round(quiet_cpu_pct::numeric, 2),
+                  round(ticker_s::numeric, 2), round(dispatcher_s::numeric, 2), churn_tables)
+       from res_churn"
+echo
+fi
 echo "## (b) idle databases"
 echo
 echo "Each database: PgQue, one idle queue (default policy), one registered"
