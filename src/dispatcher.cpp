@@ -721,6 +721,31 @@ typedef struct RangeCall
 	int			hi;
 } RangeCall;
 
+/*
+ * A handler may leave nothing in this process's temporary schema (a
+ * function, a domain, a type: the temporary tables PostgreSQL refuses
+ * itself in a security-restricted operation). PgQue's functions run here
+ * as their owner, and PostgreSQL looks type names up in the temporary
+ * schema before the search_path they set (`pgque, pg_catalog`): a domain
+ * `pg_temp.int4` whose CHECK a later nack() ran as PgQue's owner made a
+ * tenant superuser (found by a review). The call fails, and its
+ * subtransaction's rollback takes the schema and its objects with it.
+ */
+static void
+refuse_temp_objects(void)
+{
+	Oid			temp_ns;
+	Oid			temp_toast_ns;
+
+	GetTempNamespaceState(&temp_ns, &temp_toast_ns);
+	if (OidIsValid(temp_ns))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a handler may not create temporary objects"),
+				 errdetail("The dispatcher runs PgQue as its owner in the same process, and PostgreSQL looks up type names in the temporary schema first."),
+				 errhint("Create them in a schema of the handler's role.")));
+}
+
 static void
 range_fn(void *arg)
 {
@@ -730,6 +755,7 @@ range_fn(void *arg)
 	enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
 	pqw_handler_call_active = true;
 	call_handler(c->run, c->lo, c->hi);
+	refuse_temp_objects();
 	/* disarmed first: the hard limit firing after the flag went down
 	 * would end the process as if outside a call */
 	disable_timeout(hard_limit_timeout, false);

@@ -26,7 +26,11 @@ PG_FUNCTION_INFO_V1(pqw_delete_handler);
 }
 
 /* Runs `sql` (returning one boolean) with `nargs` text arguments as the
- * owner of schema pgque, security-restricted. */
+ * owner of schema pgque, security-restricted. `sql` reads PgQue's tables
+ * and calls none of its PL/pgSQL: this runs in the caller's backend, where
+ * the caller may have compiled PgQue's functions first, under a
+ * search_path naming its own types (a domain whose CHECK would then run
+ * as PgQue's owner; found by a review). */
 static bool
 ask_pgque(const char *sql, int nargs, Datum *args)
 {
@@ -67,8 +71,8 @@ pqw_queue_exists(PG_FUNCTION_ARGS)
 {
 	Datum		args[1] = {PG_GETARG_DATUM(0)};
 
-	PG_RETURN_BOOL(ask_pgque("select exists (select 1 from pgque.get_queue_info() q"
-							 " where q.queue_name = $1)", 1, args));
+	PG_RETURN_BOOL(ask_pgque("select exists (select 1 from pgque.queue q"
+							 " where q.queue_name operator(pg_catalog.=) $1)", 1, args));
 }
 
 PQW_EXPORT Datum
@@ -76,8 +80,11 @@ pqw_consumer_exists(PG_FUNCTION_ARGS)
 {
 	Datum		args[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
 
-	PG_RETURN_BOOL(ask_pgque("select exists (select 1 from pgque.get_consumer_info($1, $2))",
-							 2, args));
+	PG_RETURN_BOOL(ask_pgque("select exists (select 1 from pgque.queue q, pgque.consumer c,"
+							 " pgque.subscription s where q.queue_name operator(pg_catalog.=) $1"
+							 " and c.co_name operator(pg_catalog.=) $2"
+							 " and s.sub_queue operator(pg_catalog.=) q.queue_id"
+							 " and s.sub_consumer operator(pg_catalog.=) c.co_id)", 2, args));
 }
 
 PQW_EXPORT Datum

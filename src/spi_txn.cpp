@@ -118,6 +118,72 @@ static ProcessUtility_hook_type prev_utility = NULL;
 static void check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate);
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 
+/* Does a proconfig array set search_path? */
+static bool
+config_sets_search_path(Datum config)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(config);
+	Datum	   *items;
+	bool	   *nulls;
+	int			n;
+	bool		found = false;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+	for (int i = 0; i < n && !found; i++)
+	{
+		char	   *kv = nulls[i] ? NULL : TextDatumGetCString(items[i]);
+
+		found = kv != NULL && strncmp(kv, "search_path=", strlen("search_path=")) == 0;
+	}
+	return found;
+}
+
+bool
+pqw_pgque_fn_needs_path(Oid fn_oid)
+{
+	HeapTuple	tup;
+	bool		needs = false;
+	Oid			pgque_ns;
+
+	if (!OidIsValid(pqw_worker_roleid) || fn_oid < FirstNormalObjectId || !IsTransactionState())
+		return false;
+	pgque_ns = get_namespace_oid("pgque", true);
+	if (!OidIsValid(pgque_ns))
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	if (((Form_pg_proc) GETSTRUCT(tup))->pronamespace == pgque_ns)
+	{
+		bool		isnull;
+		Datum		config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+
+		needs = isnull || !config_sets_search_path(config);
+	}
+	ReleaseSysCache(tup);
+	return needs;
+}
+
+void
+pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
+{
+	if (event == FHET_START && pqw_pgque_fn_needs_path(flinfo->fn_oid))
+	{
+		int			nest = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", PQW_PGQUE_FN_SEARCH_PATH, PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		*arg = Int32GetDatum(nest);
+	}
+	else if (event == FHET_END && DatumGetInt32(*arg) > 0)
+	{
+		AtEOXact_GUC(true, DatumGetInt32(*arg));
+		*arg = Int32GetDatum(0);
+	}
+	else if (event == FHET_ABORT)
+		*arg = Int32GetDatum(0);	/* the abort unwinds the nest level */
+}
+
 void
 pqw_worker_session_init(void)
 {

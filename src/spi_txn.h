@@ -51,6 +51,23 @@ extern Oid	pqw_worker_roleid;
  */
 void		pqw_worker_session_init(void);
 
+/*
+ * In the workers, a function of schema pgque that sets no search_path of
+ * its own runs with PQW_PGQUE_FN_SEARCH_PATH (the search_path the workers
+ * run PgQue as its owner with), whoever calls it (a handler
+ * too). PL/pgSQL compiles a function once per process, looking the types
+ * of its variables up under the search_path of its first call: a handler
+ * calling get_batch_events() under its own search_path made the compiled
+ * form name the handler's domain, whose CHECK the next nack() run as
+ * PgQue's owner would run (found by a review). pqw_pgque_fn_needs_path
+ * (from needs_fmgr_hook: a function so marked is also never inlined) and
+ * pqw_pgque_fn_path (from fmgr_hook) do it; outside the workers, false and
+ * nothing.
+ */
+#define PQW_PGQUE_FN_SEARCH_PATH PQW_PINNED_SEARCH_PATH
+bool		pqw_pgque_fn_needs_path(Oid fn_oid);
+void		pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg);
+
 /* A switch of the current user for the statements that follow, inside a
  * transaction: security-restricted, with its own settings nest level so
  * whatever the code run under it SETs is undone by pqw_end_as. */

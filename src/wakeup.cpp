@@ -43,6 +43,7 @@
  *    pgque_worker.max_idle_interval bound the delay.
  */
 #include "wakeup.h"
+#include "spi_txn.h"
 
 extern "C" {
 #include "executor/executor.h"
@@ -420,6 +421,8 @@ pqw_needs_fmgr_hook(Oid fn_oid)
 {
 	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
 		return true;
+	if (pqw_pgque_fn_needs_path(fn_oid))
+		return true;
 	if (!pqw_wake_on_commit || !ensure_cache())
 		return false;
 	return fn_oid == force_fn[0] || fn_oid == force_fn[1];
@@ -439,6 +442,7 @@ pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 		ensure_cache() && OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
 		note_wake(WAKE_TICKER);
+	pqw_pgque_fn_path(event, flinfo, arg);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, arg);
 }

@@ -13,7 +13,9 @@
 #  5 WITH HOLD cursor declared by a handler       13 fake cron.job table
 #  6 shadowed operators in the policy query       14 handler role loses LOGIN
 #  7 failing DROP DATABASE leaves workers alone   15 planted pgque_worker.handler
-#  8 commit hook without USAGE on schema pgque
+#  8 commit hook without USAGE on schema pgque  16 PgQue compiled under a reader's types
+#                                                17 handler planting types in pg_temp
+#                                                18 handler compiling PgQue under its types
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -655,6 +657,137 @@ select pgque_worker.register_handler('q10b', 'good', 'public.h10_good(pgque.mess
 		'the stuck message is nacked or counted as an error');
 	my $le = q1('sdb', q{select coalesce(last_error, '') from pgque_worker.handler_stats where consumer_name = 'stuck'});
 	isnt($le, '', 'its last_error says so') and note "last_error: $le";
+};
+
+# 16: a pgque_reader member compiles PgQue's PL/pgSQL in its own session
+# under a search_path naming its domain (or with a domain in pg_temp, which
+# types are looked up in first), then asks _queue_exists() and
+# _consumer_exists() (register_handler's checks), which ran PgQue as its
+# owner in that session: the compiled get_queue_info() ran the domain's
+# CHECK as PgQue's owner (found by a review: the member became superuser).
+# The checks now read PgQue's tables and call none of its functions.
+subtest 'PgQue compiled under a reader\'s types' => sub {
+	new_db('cdb16');
+	queue('cdb16', 'q16');
+	q1('cdb16', q{select pgque.subscribe('q16', 'c16')});
+	new_role($_, 'pgque_reader') for qw(t16 t16b);
+	q1('cdb16', q{create schema t16s authorization t16});
+	my ($ret, $out, $err) = try_sql('cdb16', q{
+create function t16s.pwn(v pg_catalog.text) returns pg_catalog.bool language plpgsql as $$
+begin perform public.rec('domain16', 't16'); return true; end $$;
+create domain t16s.text as pg_catalog.text check (t16s.pwn(value));
+set search_path = t16s, pg_catalog;
+do $$ begin perform pg_catalog.count(*) from pgque.get_queue_info('q16');
+  exception when others then null; end $$;
+do $$ begin perform pg_catalog.count(*) from pgque.get_consumer_info('q16', 'c16');
+  exception when others then null; end $$;
+reset search_path;
+select pgque_worker._queue_exists('q16'), pgque_worker._consumer_exists('q16', 'c16');
+}, user => 't16');
+	like($out, qr/t\|t$/, 'the reader\'s checks still answer') or diag $err;
+	($ret, $out, $err) = try_sql('cdb16', q{
+create function pg_temp.pwn(v pg_catalog.text) returns pg_catalog.bool language plpgsql as $$
+begin perform public.rec('tempdomain16', 't16b'); return true; end $$;
+create domain pg_temp.text as pg_catalog.text check (pg_temp.pwn(value));
+do $$ begin perform pg_catalog.count(*) from pgque.get_queue_info('q16');
+  exception when others then null; end $$;
+do $$ begin perform pg_catalog.count(*) from pgque.get_consumer_info('q16', 'c16');
+  exception when others then null; end $$;
+select pgque_worker._queue_exists('q16'), pgque_worker._consumer_exists('q16', 'c16');
+}, user => 't16b');
+	like($out, qr/t\|t$/, 'with a domain in pg_temp too') or diag $err;
+	is(su_records('cdb16'), '', 'no domain check ran as a superuser');
+	is(is_super('t16'), 'f', 't16 is not a superuser');
+	is(is_super('t16b'), 'f', 't16b is not a superuser');
+};
+
+# 17: a handler creates a function and a domain pg_catalog.int4 would be
+# shadowed by in the dispatcher's temporary schema, then fails a message:
+# the nack() the dispatcher then runs as PgQue's owner declared an int4,
+# whose domain CHECK ran as that owner (found by a review: the tenant
+# became superuser). A handler may no longer leave temporary objects: the
+# call fails and its rollback drops them. A database of its own, so that
+# its dispatcher has compiled no nack() yet.
+subtest 'handler planting types in pg_temp' => sub {
+	new_db('tdb17');
+	queue('tdb17', 'q17');
+	new_role('h17', 'pgque_reader');
+	q1('tdb17', q{create table public.got17 (payload text); grant insert on public.got17 to h17});
+	q1('tdb17', q{
+create function public.h17(m pgque.message) returns void language plpgsql as $body$
+begin
+  if m.payload = 'plant' then
+    execute 'create function pg_temp.pwn17(v pg_catalog.int4) returns pg_catalog.bool language plpgsql as '
+      || pg_catalog.quote_literal('begin perform public.rec(''tempdomain17'', ''h17''); return true; end');
+    execute 'create domain pg_temp.int4 as pg_catalog.int4 check (pg_temp.pwn17(value))';
+  elsif m.payload = 'fail' then
+    raise exception 'h17 fails on purpose';
+  end if;
+  insert into public.got17 values (m.payload);
+end $body$;
+alter function public.h17(pgque.message) owner to h17;
+set role h17;
+select pgque_worker.register_handler('q17', 'c17', 'public.h17(pgque.message)', retry_after => '1 hour');
+});
+	q1('tdb17', q{select pgque.send('q17', 'plant'::text)});
+	ok(wait_for('tdb17', q{select messages_nacked >= 1 from pgque_worker.handler_stats where consumer_name = 'c17'}, 't', 30),
+		'the planting call is nacked');
+	like(q1('tdb17', q{select coalesce(last_error, '') from pgque_worker.handler_stats where consumer_name = 'c17'}),
+		qr/may not create temporary objects|cannot create a type in a temporary schema/,
+		'  as a handler that may not create temporary objects (PostgreSQL 15.20 refuses the domain itself)');
+	q1('tdb17', q{select pgque.send('q17', 'fail'::text)});
+	ok(wait_for('tdb17', q{select messages_nacked >= 2 from pgque_worker.handler_stats where consumer_name = 'c17'}, 't', 30),
+		'the failing message is nacked by PgQue\'s nack()');
+	q1('tdb17', q{select pgque.send('q17', 'ok'::text)});
+	ok(wait_for('tdb17', q{select count(*) from public.got17 where payload = 'ok'}, '1', 30), 'the next message is handled');
+	is(q1('tdb17', q{select count(*) from public.got17 where payload = 'plant'}), '0', 'the planting call left nothing');
+	is(su_records('tdb17'), '', 'no domain check ran as a superuser');
+	is(is_super('h17'), 'f', 'h17 is not a superuser');
+};
+
+# 18: a handler running under its own search_path calls one of PgQue's
+# functions that sets none (get_batch_events()), so PL/pgSQL compiles it
+# in the dispatcher with the handler's domain for "text"; the nack() the
+# dispatcher then ran as PgQue's owner calls that compiled form (found by
+# a review: every nack in the database refused from then on, and a CHECK
+# run as the owner). In the workers such a function now runs with the
+# pinned search_path, whoever calls it.
+subtest 'handler compiling PgQue under its types' => sub {
+	new_db('tdb18');
+	queue('tdb18', 'q18');
+	new_role('h18', 'pgque_reader');
+	q1('tdb18', q{
+create schema h18s authorization h18;
+create table public.got18 (payload text); grant insert on public.got18 to h18;
+set role h18;
+create function h18s.pwn(v pg_catalog.text) returns pg_catalog.bool language plpgsql as $$
+begin perform public.rec('domain18', 'h18'); return true; end $$;
+create domain h18s.text as pg_catalog.text check (h18s.pwn(value));
+create function h18s.h(m pgque.message) returns void language plpgsql
+set search_path = h18s, pg_catalog as $body$
+begin
+  begin
+    perform * from pgque.get_batch_events(-1);
+  exception when others then null;
+  end;
+  if m.payload = 'fail' then
+    raise exception 'h18 fails on purpose';
+  end if;
+  insert into public.got18 values (m.payload);
+end $body$;
+select pgque_worker.register_handler('q18', 'c18', 'h18s.h(pgque.message)', retry_after => '1 hour');
+});
+	q1('tdb18', q{select pgque.send('q18', 'first'::text)});
+	ok(wait_for('tdb18', q{select count(*) from public.got18 where payload = 'first'}, '1', 30), 'the handler ran');
+	q1('tdb18', q{select pgque.send('q18', 'fail'::text)});
+	ok(wait_for('tdb18', q{select messages_nacked from pgque_worker.handler_stats where consumer_name = 'c18'}, '1', 30),
+		'its failing message is nacked');
+	q1('tdb18', q{select pgque.send('q18', 'after'::text)});
+	ok(wait_for('tdb18', q{select count(*) from public.got18 where payload = 'after'}, '1', 30), 'the next message is handled');
+	is(q1('tdb18', q{select errors from pgque_worker.handler_stats where consumer_name = 'c18'}), '0',
+		'no chunk failed (PgQue\'s nack() was not refused)');
+	is(su_records('tdb18'), '', 'no domain check ran as a superuser');
+	is(is_super('h18'), 'f', 'h18 is not a superuser');
 };
 
 note sprintf('test took %.0f s', time - $t_start);
