@@ -315,6 +315,8 @@ untrusted_function(Oid func, void *context)
 	return false;
 }
 
+static bool check_relation_owner(Oid relid, bool ereport_on_violation);
+
 /* Every function (operators' and casts' too) and domain an analyzed
  * statement of PgQue's names. */
 static bool
@@ -323,7 +325,21 @@ check_analyzed_node(Node *node, void *context)
 	if (node == NULL)
 		return false;
 	if (IsA(node, Query))
+	{
+		ListCell   *lc;
+
+		/* its relations (views too) before the planner runs: it folds
+		 * the IMMUTABLE functions of a view's quals (found by a review:
+		 * a pgque_admin member's view read a role's password hash) */
+		foreach(lc, ((Query *) node)->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION && OidIsValid(rte->relid))
+				(void) check_relation_owner(rte->relid, true);
+		}
 		return query_tree_walker((Query *) node, PQW_WALKER(check_analyzed_node), context, 0);
+	}
 	(void) check_functions_in_node(node, untrusted_function, context);
 	if (IsA(node, CoerceToDomain))
 	{
@@ -436,7 +452,7 @@ check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (prev_post_parse_analyze != NULL)
 		prev_post_parse_analyze(pstate, query, jstate);
 	if (pgque_guard)
-		(void) query_tree_walker(query, PQW_WALKER(check_analyzed_node), NULL, 0);
+		(void) check_analyzed_node((Node *) query, NULL);
 }
 
 /*

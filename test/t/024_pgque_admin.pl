@@ -114,11 +114,19 @@ begin
   return;
 end \$\$;
 alter function public.evilrows() owner to admin1;
+create function public.imm_probe(int) returns boolean language plpgsql immutable as \$\$
+begin
+  raise exception 'imm_probe ran as %', current_user;
+end \$\$;
+alter function public.imm_probe(int) owner to admin1;
 });
+# ... and an IMMUTABLE one in their quals, which the planner folds (found
+# by a review: checked only at executor start, such a function ran as
+# PgQue's owner and put what it read in last_error)
 for my $i (0 .. $ntables - 1)
 {
 	$node->safe_psql('app', qq{
-create view public.evil_$i as select * from public.evilrows();
+create view public.evil_$i as select * from public.evilrows() where public.imm_probe(1);
 alter view public.evil_$i owner to admin1;
 });
 }
@@ -137,6 +145,8 @@ select pgque_worker.register_handler('qv', 'v', 'hv(pgque.message)', enabled => 
 $gained_nothing->(
 	q{select last_error ~ 'would read relation "evil_' from pgque_worker.handler_stats where queue_name = 'qv'},
 	"the dispatcher refusing to read admin1's views as PgQue's owner");
+is($node->safe_psql('app', q{select count(*) from pgque_worker.handler_stats where last_error ~ 'imm_probe ran'}), '0',
+	'  before the planner could fold their IMMUTABLE function');
 is($node->safe_psql('app', q{select count(*) from got where payload in ('v3', 'v4')}), '0',
 	'nothing delivered from the redirected storage');
 # undone: v3 and v4 delivered once
