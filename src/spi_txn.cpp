@@ -10,6 +10,7 @@
 
 #include "guc.h"
 
+#include "shmem.h"
 #include "trust.h"
 
 extern "C" {
@@ -18,6 +19,7 @@ extern "C" {
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_language.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "utils/regproc.h"
@@ -118,6 +120,15 @@ static ProcessUtility_hook_type prev_utility = NULL;
 static void check_pgque_analyzed(ParseState *pstate, Query *query, JumbleState *jstate);
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 
+/* What the workers' fmgr hook does with a function (see spi_txn.h). */
+typedef enum PgqueFnKind
+{
+	FN_OTHER,
+	FN_PGQUE,					/* of schema pgque, no search_path of its own */
+	FN_PGQUE_OWN_PATH,			/* of schema pgque, SET search_path */
+	FN_VALIDATOR				/* a procedural language's validator */
+} PgqueFnKind;
+
 /* Does a proconfig array set search_path? */
 static bool
 config_sets_search_path(Datum config)
@@ -130,58 +141,97 @@ config_sets_search_path(Datum config)
 
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
 	for (int i = 0; i < n && !found; i++)
-	{
-		char	   *kv = nulls[i] ? NULL : TextDatumGetCString(items[i]);
-
-		found = kv != NULL && strncmp(kv, "search_path=", strlen("search_path=")) == 0;
-	}
+		found = !nulls[i] && strncmp(TextDatumGetCString(items[i]), "search_path=",
+									 strlen("search_path=")) == 0;
 	return found;
+}
+
+static PgqueFnKind
+pgque_fn_kind(Oid fn_oid)
+{
+	HeapTuple	tup;
+	Form_pg_proc p;
+	PgqueFnKind kind = FN_OTHER;
+	Oid			pgque_ns;
+
+	/* (built-in functions never get here: fmgr_info takes them first) */
+	if (!OidIsValid(pqw_worker_roleid) || !OidIsValid(fn_oid) || !IsTransactionState())
+		return FN_OTHER;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tup))
+		return FN_OTHER;
+	p = (Form_pg_proc) GETSTRUCT(tup);
+	pgque_ns = get_namespace_oid("pgque", true);
+	if (OidIsValid(pgque_ns) && p->pronamespace == pgque_ns)
+	{
+		bool		isnull;
+		Datum		config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+
+		kind = !isnull && config_sets_search_path(config) ? FN_PGQUE_OWN_PATH : FN_PGQUE;
+	}
+	/* a C function validator(oid) returns void: plpgsql_validator and the
+	 * like compile the function they are given and keep the result */
+	else if (p->prolang == ClanguageId && p->prorettype == VOIDOID && p->pronargs == 1 &&
+			 p->proargtypes.values[0] == OIDOID)
+	{
+		const char *name = NameStr(p->proname);
+		size_t		len = strlen(name);
+
+		if (len >= strlen("validator") && strcmp(name + len - strlen("validator"), "validator") == 0)
+			kind = FN_VALIDATOR;
+	}
+	ReleaseSysCache(tup);
+	return kind;
 }
 
 bool
 pqw_pgque_fn_needs_path(Oid fn_oid)
 {
-	HeapTuple	tup;
-	bool		needs = false;
-	Oid			pgque_ns;
-
-	if (!OidIsValid(pqw_worker_roleid) || fn_oid < FirstNormalObjectId || !IsTransactionState())
-		return false;
-	pgque_ns = get_namespace_oid("pgque", true);
-	if (!OidIsValid(pgque_ns))
-		return false;
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
-	if (!HeapTupleIsValid(tup))
-		return false;
-	if (((Form_pg_proc) GETSTRUCT(tup))->pronamespace == pgque_ns)
-	{
-		bool		isnull;
-		Datum		config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
-
-		needs = isnull || !config_sets_search_path(config);
-	}
-	ReleaseSysCache(tup);
-	return needs;
+	return pgque_fn_kind(fn_oid) != FN_OTHER;
 }
+
+/* The settings nest levels of the PgQue calls under way, innermost last. */
+#define PGQUE_FN_MAX_DEPTH 64
+static int	pgque_fn_nest[PGQUE_FN_MAX_DEPTH];
+static int	pgque_fn_depth = 0;
 
 void
 pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 {
-	if (event == FHET_START && pqw_pgque_fn_needs_path(flinfo->fn_oid))
-	{
-		int			nest = NewGUCNestLevel();
+	PgqueFnKind kind = pgque_fn_kind(flinfo->fn_oid);
 
-		(void) set_config_option("search_path", PQW_PGQUE_FN_SEARCH_PATH, PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-		*arg = Int32GetDatum(nest);
-	}
-	else if (event == FHET_END && DatumGetInt32(*arg) > 0)
+	(void) arg;
+	if (event == FHET_START && kind == FN_VALIDATOR && pqw_handler_call_active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a handler may not call a procedural language's validator"),
+				 errdetail("It would compile a function under the handler's search_path for every later caller in this process, PgQue's owner included.")));
+	if (kind != FN_PGQUE && kind != FN_PGQUE_OWN_PATH)
+		return;
+	if (event == FHET_START)
 	{
-		AtEOXact_GUC(true, DatumGetInt32(*arg));
-		*arg = Int32GetDatum(0);
+		/* the function's own search_path (applied already), else the
+		 * pinned one; pg_temp named in either, so searched last */
+		const char *path = GetConfigOption("search_path", false, false);
+
+		if (pgque_fn_depth >= PGQUE_FN_MAX_DEPTH)
+			ereport(ERROR,
+					(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+					 errmsg("PgQue's calls nest deeper than %d in a pgque_worker process",
+							PGQUE_FN_MAX_DEPTH)));
+		pgque_fn_nest[pgque_fn_depth++] = NewGUCNestLevel();
+		(void) set_config_option("search_path",
+								 kind == FN_PGQUE_OWN_PATH && path != NULL ?
+								 psprintf("%s, pg_temp", path) : PQW_PGQUE_FN_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
-	else if (event == FHET_ABORT)
-		*arg = Int32GetDatum(0);	/* the abort unwinds the nest level */
+	else if (pgque_fn_depth > 0)
+	{
+		pgque_fn_depth--;
+		/* after an error, the (sub)transaction's abort unwinds the level */
+		if (event == FHET_END)
+			AtEOXact_GUC(true, pgque_fn_nest[pgque_fn_depth]);
+	}
 }
 
 void

@@ -52,17 +52,21 @@ extern Oid	pqw_worker_roleid;
 void		pqw_worker_session_init(void);
 
 /*
- * In the workers, a function of schema pgque that sets no search_path of
- * its own runs with PQW_PGQUE_FN_SEARCH_PATH (the search_path the workers
- * run PgQue as its owner with), whoever calls it (a handler
- * too). PL/pgSQL compiles a function once per process, looking the types
- * of its variables up under the search_path of its first call: a handler
- * calling get_batch_events() under its own search_path made the compiled
- * form name the handler's domain, whose CHECK the next nack() run as
- * PgQue's owner would run (found by a review). pqw_pgque_fn_needs_path
- * (from needs_fmgr_hook: a function so marked is also never inlined) and
- * pqw_pgque_fn_path (from fmgr_hook) do it; outside the workers, false and
- * nothing.
+ * In the workers, every function of schema pgque runs with pg_temp named
+ * last in its search_path: its own search_path if it sets one (PgQue's
+ * SECURITY DEFINER functions set "pgque, pg_catalog", which leaves
+ * pg_temp first for types), else PQW_PGQUE_FN_SEARCH_PATH (the one the
+ * workers run PgQue as its owner with), whoever calls it, a handler too;
+ * and a handler may not call a procedural language's validator. PL/pgSQL
+ * compiles a function once per process, looking the types of its
+ * variables up under the search_path of its first call (or of a
+ * validator's), and keeps that for every later caller: a handler calling
+ * get_batch_events() (or plpgsql_validator() on it) under its own
+ * search_path made the compiled form name the handler's domain, whose
+ * CHECK the next nack() run as PgQue's owner ran (found by reviews).
+ * pqw_pgque_fn_needs_path (from needs_fmgr_hook: such a function is also
+ * never inlined) and pqw_pgque_fn_path (from fmgr_hook) do it; outside
+ * the workers, false and nothing.
  */
 #define PQW_PGQUE_FN_SEARCH_PATH PQW_PINNED_SEARCH_PATH
 bool		pqw_pgque_fn_needs_path(Oid fn_oid);

@@ -16,6 +16,8 @@
 #  8 commit hook without USAGE on schema pgque  16 PgQue compiled under a reader's types
 #                                                17 handler planting types in pg_temp
 #                                                18 handler compiling PgQue under its types
+#                                                19 the same through a validator
+#                                                20 handler compiling nack() with a temp type
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -717,8 +719,8 @@ subtest 'handler planting types in pg_temp' => sub {
 create function public.h17(m pgque.message) returns void language plpgsql as $body$
 begin
   if m.payload = 'plant' then
-    execute 'create function pg_temp.pwn17(v pg_catalog.int4) returns pg_catalog.bool language plpgsql as '
-      || pg_catalog.quote_literal('begin perform public.rec(''tempdomain17'', ''h17''); return true; end');
+    execute 'create function pg_temp.pwn17(v pg_catalog.int4) returns pg_catalog.bool language sql as '
+      || pg_catalog.quote_literal('select true from (select public.rec(''tempdomain17'', ''h17'')) s');
     execute 'create domain pg_temp.int4 as pg_catalog.int4 check (pg_temp.pwn17(value))';
   elsif m.payload = 'fail' then
     raise exception 'h17 fails on purpose';
@@ -788,6 +790,95 @@ select pgque_worker.register_handler('q18', 'c18', 'h18s.h(pgque.message)', retr
 		'no chunk failed (PgQue\'s nack() was not refused)');
 	is(su_records('tdb18'), '', 'no domain check ran as a superuser');
 	is(is_super('h18'), 'f', 'h18 is not a superuser');
+};
+
+# 19: the same through plpgsql_validator(), which compiles the function it
+# is given under the caller's search_path and keeps it (found by a second
+# review: the domain's CHECK ran COPY ... TO PROGRAM as PgQue's owner at
+# the next nack). A handler may not call a language's validator.
+subtest 'handler compiling PgQue through a validator' => sub {
+	new_db('tdb19');
+	queue('tdb19', 'q19');
+	new_role('h19', 'pgque_reader');
+	q1('tdb19', q{
+create schema h19s authorization h19;
+create table public.got19 (payload text, refused boolean); grant insert on public.got19 to h19;
+set role h19;
+create function h19s.pwn(v pg_catalog.text) returns pg_catalog.bool language plpgsql as $$
+begin perform public.rec('domain19', 'h19'); return true; end $$;
+create domain h19s.text as pg_catalog.text check (h19s.pwn(value));
+create function h19s.h(m pgque.message) returns void language plpgsql
+set search_path = h19s, pg_catalog as $body$
+declare
+  refused boolean := false;
+begin
+  begin
+    perform pg_catalog.plpgsql_validator('pgque.get_batch_events(bigint)'::pg_catalog.regprocedure);
+  exception when insufficient_privilege then refused := true;
+  end;
+  if m.payload = 'fail' then
+    raise exception 'h19 fails on purpose';
+  end if;
+  insert into public.got19 values (m.payload, refused);
+end $body$;
+select pgque_worker.register_handler('q19', 'c19', 'h19s.h(pgque.message)', retry_after => '1 hour');
+});
+	q1('tdb19', q{select pgque.send('q19', 'first'::text)});
+	ok(wait_for('tdb19', q{select count(*) from public.got19 where payload = 'first'}, '1', 30), 'the handler ran');
+	is(q1('tdb19', q{select refused from public.got19 where payload = 'first'}), 't', '  its validator call was refused');
+	q1('tdb19', q{select pgque.send('q19', 'fail'::text)});
+	ok(wait_for('tdb19', q{select messages_nacked from pgque_worker.handler_stats where consumer_name = 'c19'}, '1', 30),
+		'its failing message is nacked');
+	q1('tdb19', q{select pgque.send('q19', 'after'::text)});
+	ok(wait_for('tdb19', q{select count(*) from public.got19 where payload = 'after'}, '1', 30), 'the next message is handled');
+	is(q1('tdb19', q{select errors from pgque_worker.handler_stats where consumer_name = 'c19'}), '0',
+		'no chunk failed');
+	is(su_records('tdb19'), '', 'no domain check ran as a superuser');
+	is(is_super('h19'), 'f', 'h19 is not a superuser');
+};
+
+# 20: a handler creates a domain pg_temp.int4 and calls nack() itself in
+# that call: PgQue's SECURITY DEFINER functions set search_path = pgque,
+# pg_catalog, which leaves pg_temp first for types, so nack() was compiled
+# with the temporary domain, which the call's refusal then rolled back:
+# every later nack in the database failed (cache lookup failed for type)
+# until the dispatcher restarted (found by the second review). PgQue's
+# functions now run with pg_temp named last in the workers. (PostgreSQL
+# 15.20 refuses the domain in a handler itself.)
+subtest 'handler compiling nack() with a temporary type' => sub {
+	new_db('tdb20');
+	queue('tdb20', 'q20');
+	new_role('h20', 'pgque_reader');
+	q1('tdb20', q{
+create table public.got20 (payload text); grant insert on public.got20 to h20;
+create function public.h20(m pgque.message) returns void language plpgsql as $body$
+begin
+  if m.payload = 'plant' then
+    execute 'create domain pg_temp.int4 as pg_catalog.int4 check (value is null or value > 0)';
+    begin
+      perform pgque.nack(-1, m, interval '1 hour', 'x'::text);
+    exception when others then null;
+    end;
+  elsif m.payload = 'fail' then
+    raise exception 'h20 fails on purpose';
+  end if;
+  insert into public.got20 values (m.payload);
+end $body$;
+alter function public.h20(pgque.message) owner to h20;
+set role h20;
+select pgque_worker.register_handler('q20', 'c20', 'public.h20(pgque.message)', retry_after => '1 hour');
+});
+	q1('tdb20', q{select pgque.send('q20', 'plant'::text)});
+	ok(wait_for('tdb20', q{select messages_nacked from pgque_worker.handler_stats where consumer_name = 'c20'}, '1', 30),
+		'the planting call is nacked');
+	q1('tdb20', q{select pgque.send('q20', 'fail'::text)});
+	ok(wait_for('tdb20', q{select messages_nacked from pgque_worker.handler_stats where consumer_name = 'c20'}, '2', 30),
+		'a later failing message is nacked too');
+	q1('tdb20', q{select pgque.send('q20', 'after'::text)});
+	ok(wait_for('tdb20', q{select count(*) from public.got20 where payload = 'after'}, '1', 30), 'the next message is handled');
+	is(q1('tdb20', q{select errors from pgque_worker.handler_stats where consumer_name = 'c20'}), '0',
+		'no chunk failed');
+	is(is_super('h20'), 'f', 'h20 is not a superuser');
 };
 
 note sprintf('test took %.0f s', time - $t_start);
