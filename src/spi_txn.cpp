@@ -196,11 +196,10 @@ static int	pgque_fn_nest[PGQUE_FN_MAX_DEPTH];
 static int	pgque_fn_depth = 0;
 
 void
-pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
+pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 {
 	PgqueFnKind kind = pgque_fn_kind(flinfo->fn_oid);
 
-	(void) arg;
 	if (event == FHET_START && kind == FN_VALIDATOR && pqw_handler_call_active)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

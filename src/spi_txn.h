@@ -70,7 +70,7 @@ void		pqw_worker_session_init(void);
  */
 #define PQW_PGQUE_FN_SEARCH_PATH PQW_PINNED_SEARCH_PATH
 bool		pqw_pgque_fn_needs_path(Oid fn_oid);
-void		pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg);
+void		pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo);
 
 /* A switch of the current user for the statements that follow, inside a
  * transaction: security-restricted, with its own settings nest level so

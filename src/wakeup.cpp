@@ -442,7 +442,7 @@ pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 		ensure_cache() && OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
 		note_wake(WAKE_TICKER);
-	pqw_pgque_fn_path(event, flinfo, arg);
+	pqw_pgque_fn_path(event, flinfo);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, arg);
 }
