@@ -190,47 +190,74 @@ pqw_pgque_fn_needs_path(Oid fn_oid)
 	return pgque_fn_kind(fn_oid) != FN_OTHER;
 }
 
-/* The settings nest levels of the PgQue calls under way, innermost last. */
+/*
+ * The PgQue calls under way, innermost last: the call (its FmgrInfo) and
+ * the settings nest level it opened. What a function is gets decided
+ * once, at its start; its end or abort pops its own frame and nothing
+ * else, so a function that changes schema or settings during its call
+ * cannot unbalance the stack. Each worker transaction starts with none.
+ */
 #define PGQUE_FN_MAX_DEPTH 64
-static int	pgque_fn_nest[PGQUE_FN_MAX_DEPTH];
+typedef struct PgqueFnFrame
+{
+	const FmgrInfo *flinfo;
+	int			nest;
+} PgqueFnFrame;
+static PgqueFnFrame pgque_fn_frames[PGQUE_FN_MAX_DEPTH];
 static int	pgque_fn_depth = 0;
+
+static void
+pgque_fn_frames_reset(void)
+{
+	if (pgque_fn_depth != 0)
+		elog(LOG, "pgque_worker: %d PgQue call frames left from an earlier transaction, dropped",
+			 pgque_fn_depth);
+	pgque_fn_depth = 0;
+}
 
 void
 pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 {
+	if (event != FHET_START)
+	{
+		/* after an error, the (sub)transaction's abort unwinds the level */
+		if (pgque_fn_depth > 0 && pgque_fn_frames[pgque_fn_depth - 1].flinfo == flinfo)
+		{
+			pgque_fn_depth--;
+			if (event == FHET_END)
+				AtEOXact_GUC(true, pgque_fn_frames[pgque_fn_depth].nest);
+		}
+		return;
+	}
+
 	PgqueFnKind kind = pgque_fn_kind(flinfo->fn_oid);
 
-	if (event == FHET_START && kind == FN_VALIDATOR && pqw_handler_call_active)
+	if (kind == FN_VALIDATOR && pqw_handler_call_active)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("a handler may not call a procedural language's validator"),
 				 errdetail("It would compile a function under the handler's search_path for every later caller in this process, PgQue's owner included.")));
 	if (kind != FN_PGQUE && kind != FN_PGQUE_OWN_PATH)
 		return;
-	if (event == FHET_START)
-	{
-		/* the function's own search_path (applied already), else the
-		 * pinned one; pg_temp named in either, so searched last */
-		const char *path = GetConfigOption("search_path", false, false);
+	if (pgque_fn_depth >= PGQUE_FN_MAX_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("PgQue's calls nest deeper than %d in a pgque_worker process",
+						PGQUE_FN_MAX_DEPTH)));
 
-		if (pgque_fn_depth >= PGQUE_FN_MAX_DEPTH)
-			ereport(ERROR,
-					(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
-					 errmsg("PgQue's calls nest deeper than %d in a pgque_worker process",
-							PGQUE_FN_MAX_DEPTH)));
-		pgque_fn_nest[pgque_fn_depth++] = NewGUCNestLevel();
-		(void) set_config_option("search_path",
-								 kind == FN_PGQUE_OWN_PATH && path != NULL ?
-								 psprintf("%s, pg_temp", path) : PQW_PGQUE_FN_SEARCH_PATH,
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	}
-	else if (pgque_fn_depth > 0)
-	{
-		pgque_fn_depth--;
-		/* after an error, the (sub)transaction's abort unwinds the level */
-		if (event == FHET_END)
-			AtEOXact_GUC(true, pgque_fn_nest[pgque_fn_depth]);
-	}
+	/* the function's own search_path (applied already), else the pinned
+	 * one; pg_temp named in either, so searched last */
+	const char *path = GetConfigOption("search_path", false, false);
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path",
+							 kind == FN_PGQUE_OWN_PATH && path != NULL ?
+							 psprintf("%s, pg_temp", path) : PQW_PGQUE_FN_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	/* pushed once nothing above can fail: a START that raises gets no END */
+	pgque_fn_frames[pgque_fn_depth].flinfo = flinfo;
+	pgque_fn_frames[pgque_fn_depth].nest = nest;
+	pgque_fn_depth++;
 }
 
 void
@@ -842,6 +869,7 @@ run_in_transaction(const char *activity, Oid run_as, PqwTxnFn fn, void *arg,
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	pgque_fn_frames_reset();
 	PG_TRY();
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());

@@ -442,9 +442,20 @@ pqw_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 		ensure_cache() && OidIsValid(flinfo->fn_oid) &&
 		(flinfo->fn_oid == force_fn[0] || flinfo->fn_oid == force_fn[1]))
 		note_wake(WAKE_TICKER);
-	pqw_pgque_fn_path(event, flinfo);
-	if (prev_fmgr_hook)
-		prev_fmgr_hook(event, flinfo, arg);
+	/* nested inside the previous hook's start and end: a start that
+	 * raises gets no end, so ours goes last at the start, first after */
+	if (event == FHET_START)
+	{
+		if (prev_fmgr_hook)
+			prev_fmgr_hook(event, flinfo, arg);
+		pqw_pgque_fn_path(event, flinfo);
+	}
+	else
+	{
+		pqw_pgque_fn_path(event, flinfo);
+		if (prev_fmgr_hook)
+			prev_fmgr_hook(event, flinfo, arg);
+	}
 }
 
 /*
