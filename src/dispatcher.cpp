@@ -754,6 +754,7 @@ range_fn(void *arg)
 	enable_timeout_after(STATEMENT_TIMEOUT, pqw_handler_timeout_ms);
 	enable_timeout_after(hard_limit_timeout, 2 * pqw_handler_timeout_ms);
 	pqw_handler_call_active = true;
+	pqw_handler_call_role = c->run->h->run_as;
 	call_handler(c->run, c->lo, c->hi);
 	refuse_temp_objects();
 	/* disarmed first: the hard limit firing after the flag went down
@@ -761,6 +762,7 @@ range_fn(void *arg)
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	pqw_handler_call_active = false;
+	pqw_handler_call_role = InvalidOid;
 }
 
 static void
@@ -770,6 +772,7 @@ range_disarm(void *arg)
 	disable_timeout(hard_limit_timeout, false);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	pqw_handler_call_active = false;
+	pqw_handler_call_role = InvalidOid;
 }
 
 /*
@@ -1360,7 +1363,7 @@ run_part(Handler *h, ChunkPart *part, int fetch)
 	{
 		char	   *why;
 
-		fmgr_info(h->func, &run.flinfo);
+		pqw_handler_fmgr_info(h->func, h->run_as, &run.flinfo);
 		run.call_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgque_worker handler call",
 											 ALLOCSET_SMALL_SIZES);
 		if (narrow)

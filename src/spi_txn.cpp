@@ -23,6 +23,7 @@ extern "C" {
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "utils/regproc.h"
+#include "utils/varlena.h"
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -60,25 +61,22 @@ static const char *const pinned_settings[][2] = {
 };
 
 /*
- * pgque_worker.database_paused as pause() stored it for this database.
- * Read from the catalog: PostgreSQL applies a superuser-only setting of a
- * database only to superuser sessions, and the worker's role may not be one.
+ * The value of setting `name` that pg_db_role_setting holds for (db, role)
+ * (InvalidOid: any database / every role), or NULL.
  */
-static bool
-database_paused_in_catalog(void)
+static char *
+role_setting(Relation rel, Oid db, Oid role, const char *name)
 {
-	bool		paused = false;
+	char	   *found = NULL;
 	HeapTuple	tup;
 	ScanKeyData key[2];
-	Relation	rel;
 	SysScanDesc scan;
+	size_t		len = strlen(name);
 
-	StartTransactionCommand();
-	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
 	ScanKeyInit(&key[0], Anum_pg_db_role_setting_setdatabase, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(MyDatabaseId));
+				F_OIDEQ, ObjectIdGetDatum(db));
 	ScanKeyInit(&key[1], Anum_pg_db_role_setting_setrole, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(InvalidOid));
+				F_OIDEQ, ObjectIdGetDatum(role));
 	scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
@@ -94,21 +92,82 @@ database_paused_in_catalog(void)
 			int			n;
 
 			deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
-			for (int i = 0; i < n; i++)
+			for (int i = 0; i < n && found == NULL; i++)
 			{
 				char	   *kv = TextDatumGetCString(elems[i]);
-				char	   *val = strchr(kv, '=');
 
-				if (val && (size_t) (val - kv) == strlen("pgque_worker.database_paused") &&
-					strncmp(kv, "pgque_worker.database_paused", val - kv) == 0)
-					(void) parse_bool(val + 1, &paused);
+				if (strncmp(kv, name, len) == 0 && kv[len] == '=')
+					found = pstrdup(kv + len + 1);
 			}
 		}
 	}
 	systable_endscan(scan);
+	return found;
+}
+
+/*
+ * pgque_worker.database_paused as pause() stored it for this database.
+ * Read from the catalog: PostgreSQL applies a superuser-only setting of a
+ * database only to superuser sessions, and the worker's role may not be one.
+ */
+static bool
+database_paused_in_catalog(void)
+{
+	bool		paused = false;
+	Relation	rel;
+	char	   *val;
+
+	StartTransactionCommand();
+	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	val = role_setting(rel, MyDatabaseId, InvalidOid, "pgque_worker.database_paused");
+	if (val != NULL)
+		(void) parse_bool(val, &paused);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return paused;
+}
+
+/*
+ * The search_path a session of `owner` gets in this database (ALTER ROLE
+ * ... IN DATABASE, ALTER ROLE, ALTER DATABASE, ALTER ROLE ALL, in
+ * PostgreSQL's order, else its default), with "$user" spelled as the
+ * owner's name, so it names the same schemas whoever the current user is,
+ * and pg_temp last unless the owner's path names it.
+ */
+static char *
+owner_search_path(Oid owner)
+{
+	const Oid	order[4][2] = {{MyDatabaseId, owner}, {InvalidOid, owner},
+	{MyDatabaseId, InvalidOid}, {InvalidOid, InvalidOid}};
+	Relation	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	char	   *path = NULL;
+	char	   *owner_name = GetUserNameFromId(owner, true);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	for (int i = 0; i < 4 && path == NULL; i++)
+		path = role_setting(rel, order[i][0], order[i][1], "search_path");
+	table_close(rel, AccessShareLock);
+	if (path == NULL)
+		path = pstrdup("\"$user\", public");
+	if (!SplitIdentifierString(path, ',', &names))
+		return pstrdup(PQW_PINNED_SEARCH_PATH);
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		if (strcmp(name, "$user") == 0)
+		{
+			if (owner_name == NULL)
+				continue;
+			name = owner_name;
+		}
+		appendStringInfo(&buf, "%s, ", quote_identifier(name));
+	}
+	appendStringInfoString(&buf, "pg_temp");
+	return buf.data;
 }
 
 static bool check_pgque_relations(PQW_CHECK_PERMS_PARAMS);
@@ -126,8 +185,12 @@ typedef enum PgqueFnKind
 	FN_OTHER,
 	FN_PGQUE,					/* of schema pgque, no search_path of its own */
 	FN_PGQUE_OWN_PATH,			/* of schema pgque, SET search_path */
-	FN_VALIDATOR				/* a procedural language's validator */
+	FN_VALIDATOR,				/* a procedural language's validator */
+	FN_PROCEDURAL				/* another, in a language other than C,
+								 * internal or SQL, no search_path of its own */
 } PgqueFnKind;
+
+Oid			pqw_handler_call_role = InvalidOid;
 
 /* Does a proconfig array set search_path? */
 static bool
@@ -147,12 +210,15 @@ config_sets_search_path(Datum config)
 }
 
 static PgqueFnKind
-pgque_fn_kind(Oid fn_oid)
+pgque_fn_kind(Oid fn_oid, Oid *owner)
 {
 	HeapTuple	tup;
 	Form_pg_proc p;
 	PgqueFnKind kind = FN_OTHER;
 	Oid			pgque_ns;
+	bool		isnull;
+	Datum		config;
+	bool		own_path;
 
 	/* (built-in functions never get here: fmgr_info takes them first) */
 	if (!OidIsValid(pqw_worker_roleid) || !OidIsValid(fn_oid) || !IsTransactionState())
@@ -161,14 +227,12 @@ pgque_fn_kind(Oid fn_oid)
 	if (!HeapTupleIsValid(tup))
 		return FN_OTHER;
 	p = (Form_pg_proc) GETSTRUCT(tup);
+	*owner = p->proowner;
+	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+	own_path = !isnull && config_sets_search_path(config);
 	pgque_ns = get_namespace_oid("pgque", true);
 	if (OidIsValid(pgque_ns) && p->pronamespace == pgque_ns)
-	{
-		bool		isnull;
-		Datum		config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
-
-		kind = !isnull && config_sets_search_path(config) ? FN_PGQUE_OWN_PATH : FN_PGQUE;
-	}
+		kind = own_path ? FN_PGQUE_OWN_PATH : FN_PGQUE;
 	/* a C function validator(oid) returns void: plpgsql_validator and the
 	 * like compile the function they are given and keep the result */
 	else if (p->prolang == ClanguageId && p->prorettype == VOIDOID && p->pronargs == 1 &&
@@ -180,14 +244,39 @@ pgque_fn_kind(Oid fn_oid)
 		if (len >= strlen("validator") && strcmp(name + len - strlen("validator"), "validator") == 0)
 			kind = FN_VALIDATOR;
 	}
+	else if (p->prolang != ClanguageId && p->prolang != INTERNALlanguageId &&
+			 p->prolang != SQLlanguageId && !own_path)
+		kind = FN_PROCEDURAL;
 	ReleaseSysCache(tup);
 	return kind;
 }
 
+/* The handler function pqw_handler_fmgr_info is looking up, and its role. */
+static Oid	handler_lookup_fn = InvalidOid;
+static Oid	handler_lookup_role = InvalidOid;
+
 bool
 pqw_pgque_fn_needs_path(Oid fn_oid)
 {
-	return pgque_fn_kind(fn_oid) != FN_OTHER;
+	Oid			owner = InvalidOid;
+	PgqueFnKind kind = pgque_fn_kind(fn_oid, &owner);
+
+	/* a handler's own function, called only as its own role: its calls
+	 * keep the handler's path, with no hook on each message */
+	if (kind == FN_PROCEDURAL && fn_oid == handler_lookup_fn && owner == handler_lookup_role)
+		return false;
+	return kind != FN_OTHER;
+}
+
+void
+pqw_handler_fmgr_info(Oid fn, Oid run_as, FmgrInfo *flinfo)
+{
+	/* an error leaves them set until the next transaction starts */
+	handler_lookup_fn = fn;
+	handler_lookup_role = run_as;
+	fmgr_info(fn, flinfo);
+	handler_lookup_fn = InvalidOid;
+	handler_lookup_role = InvalidOid;
 }
 
 /*
@@ -213,6 +302,8 @@ pgque_fn_frames_reset(void)
 		elog(LOG, "pgque_worker: %d PgQue call frames left from an earlier transaction, dropped",
 			 pgque_fn_depth);
 	pgque_fn_depth = 0;
+	handler_lookup_fn = InvalidOid;
+	handler_lookup_role = InvalidOid;
 }
 
 void
@@ -230,14 +321,30 @@ pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 		return;
 	}
 
-	PgqueFnKind kind = pgque_fn_kind(flinfo->fn_oid);
+	Oid			owner = InvalidOid;
+	PgqueFnKind kind = pgque_fn_kind(flinfo->fn_oid, &owner);
+	const char *pinned;
 
 	if (kind == FN_VALIDATOR && pqw_handler_call_active)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("a handler may not call a procedural language's validator"),
 				 errdetail("It would compile a function under the handler's search_path for every later caller in this process, PgQue's owner included.")));
-	if (kind != FN_PGQUE && kind != FN_PGQUE_OWN_PATH)
+	/* the function's own search_path (applied already), else the pinned
+	 * one; pg_temp named in either, so searched last */
+	if (kind == FN_PGQUE_OWN_PATH)
+	{
+		const char *path = GetConfigOption("search_path", false, false);
+
+		pinned = path != NULL ? psprintf("%s, pg_temp", path) : PQW_PGQUE_FN_SEARCH_PATH;
+	}
+	else if (kind == FN_PGQUE)
+		pinned = PQW_PGQUE_FN_SEARCH_PATH;
+	/* another role's function, during a handler call: its owner's path */
+	else if (kind == FN_PROCEDURAL && OidIsValid(pqw_handler_call_role) &&
+			 owner != pqw_handler_call_role)
+		pinned = owner_search_path(owner);
+	else
 		return;
 	if (pgque_fn_depth >= PGQUE_FN_MAX_DEPTH)
 		ereport(ERROR,
@@ -245,14 +352,9 @@ pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 				 errmsg("PgQue's calls nest deeper than %d in a pgque_worker process",
 						PGQUE_FN_MAX_DEPTH)));
 
-	/* the function's own search_path (applied already), else the pinned
-	 * one; pg_temp named in either, so searched last */
-	const char *path = GetConfigOption("search_path", false, false);
 	int			nest = NewGUCNestLevel();
 
-	(void) set_config_option("search_path",
-							 kind == FN_PGQUE_OWN_PATH && path != NULL ?
-							 psprintf("%s, pg_temp", path) : PQW_PGQUE_FN_SEARCH_PATH,
+	(void) set_config_option("search_path", pinned,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	/* pushed once nothing above can fail: a START that raises gets no END */
 	pgque_fn_frames[pgque_fn_depth].flinfo = flinfo;

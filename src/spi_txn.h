@@ -69,6 +69,23 @@ void		pqw_worker_session_init(void);
  * the workers, false and nothing.
  */
 #define PQW_PGQUE_FN_SEARCH_PATH PQW_PINNED_SEARCH_PATH
+
+/*
+ * The role of the handler call under way in a dispatcher (else
+ * InvalidOid). During such a call a function of another role written in a
+ * procedural language (PL/pgSQL and the like: not C, internal or SQL) with
+ * no search_path of its own runs with the search_path its owner's sessions
+ * get in the database, "$user" spelled as the owner, pg_temp last: the
+ * dispatcher serves every tenant of the database in one process, and the
+ * first caller's search_path would otherwise decide the compiled form
+ * every later caller runs (tenant A's domain CHECK run as tenant B).
+ */
+extern Oid	pqw_handler_call_role;
+
+/* fmgr_info() of a handler function that only `run_as` will call: if
+ * run_as owns it, its calls skip the hook above (the common case: a
+ * message handler is called once per message). */
+void		pqw_handler_fmgr_info(Oid fn, Oid run_as, FmgrInfo *flinfo);
 bool		pqw_pgque_fn_needs_path(Oid fn_oid);
 void		pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo);
 
