@@ -81,7 +81,7 @@ echo "![latency](latency.png)"
 echo
 echo "## Idle CPU"
 echo
-echo "utime + stime from \`/proc/<pid>/stat\` over ${IDLE_SECONDS} s, no traffic. pgque_worker: every"
+echo "CPU time from \`/proc/<pid>/schedstat\` over ${IDLE_SECONDS} s, no traffic. pgque_worker: every"
 echo "process whose \`pg_stat_activity.backend_type\` starts with \`pgque_worker\` (launcher,"
 echo "one ticker and one dispatcher per database), default settings. Each database"
 echo "has 4 queues (\`ticker_max_count = 1\`, \`ticker_max_lag = 1 ms\`) and a handler on"
