@@ -15,6 +15,7 @@ extern "C" {
 #include "nodes/parsenodes.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_namespace.h"
 #include "utils/acl.h"
 }
 
@@ -26,6 +27,17 @@ pqw_proc_aclcheck(Oid proc_oid, Oid roleid, AclMode mode)
 	return object_aclcheck(ProcedureRelationId, proc_oid, roleid, mode);
 #else
 	return pg_proc_aclcheck(proc_oid, roleid, mode);
+#endif
+}
+
+/* PG 16 replaced pg_namespace_aclcheck() by object_aclcheck(). */
+static inline AclResult
+pqw_namespace_aclcheck(Oid nsp_oid, Oid roleid, AclMode mode)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(NamespaceRelationId, nsp_oid, roleid, mode);
+#else
+	return pg_namespace_aclcheck(nsp_oid, roleid, mode);
 #endif
 }
 

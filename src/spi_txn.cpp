@@ -128,11 +128,54 @@ database_paused_in_catalog(void)
 }
 
 /*
- * The search_path a session of `owner` gets in this database (ALTER ROLE
+ * `path` as another role's function gets it when the current user calls
+ * it (see pqw_handler_call_role): "$user" spelled as the owner's name, so
+ * it names the same schemas whoever calls; cut before the first schema
+ * the current user may not use, which PostgreSQL would skip while the
+ * function is compiled (a later schema, where the caller may create
+ * objects, would then supply the owner's unqualified names: found by a
+ * review); pg_temp dropped where named and put last.
+ */
+static char *
+path_for_caller(const char *path, Oid owner)
+{
+	char	   *owner_name = GetUserNameFromId(owner, true);
+	char	   *raw = pstrdup(path);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (SplitIdentifierString(raw, ',', &names))
+	{
+		foreach(lc, names)
+		{
+			const char *name = (const char *) lfirst(lc);
+			Oid			nsp;
+
+			if (strcmp(name, "$user") == 0)
+			{
+				if (owner_name == NULL)
+					continue;
+				name = owner_name;
+			}
+			if (strcmp(name, "pg_temp") == 0)
+				continue;
+			nsp = get_namespace_oid(name, true);
+			if (OidIsValid(nsp) &&
+				pqw_namespace_aclcheck(nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+				break;
+			appendStringInfo(&buf, "%s, ", quote_identifier(name));
+		}
+	}
+	appendStringInfoString(&buf, "pg_temp");
+	return buf.data;
+}
+
+/*
+ * The search_path a session of `owner` gets in this database: ALTER ROLE
  * ... IN DATABASE, ALTER ROLE, ALTER DATABASE, ALTER ROLE ALL, in
- * PostgreSQL's order, else its default), with "$user" spelled as the
- * owner's name, so it names the same schemas whoever the current user is,
- * and pg_temp last unless the owner's path names it.
+ * PostgreSQL's order, else its default.
  */
 static char *
 owner_search_path(Oid owner)
@@ -141,33 +184,11 @@ owner_search_path(Oid owner)
 	{MyDatabaseId, InvalidOid}, {InvalidOid, InvalidOid}};
 	Relation	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
 	char	   *path = NULL;
-	char	   *owner_name = GetUserNameFromId(owner, true);
-	List	   *names;
-	ListCell   *lc;
-	StringInfoData buf;
 
 	for (int i = 0; i < 4 && path == NULL; i++)
 		path = role_setting(rel, order[i][0], order[i][1], "search_path");
 	table_close(rel, AccessShareLock);
-	if (path == NULL)
-		path = pstrdup("\"$user\", public");
-	if (!SplitIdentifierString(path, ',', &names))
-		return pstrdup(PQW_PINNED_SEARCH_PATH);
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		const char *name = (const char *) lfirst(lc);
-
-		if (strcmp(name, "$user") == 0)
-		{
-			if (owner_name == NULL)
-				continue;
-			name = owner_name;
-		}
-		appendStringInfo(&buf, "%s, ", quote_identifier(name));
-	}
-	appendStringInfoString(&buf, "pg_temp");
-	return buf.data;
+	return path != NULL ? path : pstrdup("\"$user\", public");
 }
 
 static bool check_pgque_relations(PQW_CHECK_PERMS_PARAMS);
@@ -186,8 +207,9 @@ typedef enum PgqueFnKind
 	FN_PGQUE,					/* of schema pgque, no search_path of its own */
 	FN_PGQUE_OWN_PATH,			/* of schema pgque, SET search_path */
 	FN_VALIDATOR,				/* a procedural language's validator */
-	FN_PROCEDURAL				/* another, in a language other than C,
+	FN_PROCEDURAL,				/* another, in a language other than C,
 								 * internal or SQL, no search_path of its own */
+	FN_PROCEDURAL_OWN_PATH		/* the same, SET search_path */
 } PgqueFnKind;
 
 Oid			pqw_handler_call_role = InvalidOid;
@@ -245,8 +267,8 @@ pgque_fn_kind(Oid fn_oid, Oid *owner)
 			kind = FN_VALIDATOR;
 	}
 	else if (p->prolang != ClanguageId && p->prolang != INTERNALlanguageId &&
-			 p->prolang != SQLlanguageId && !own_path)
-		kind = FN_PROCEDURAL;
+			 p->prolang != SQLlanguageId)
+		kind = own_path ? FN_PROCEDURAL_OWN_PATH : FN_PROCEDURAL;
 	ReleaseSysCache(tup);
 	return kind;
 }
@@ -263,7 +285,8 @@ pqw_pgque_fn_needs_path(Oid fn_oid)
 
 	/* a handler's own function, called only as its own role: its calls
 	 * keep the handler's path, with no hook on each message */
-	if (kind == FN_PROCEDURAL && fn_oid == handler_lookup_fn && owner == handler_lookup_role)
+	if ((kind == FN_PROCEDURAL || kind == FN_PROCEDURAL_OWN_PATH) &&
+		fn_oid == handler_lookup_fn && owner == handler_lookup_role)
 		return false;
 	return kind != FN_OTHER;
 }
@@ -286,13 +309,13 @@ pqw_handler_fmgr_info(Oid fn, Oid run_as, FmgrInfo *flinfo)
  * else, so a function that changes schema or settings during its call
  * cannot unbalance the stack. Each worker transaction starts with none.
  */
-#define PGQUE_FN_MAX_DEPTH 64
 typedef struct PgqueFnFrame
 {
 	const FmgrInfo *flinfo;
 	int			nest;
 } PgqueFnFrame;
-static PgqueFnFrame pgque_fn_frames[PGQUE_FN_MAX_DEPTH];
+static PgqueFnFrame *pgque_fn_frames = NULL;	/* in TopMemoryContext */
+static int	pgque_fn_room = 0;
 static int	pgque_fn_depth = 0;
 
 static void
@@ -340,17 +363,33 @@ pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 	}
 	else if (kind == FN_PGQUE)
 		pinned = PQW_PGQUE_FN_SEARCH_PATH;
-	/* another role's function, during a handler call: its owner's path */
-	else if (kind == FN_PROCEDURAL && OidIsValid(pqw_handler_call_role) &&
-			 owner != pqw_handler_call_role)
-		pinned = owner_search_path(owner);
+	/*
+	 * During a handler call, another role's function than the current
+	 * user's (inside a SECURITY DEFINER function that is the definer, not
+	 * the handler's role): its owner's path, or its own SET path ("$user"
+	 * in it meant the caller), as path_for_caller spells it
+	 */
+	else if ((kind == FN_PROCEDURAL || kind == FN_PROCEDURAL_OWN_PATH) &&
+			 OidIsValid(pqw_handler_call_role) && owner != GetUserId())
+	{
+		const char *own = kind == FN_PROCEDURAL_OWN_PATH ?
+			GetConfigOption("search_path", false, false) : NULL;
+
+		pinned = path_for_caller(own != NULL ? own : owner_search_path(owner), owner);
+	}
 	else
 		return;
-	if (pgque_fn_depth >= PGQUE_FN_MAX_DEPTH)
-		ereport(ERROR,
-				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
-				 errmsg("PgQue's calls nest deeper than %d in a pgque_worker process",
-						PGQUE_FN_MAX_DEPTH)));
+	/* room first: a START that raises gets no END (recursion deeper than
+	 * this stops at max_stack_depth) */
+	if (pgque_fn_depth == pgque_fn_room)
+	{
+		int			room = pgque_fn_room == 0 ? 16 : 2 * pgque_fn_room;
+
+		pgque_fn_frames = pgque_fn_frames == NULL ?
+			(PgqueFnFrame *) MemoryContextAlloc(TopMemoryContext, sizeof(PgqueFnFrame) * room) :
+			(PgqueFnFrame *) repalloc(pgque_fn_frames, sizeof(PgqueFnFrame) * room);
+		pgque_fn_room = room;
+	}
 
 	int			nest = NewGUCNestLevel();
 

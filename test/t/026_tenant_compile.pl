@@ -106,5 +106,146 @@ my $su = $node->safe_psql('app', q{select pg_catalog.quote_ident(current_user)})
 is($node->safe_psql('app', q{select who || ': ' || path from public.paths}), "tb: $su, public, pg_temp",
 	"as tb, with its owner's search_path");
 
+# Found by a review of the above (each worked before it too):
+# (f1) a function's own SET search_path naming "$user", which PostgreSQL
+# reads as the caller: ta's call compiled tb's function with ta's domain;
+# (f2) the owner's path naming a schema the caller may not use, which
+# PostgreSQL skips: the type came from a later schema (public) where the
+# caller may create one; (f3) inside a SECURITY DEFINER function of tb,
+# ta's own function was called by tb, not by the handler's role ta, and
+# compiled under tb's path; (f4) another role's recursive function was
+# refused past 64 levels in a handler.
+$node->safe_psql('app', q{
+create role tc login;
+grant pgque_reader to tc;
+create schema tc authorization tc;
+grant create on schema public to ta, tb, tc;
+grant create on database app to tb;
+select pgque.create_queue(q), pgque.set_queue_config(q, 'ticker_max_count', '1')
+  from unnest(array['qa1', 'qb1', 'qa2', 'qc2', 'qa3', 'qb4']) q;
+create function public.su_rec(n int) returns int language plpgsql as $$
+begin
+  if n <= 0 then return 0; end if;
+  return 1 + public.su_rec(n - 1);
+end $$;
+});
+$node->safe_psql('app', q{
+set role tb;
+create domain tb.amount as pg_catalog.text;
+create function tb.norm1(p pg_catalog.text) returns pg_catalog.text language plpgsql
+set search_path = "$user", public as $$
+declare
+  v amount := p;
+begin
+  return v;
+end $$;
+create table tb.got1 (payload pg_catalog.text);
+create function tb.h1(m pgque.message) returns void language plpgsql
+set search_path = tb, pg_catalog as $$
+begin
+  insert into tb.got1 values (tb.norm1(m.payload));
+end $$;
+select pgque_worker.register_handler('qb1', 'c', 'tb.h1(pgque.message)');
+create schema tb3;
+grant usage on schema tb3 to public;
+create function tb3.spy(x pg_catalog.text) returns boolean language plpgsql as $$
+begin
+  insert into public.spied values (current_user, x);
+  return true;
+end $$;
+create domain tb3.text as pg_catalog.text check (tb3.spy(value));
+create function tb3.api(p pg_catalog.text) returns void language plpgsql security definer
+set search_path = tb3, pg_catalog as $$
+begin
+  perform ta.k(p);
+end $$;
+grant execute on function tb3.api(pg_catalog.text) to public;
+create table tb.got4 (r int);
+create function tb.h4(m pgque.message) returns void language plpgsql
+set search_path = tb, pg_catalog as $$
+begin
+  insert into tb.got4 values (public.su_rec(m.payload::int));
+end $$;
+select pgque_worker.register_handler('qb4', 'c', 'tb.h4(pgque.message)');
+});
+$node->safe_psql('app', q{
+set role tc;
+create domain tc.camount as pg_catalog.text;
+create function public.tc_norm(p pg_catalog.text) returns pg_catalog.text language plpgsql as $$
+declare
+  v camount := p;
+begin
+  return v;
+end $$;
+create table tc.got2 (payload pg_catalog.text);
+create function tc.h2(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into tc.got2 values (public.tc_norm(m.payload));
+end $$;
+select pgque_worker.register_handler('qc2', 'c', 'tc.h2(pgque.message)');
+});
+$node->safe_psql('app', q{
+set role ta;
+create domain ta.amount as pg_catalog.text check (ta.spy(value));
+create domain public.camount as pg_catalog.text check (ta.spy(value));
+create function ta.h1(m pgque.message) returns void language plpgsql
+set search_path = ta, pg_catalog as $$
+begin
+  perform tb.norm1(m.payload);
+  insert into ta.done values (m.payload, null);
+end $$;
+select pgque_worker.register_handler('qa1', 'c', 'ta.h1(pgque.message)');
+create function ta.h2(m pgque.message) returns void language plpgsql
+set search_path = ta, pg_catalog as $$
+begin
+  perform public.tc_norm(m.payload);
+  insert into ta.done values (m.payload, null);
+end $$;
+select pgque_worker.register_handler('qa2', 'c', 'ta.h2(pgque.message)');
+create function ta.k(p pg_catalog.text) returns pg_catalog.text language plpgsql as $$
+declare
+  v text := p;
+begin
+  return v;
+end $$;
+create function ta.h3(m pgque.message) returns void language plpgsql
+set search_path = ta, pg_catalog as $$
+begin
+  perform tb3.api(m.payload);
+  insert into ta.done values (ta.k(m.payload), null);
+end $$;
+select pgque_worker.register_handler('qa3', 'c', 'ta.h3(pgque.message)');
+});
+
+# f1: ta first, then tb
+$node->safe_psql('app', q{select pgque.send('qa1', 'f1-a'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from ta.done where payload = 'f1-a'}, '1', "f1: ta's handler ran");
+$node->safe_psql('app', q{select pgque.send('qb1', 'f1-b'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from tb.got1}, '1', "f1: tb's handler ran");
+is($node->safe_psql('app', q{select count(*) from public.spied where what like 'f1%'}), '0',
+	'f1: a function SET search_path = "$user", ... called by ta first: ta\'s domain never ran (as ta, nor as tb)');
+
+# f2: ta's call fails (tc's schema is tc's: the path stops there, and
+# camount is not found); nothing is compiled, and tc's own call is tc's
+$node->safe_psql('app', q{select pgque.send('qa2', 'f2-a'::pg_catalog.text)});
+wait_until($node, 'app',
+	q{select count(*) > 0 from pgque_worker.handler_stats where queue_name = 'qa2' and last_error like '%camount%'},
+	't', "f2: ta's call of tc's function failed: camount not found without tc's schema");
+$node->safe_psql('app', q{select pgque.send('qc2', 'f2-c'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from tc.got2}, '1', "f2: tc's handler ran");
+is($node->safe_psql('app', q{select count(*) from public.spied where what like 'f2%'}), '0',
+	"f2: ta's public.camount never ran (as ta, nor as tc)");
+
+# f3: tb's SECURITY DEFINER function calls ta's function first
+$node->safe_psql('app', q{select pgque.send('qa3', 'f3-a'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from ta.done where payload = 'f3-a'}, '1', "f3: ta's handler ran");
+is($node->safe_psql('app', q{select count(*) from public.spied where what like 'f3%'}), '0',
+	"f3: ta's function, first called by tb's SECURITY DEFINER function, was not compiled with tb's domain");
+
+# f4: recursion 70 deep into another role's function
+$node->safe_psql('app', q{select pgque.send('qb4', '70'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from tb.got4}, '1', 'f4: handled');
+is($node->safe_psql('app', q{select r from tb.got4}), '70', "f4: another role's function recursing 70 deep");
+
 $node->stop;
 done_testing();
