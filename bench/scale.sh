@@ -25,7 +25,11 @@
 # Prints a markdown table and writes bench/results/scale.md.
 #
 #   SCALE_QUEUES ("1 100 1000"), SCALE_DBS ("1 5 20"), SCALE_RATE (100)
-#   SCALE_LOAD_SECONDS (10), SCALE_IDLE_SECONDS (20), SCALE_PORT (5478),
+#   SCALE_LOAD_SECONDS (10), SCALE_IDLE_SECONDS (20: (a)), SCALE_PORT (5478),
+#   SCALE_SETTLE_SECONDS (40: (b) waits this long after the workers start, so
+#   each new process's first calls (a full tick, its dispatcher's first batch,
+#   the first maintenance calls at 30 s) are not counted as idle),
+#   SCALE_DB_IDLE_SECONDS (60: (b)'s window),
 #   SCALE_DIR (/tmp/pgque_worker-scale), BENCH_KEEP=1 keeps the cluster
 set -euo pipefail
 
@@ -40,6 +44,8 @@ DBS=${SCALE_DBS:-1 5 20}
 RATE=${SCALE_RATE:-100}
 LOAD_SECONDS=${SCALE_LOAD_SECONDS:-10}
 IDLE_SECONDS=${SCALE_IDLE_SECONDS:-20}
+DB_IDLE_SECONDS=${SCALE_DB_IDLE_SECONDS:-60}
+SETTLE_SECONDS=${SCALE_SETTLE_SECONDS:-40}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   LOAD_SECONDS=$((LOAD_SECONDS / 2)); IDLE_SECONDS=$((IDLE_SECONDS / 2))
 fi
@@ -220,19 +226,19 @@ SQL
   q idle1 "select pgque_worker.wake_launcher()" >/dev/null
   wait_for 60 postgres "select count(*) from pg_stat_activity where backend_type in ('pgque_worker ticker', 'pgque_worker dispatcher')" $((2 * n)) || true
   log "  $n idle databases (set up in $((SECONDS - t)) s)"
-  sleep 10
+  sleep "$SETTLE_SECONDS"
   workers=$(q postgres "select count(*) from pg_stat_activity where backend_type like 'pgque_worker%'")
   jobs="select coalesce(sum(tick_calls), 0), coalesce(sum(retry_calls + maint_runs + rotate_runs), 0), coalesce(sum(tick_seconds_total), 0)
           from pgque_worker.status() where kind = 'ticker' and datname like 'idle%'"
   read -r c0 m0 s0 <<<"$(q idle1 "$jobs" | tr '|' ' ')"
   l0=$(lsn)
   echo "$n databases idle CPU:" >> "$raw"
-  read -r cpu pct tk ds la <<<"$(cpu_workers "$IDLE_SECONDS")"
+  read -r cpu pct tk ds la <<<"$(cpu_workers "$DB_IDLE_SECONDS")"
   l1=$(lsn)
   read -r c1 m1 s1 <<<"$(q idle1 "$jobs" | tr '|' ' ')"
-  r "insert into res_b values ($n, $workers, $pct, $tk, $ds, $la, $(wal_diff "$l0" "$l1")::float8 / $IDLE_SECONDS,
+  r "insert into res_b values ($n, $workers, $pct, $tk, $ds, $la, $(wal_diff "$l0" "$l1")::float8 / $DB_IDLE_SECONDS,
                                $c1 - $c0, $m1 - $m0, $s1 - $s0)"
-  log "  $n databases: $workers pgque_worker processes, $pct % of a core (ticker $tk s, dispatcher $ds s, launcher $la s), $(( $(wal_diff "$l0" "$l1") / IDLE_SECONDS )) B/s WAL, $((c1 - c0)) ticker() calls, $((m1 - m0)) maintenance calls"
+  log "  $n databases: $workers pgque_worker processes, $pct % of a core (ticker $tk s, dispatcher $ds s, launcher $la s), $(( $(wal_diff "$l0" "$l1") / DB_IDLE_SECONDS )) B/s WAL, $((c1 - c0)) ticker() calls, $((m1 - m0)) maintenance calls"
 done
 q idle1 "select datname, kind, state, tick_calls, ticks, retry_calls, maint_runs, rotate_runs, errors, last_error from pgque_worker.status() order by 1, 2" >> "$raw"
 
@@ -302,7 +308,8 @@ echo "Each database: PgQue, one idle queue (default policy), one registered"
 echo "message handler (so a ticker and a dispatcher). \`pgque_worker.databases\`"
 echo "lists only these databases (the database of (a) is dropped first; each new"
 echo "database is vacuumed and analyzed at setup, so autovacuum's first pass stays out of the window);"
-echo "10 s after the workers run, ${IDLE_SECONDS} s without traffic. Maintenance calls:"
+echo "${SETTLE_SECONDS} s after the workers run (each new process's first calls, which fill its"
+echo "caches, are not idle cost), ${DB_IDLE_SECONDS} s without traffic, CPU from \`/proc/<pid>/schedstat\`. Maintenance calls:"
 echo "\`retry_calls + maint_runs + rotate_runs\` of all tickers in the window."
 echo
 echo "| databases | pgque_worker processes | idle CPU % of a core (all processes) | ticker / dispatcher / launcher s | idle WAL B/s | ticker() calls | maintenance calls |"

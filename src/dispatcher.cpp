@@ -598,7 +598,7 @@ check_handler_usable(Handler *h)
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("handler of queue \"%s\", consumer \"%s\" must take one argument of type %s",
 						h->queue, h->consumer, h->is_batch ? "pgque.message[]" : "pgque.message")));
-	if (pqw_proc_aclcheck(h->func, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+	if (pqw_object_aclcheck(ProcedureRelationId, h->func, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" may not execute the handler of queue \"%s\", consumer \"%s\"",
@@ -631,7 +631,7 @@ role_unusable(Handler *h)
 	ReleaseSysCache(tup);
 	if (!can_login)
 		return "its role may not log in (NOLOGIN)";
-	if (pqw_database_aclcheck(MyDatabaseId, h->run_as, ACL_CONNECT) != ACLCHECK_OK)
+	if (pqw_object_aclcheck(DatabaseRelationId, MyDatabaseId, h->run_as, ACL_CONNECT) != ACLCHECK_OK)
 		return "its role has no CONNECT privilege on this database";
 	return NULL;
 }

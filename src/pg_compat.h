@@ -19,36 +19,26 @@ extern "C" {
 #include "utils/acl.h"
 }
 
-/* PG 16 replaced pg_proc_aclcheck() by object_aclcheck(). */
+/* PG 16 replaced pg_proc_aclcheck() and the like by object_aclcheck();
+ * the classes we ask about. */
 static inline AclResult
-pqw_proc_aclcheck(Oid proc_oid, Oid roleid, AclMode mode)
+pqw_object_aclcheck(Oid classid, Oid objectid, Oid roleid, AclMode mode)
 {
 #if PG_VERSION_NUM >= 160000
-	return object_aclcheck(ProcedureRelationId, proc_oid, roleid, mode);
+	return object_aclcheck(classid, objectid, roleid, mode);
 #else
-	return pg_proc_aclcheck(proc_oid, roleid, mode);
-#endif
-}
-
-/* PG 16 replaced pg_namespace_aclcheck() by object_aclcheck(). */
-static inline AclResult
-pqw_namespace_aclcheck(Oid nsp_oid, Oid roleid, AclMode mode)
-{
-#if PG_VERSION_NUM >= 160000
-	return object_aclcheck(NamespaceRelationId, nsp_oid, roleid, mode);
-#else
-	return pg_namespace_aclcheck(nsp_oid, roleid, mode);
-#endif
-}
-
-/* PG 16 replaced pg_database_aclcheck() by object_aclcheck(). */
-static inline AclResult
-pqw_database_aclcheck(Oid db_oid, Oid roleid, AclMode mode)
-{
-#if PG_VERSION_NUM >= 160000
-	return object_aclcheck(DatabaseRelationId, db_oid, roleid, mode);
-#else
-	return pg_database_aclcheck(db_oid, roleid, mode);
+	switch (classid)
+	{
+		case ProcedureRelationId:
+			return pg_proc_aclcheck(objectid, roleid, mode);
+		case DatabaseRelationId:
+			return pg_database_aclcheck(objectid, roleid, mode);
+		case NamespaceRelationId:
+			return pg_namespace_aclcheck(objectid, roleid, mode);
+		default:
+			elog(ERROR, "pqw_object_aclcheck: catalog %u not handled", classid);
+	}
+	pg_unreachable();
 #endif
 }
 

@@ -163,7 +163,7 @@ path_for_caller(const char *path, Oid owner)
 				continue;
 			nsp = get_namespace_oid(name, true);
 			if (OidIsValid(nsp) &&
-				pqw_namespace_aclcheck(nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+				pqw_object_aclcheck(NamespaceRelationId, nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
 				break;
 			appendStringInfo(&buf, "%s, ", quote_identifier(name));
 		}
