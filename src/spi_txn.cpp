@@ -128,13 +128,52 @@ database_paused_in_catalog(void)
 }
 
 /*
+ * May only `owner` (or roles it trusts: superusers, roles with its
+ * privileges) create objects in schema `nsp`? Its owner may, and the
+ * grantees of CREATE, PUBLIC included.
+ */
+static bool
+only_owner_creates_in(Oid nsp, Oid owner)
+{
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Form_pg_namespace n;
+	bool		isnull;
+	Datum		acl;
+	bool		only = true;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	n = (Form_pg_namespace) GETSTRUCT(tup);
+#define PQW_TRUSTED_BY_OWNER(r) ((r) == owner || superuser_arg(r) || has_privs_of_role((r), owner))
+	only = PQW_TRUSTED_BY_OWNER(n->nspowner);
+	acl = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (only && !isnull)
+	{
+		Acl		   *a = DatumGetAclP(acl);
+		AclItem    *items = ACL_DAT(a);
+
+		for (int i = 0; only && i < ACL_NUM(a); i++)
+			if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) != 0)
+				only = items[i].ai_grantee != ACL_ID_PUBLIC &&
+					PQW_TRUSTED_BY_OWNER(items[i].ai_grantee);
+	}
+#undef PQW_TRUSTED_BY_OWNER
+	ReleaseSysCache(tup);
+	return only;
+}
+
+/*
  * `path` as another role's function gets it when the current user calls
  * it (see pqw_handler_call_role): "$user" spelled as the owner's name, so
  * it names the same schemas whoever calls; cut before the first schema
- * the current user may not use, which PostgreSQL would skip while the
- * function is compiled (a later schema, where the caller may create
- * objects, would then supply the owner's unqualified names: found by a
- * review); pg_temp dropped where named and put last.
+ * the current user or the owner may not use (PostgreSQL would skip it
+ * for one of them, and a later schema would supply the owner's
+ * unqualified names: found by a review); without the schemas where a role
+ * the owner does not trust may create objects (`public` where tenants
+ * may: the first caller, or any such role, would otherwise supply them,
+ * found by a second review); pg_temp dropped where named and put last.
+ * What the function cannot find then fails the call, and nothing is
+ * compiled.
  */
 static char *
 path_for_caller(const char *path, Oid owner)
@@ -162,9 +201,13 @@ path_for_caller(const char *path, Oid owner)
 			if (strcmp(name, "pg_temp") == 0)
 				continue;
 			nsp = get_namespace_oid(name, true);
-			if (OidIsValid(nsp) &&
-				pqw_object_aclcheck(NamespaceRelationId, nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+			if (!OidIsValid(nsp))
+				continue;		/* skipped for everyone alike */
+			if (pqw_object_aclcheck(NamespaceRelationId, nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK ||
+				pqw_object_aclcheck(NamespaceRelationId, nsp, owner, ACL_USAGE) != ACLCHECK_OK)
 				break;
+			if (nsp != PG_CATALOG_NAMESPACE && !only_owner_creates_in(nsp, owner))
+				continue;
 			appendStringInfo(&buf, "%s, ", quote_identifier(name));
 		}
 	}
@@ -364,13 +407,15 @@ pqw_pgque_fn_path(FmgrHookEventType event, FmgrInfo *flinfo)
 	else if (kind == FN_PGQUE)
 		pinned = PQW_PGQUE_FN_SEARCH_PATH;
 	/*
-	 * During a handler call, another role's function than the current
-	 * user's (inside a SECURITY DEFINER function that is the definer, not
-	 * the handler's role): its owner's path, or its own SET path ("$user"
-	 * in it meant the caller), as path_for_caller spells it
+	 * During a handler call, the function of a role whose privileges the
+	 * current user lacks (inside a SECURITY DEFINER function the current
+	 * user is the definer, not the handler's role; a member of the owning
+	 * group role is as good as the owner): its owner's path, or its own SET
+	 * path ("$user" in it meant the caller), as path_for_caller spells it
 	 */
 	else if ((kind == FN_PROCEDURAL || kind == FN_PROCEDURAL_OWN_PATH) &&
-			 OidIsValid(pqw_handler_call_role) && owner != GetUserId())
+			 OidIsValid(pqw_handler_call_role) && owner != GetUserId() &&
+			 !has_privs_of_role(GetUserId(), owner))
 	{
 		const char *own = kind == FN_PROCEDURAL_OWN_PATH ?
 			GetConfigOption("search_path", false, false) : NULL;

@@ -74,10 +74,12 @@ void		pqw_worker_session_init(void);
  * The role of the handler call under way in a dispatcher (else
  * InvalidOid). During such a call a function written in a procedural
  * language (PL/pgSQL and the like: not C, internal or SQL) that belongs to
- * another role than the current user runs with a path made from its
- * owner's (its own SET search_path, else its owner's sessions' path in the
- * database): "$user" spelled as the owner, cut before the first schema
- * the current user may not use, pg_temp last. The dispatcher serves every
+ * a role whose privileges the current user lacks runs with a path made
+ * from its owner's (its own SET search_path, else its owner's sessions'
+ * path in the database): "$user" spelled as the owner, cut before the
+ * first schema the current user or the owner may not use, without the
+ * schemas where a role the owner does not trust may create objects,
+ * pg_temp last. The dispatcher serves every
  * tenant of the database in one process, and the first caller's
  * search_path would otherwise decide the compiled form every later caller
  * runs (tenant A's domain CHECK run as tenant B; found by reviews).

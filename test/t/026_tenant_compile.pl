@@ -76,8 +76,8 @@ select pgque_worker.register_handler('qa', 'c', 'ta.h(pgque.message)');
 
 $node->safe_psql('app', q{select pgque.send('qa', 'from-a'::pg_catalog.text)});
 wait_until($node, 'app', q{select count(*) from ta.done}, '1', "ta's handler ran, calling tb's function first");
-is($node->safe_psql('app', q{select callee_path from ta.done}), 'tb, public, pg_temp',
-	"tb's function ran with tb's search_path (\"\$user\" spelled as tb, pg_temp last), not ta's");
+is($node->safe_psql('app', q{select callee_path from ta.done}), 'tb, pg_temp',
+	"tb's function ran with tb's search_path (\"\$user\" spelled as tb; public, where tenants may create, left out; pg_temp last), not ta's");
 
 $node->safe_psql('app', q{select pgque.send('qb', 'from-b'::pg_catalog.text)});
 wait_until($node, 'app', q{select count(*) from tb.got}, '1', "tb's handler delivered its message");
@@ -103,8 +103,8 @@ select pgque_worker.register_handler('qc', 'c', 'public.h2(pgque.message)');
 $node->safe_psql('app', q{select pgque.send('qc', 'from-c'::pg_catalog.text)});
 wait_until($node, 'app', q{select count(*) from public.paths}, '1', "tb's handler written by the superuser ran");
 my $su = $node->safe_psql('app', q{select pg_catalog.quote_ident(current_user)});
-is($node->safe_psql('app', q{select who || ': ' || path from public.paths}), "tb: $su, public, pg_temp",
-	"as tb, with its owner's search_path");
+is($node->safe_psql('app', q{select who || ': ' || path from public.paths}), "tb: pg_temp",
+	"as tb, with its owner's search_path (\"\$user\" = $su: no such schema; public left out)");
 
 # Found by a review of the above (each worked before it too):
 # (f1) a function's own SET search_path naming "$user", which PostgreSQL
@@ -246,6 +246,81 @@ is($node->safe_psql('app', q{select count(*) from public.spied where what like '
 $node->safe_psql('app', q{select pgque.send('qb4', '70'::pg_catalog.text)});
 wait_until($node, 'app', q{select count(*) from tb.got4}, '1', 'f4: handled');
 is($node->safe_psql('app', q{select r from tb.got4}), '70', "f4: another role's function recursing 70 deep");
+
+# From a third review, of the owner's path: (g1, a regression of the
+# first version of this rule) tb's handler calls a helper owned by group
+# role tg, of which tb is a member: it ran under tg's default path
+# "tg", public, where ta had made a domain amount_g, so ta's CHECK ran as
+# tb without ta calling anything; (g2) tb's own helper, relying on its
+# handler's path (tb, ext), called by ta first, was compiled under tb's
+# default path "tb", public with ta's public.money2. A member of the
+# owning role now counts as the owner, and a schema where a role the
+# owner does not trust may create objects (here public) is left out.
+$node->safe_psql('app', q{
+create role tg nologin;
+grant tg to tb;
+grant usage, create on schema tb to tg;
+create schema ext;
+grant usage on schema ext to public;
+create domain ext.money2 as pg_catalog.text;
+select pgque.create_queue(q), pgque.set_queue_config(q, 'ticker_max_count', '1')
+  from unnest(array['qg1', 'qg2a', 'qg2b']) q;
+set role tb;
+create domain tb.amount_g as pg_catalog.text;
+create table tb.gotg (v pg_catalog.text);
+grant insert on tb.gotg to tg;
+set role tg;
+set search_path = tb, pg_catalog;
+create function tb.gnorm(p pg_catalog.text) returns pg_catalog.text language plpgsql as $$
+declare
+  v amount_g := p;
+begin
+  return v;
+end $$;
+set role tb;
+create function tb.hg1(m pgque.message) returns void language plpgsql
+set search_path = tb, pg_catalog as $$
+begin
+  insert into tb.gotg values (tb.gnorm(m.payload));
+end $$;
+select pgque_worker.register_handler('qg1', 'c', 'tb.hg1(pgque.message)');
+set search_path = tb, ext, pg_catalog;
+create function tb.n2(p pg_catalog.text) returns pg_catalog.text language plpgsql as $$
+declare
+  v money2 := p;
+begin
+  return v;
+end $$;
+create function tb.hg2(m pgque.message) returns void language plpgsql
+set search_path = tb, ext, pg_catalog as $$
+begin
+  insert into tb.gotg values (tb.n2(m.payload));
+end $$;
+select pgque_worker.register_handler('qg2b', 'c', 'tb.hg2(pgque.message)');
+reset search_path;
+set role ta;
+create domain public.amount_g as pg_catalog.text check (ta.spy(value));
+create domain public.money2 as pg_catalog.text check (ta.spy(value));
+create function ta.hg2(m pgque.message) returns void language plpgsql
+set search_path = ta, pg_catalog as $$
+begin
+  perform tb.n2(m.payload);
+end $$;
+select pgque_worker.register_handler('qg2a', 'c', 'ta.hg2(pgque.message)');
+});
+$node->safe_psql('app', q{select pgque.send('qg1', 'g1-b'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from tb.gotg where v = 'g1-b'}, '1',
+	"g1: tb's handler with its group role's helper delivered");
+is($node->safe_psql('app', q{select count(*) from public.spied where what like 'g1%'}), '0',
+	"g1: ta's public.amount_g never ran in tb's handler");
+$node->safe_psql('app', q{select pgque.send('qg2a', 'g2-a'::pg_catalog.text)});
+wait_until($node, 'app',
+	q{select count(*) > 0 from pgque_worker.handler_stats where queue_name = 'qg2a' and last_error like '%money2%'},
+	't', "g2: ta's call of tb's helper failed: money2 is not in tb's path without public");
+$node->safe_psql('app', q{select pgque.send('qg2b', 'g2-b'::pg_catalog.text)});
+wait_until($node, 'app', q{select count(*) from tb.gotg where v = 'g2-b'}, '1', "g2: tb's handler delivered");
+is($node->safe_psql('app', q{select count(*) from public.spied where what like 'g2%'}), '0',
+	"g2: ta's public.money2 never ran (as ta, nor as tb)");
 
 $node->stop;
 done_testing();
