@@ -11,6 +11,9 @@ extern "C" {
 #include "catalog/pg_depend.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_trigger.h"
 #include "commands/extension.h"
 #include "storage/lmgr.h"
@@ -77,8 +80,36 @@ static const char *const trust_sql =
 	"                             t.tgrelid::pg_catalog.regclass, t.tgname)"
 	"      from pg_catalog.pg_trigger t join pg_catalog.pg_class c on c.oid = t.tgrelid"
 	"     where c.relnamespace = n.oid and not t.tgisinternal limit 1)),"
-	"  n.oid"
+	"  n.oid,"
+	"  pg_catalog.to_regprocedure('pgque.ticker()'),"
+	"  pg_catalog.to_regprocedure('pgque.maint_retry_events()'),"
+	"  pg_catalog.to_regprocedure('pgque.maint()'),"
+	"  pg_catalog.to_regprocedure('pgque.maint_rotate_tables_step2()'),"
+	"  pg_catalog.to_regclass('pgque.config')"
 	" from n";
+
+/* What we call (columns 6-10 above): while they keep their names, a change
+ * elsewhere in pg_proc or pg_type keeps "PgQue is here". */
+#define NREQUIRED 5
+static const char *const required_names[NREQUIRED] = {
+	"ticker", "maint_retry_events", "maint", "maint_rotate_tables_step2", "config"
+};
+static Oid	required[NREQUIRED];
+
+/*
+ * Functions, types and operators changed since the last check, a bit per
+ * catalog. A tenant can change them at will (a function in pg_temp, a
+ * domain in its own schema) and each change reaches every process of the
+ * database; before, each meant the full check (15 ms with a thousand
+ * queues, mostly pg_class). Now it means a scan of that catalog for the
+ * objects of schema pgque (new ones too: an overload PgQue's code would
+ * pick, created by a role with CREATE there, such as pgque_admin) and a
+ * look at what we call.
+ */
+#define CHANGED_PROC 1
+#define CHANGED_TYPE 2
+#define CHANGED_OPER 4
+static int	changed_objects = 0;
 
 static void
 invalidate(Datum arg, int cacheid, uint32 hashvalue)
@@ -88,6 +119,33 @@ invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	(void) hashvalue;
 	inval_count++;
 	trust_valid = false;
+}
+
+/* A schema changed: only schema pgque's row (its owner, its name) can
+ * change the answer; a role with CREATE on the database can make and drop
+ * schemas of its own at will. */
+static uint32 pgque_nsp_hash = 0;
+
+static void
+namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (checking || hashvalue == 0 || !OidIsValid(pgque_nsp) || hashvalue == pgque_nsp_hash)
+		invalidate(arg, cacheid, hashvalue);
+}
+
+/* A function, type or operator changed: noted, checked at the next
+ * pqw_pgque_trust() by objects_keep_trust(). */
+static void
+object_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (checking)
+	{
+		/* the full check under way may have read the old row */
+		invalidate(arg, cacheid, hashvalue);
+		return;
+	}
+	changed_objects |= cacheid == PROCOID ? CHANGED_PROC
+		: cacheid == TYPEOID ? CHANGED_TYPE : CHANGED_OPER;
 }
 
 /*
@@ -235,6 +293,93 @@ changed_rels_keep_trust(void)
 	return keep;
 }
 
+/* Is an object of catalog `catalog` in schema pgque owned by a role other
+ * than its owner or a superuser? (nspattr, ownerattr: its columns) A heap
+ * scan: no catalog has an index on the schema alone. */
+static bool
+untrusted_object_in(Oid catalog, AttrNumber nspattr, AttrNumber ownerattr)
+{
+	Relation	rel = table_open(catalog, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyInit(&key, nspattr, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(pgque_nsp));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Oid			o = DatumGetObjectId(heap_getattr(tup, ownerattr, RelationGetDescr(rel), &isnull));
+
+		found = o != owner && !superuser_arg(o);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Is what we call still there, under its name in schema pgque? */
+static bool
+required_still_there(void)
+{
+	for (int i = 0; i < NREQUIRED; i++)
+	{
+		bool		there = false;
+		HeapTuple	tup;
+
+		if (i < NREQUIRED - 1)
+		{
+			tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(required[i]));
+			if (HeapTupleIsValid(tup))
+			{
+				Form_pg_proc p = (Form_pg_proc) GETSTRUCT(tup);
+
+				there = p->pronamespace == pgque_nsp &&
+					strcmp(NameStr(p->proname), required_names[i]) == 0;
+				ReleaseSysCache(tup);
+			}
+		}
+		else
+		{
+			tup = SearchSysCache1(RELOID, ObjectIdGetDatum(required[i]));
+			if (HeapTupleIsValid(tup))
+			{
+				Form_pg_class c = (Form_pg_class) GETSTRUCT(tup);
+
+				there = c->relnamespace == pgque_nsp &&
+					strcmp(NameStr(c->relname), required_names[i]) == 0;
+				ReleaseSysCache(tup);
+			}
+		}
+		if (!there)
+			return false;
+	}
+	return true;
+}
+
+/* Do the function, type and operator changes since the last check keep
+ * the answer? Only an "ok" is kept. */
+static bool
+objects_keep_trust(void)
+{
+	int			changed = changed_objects;
+
+	changed_objects = 0;
+	if (trust != PQW_TRUST_OK || !required_still_there())
+		return false;
+	elog(DEBUG1, "pgque_worker: checked the%s%s%s of schema pgque",
+		 (changed & CHANGED_PROC) ? " functions" : "",
+		 (changed & CHANGED_TYPE) ? " types" : "",
+		 (changed & CHANGED_OPER) ? " operators" : "");
+	return !((changed & CHANGED_PROC) &&
+			 untrusted_object_in(ProcedureRelationId, Anum_pg_proc_pronamespace, Anum_pg_proc_proowner)) &&
+		!((changed & CHANGED_TYPE) &&
+		  untrusted_object_in(TypeRelationId, Anum_pg_type_typnamespace, Anum_pg_type_typowner)) &&
+		!((changed & CHANGED_OPER) &&
+		  untrusted_object_in(OperatorRelationId, Anum_pg_operator_oprnamespace, Anum_pg_operator_oprowner));
+}
+
 PqwTrust
 pqw_pgque_trust(void)
 {
@@ -251,6 +396,8 @@ pqw_pgque_trust(void)
 	AcceptInvalidationMessages();
 	if (trust_valid && nchanged_rels > 0 && !changed_rels_keep_trust())
 		trust_valid = false;
+	if (trust_valid && changed_objects != 0 && !objects_keep_trust())
+		trust_valid = false;
 	if (trust_valid && roles_changed)
 	{
 		/* cleared first: a change seen while comparing is looked at next time */
@@ -262,6 +409,7 @@ pqw_pgque_trust(void)
 		return trust;
 	roles_changed = false;
 	nchanged_rels = 0;
+	changed_objects = 0;
 	count_before = inval_count;
 	/* also called in users' sessions (_queue_exists): resolve names in the
 	 * catalog only, whatever their search_path says; read the catalogs as
@@ -291,6 +439,13 @@ pqw_pgque_trust(void)
 		desc = SPI_tuptable->tupdesc;
 		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 		pgque_nsp = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		pgque_nsp_hash = GetSysCacheHashValue1(NAMESPACEOID, ObjectIdGetDatum(pgque_nsp));
+		for (int i = 0; i < NREQUIRED; i++)
+		{
+			required[i] = DatumGetObjectId(SPI_getbinval(tup, desc, 6 + i, &isnull));
+			if (isnull)
+				required[i] = InvalidOid;
+		}
 		strlcpy(owner_name, SPI_getvalue(tup, desc, 2), sizeof(owner_name));
 		if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) && !isnull)
 		{
@@ -369,10 +524,10 @@ void
 pqw_trust_install(void)
 {
 	/* Owners, schemas and objects of PgQue live in these catalogs. */
-	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, object_changed, (Datum) 0);
 	CacheRegisterRelcacheCallback(relation_changed, (Datum) 0);
-	CacheRegisterSyscacheCallback(TYPEOID, invalidate, (Datum) 0);
-	CacheRegisterSyscacheCallback(OPEROID, invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, object_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, object_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, role_changed, (Datum) 0);
 }

@@ -1,0 +1,119 @@
+# A role creating and dropping functions, types, operators and schemas of
+# its own does not make the workers run the full trust check of schema pgque.
+# Any role can do that at will (a function in pg_temp, a domain or an
+# operator in a schema it may create in), and every such change reaches
+# every process of the database; before, each meant the full check in the
+# ticker and the dispatcher (15 ms with a thousand queues, mostly
+# pg_class). Now a function, type or operator change means a scan of that
+# one catalog for objects of schema pgque, and a schema change matters
+# only if it is schema pgque's. Counted with pg_stat_statements (the full
+# check's query, in database app).
+#
+# The narrower check must still see what the full one saw: a function, a
+# type or an operator that a member of pgque_admin (CREATE on schema
+# pgque) makes there refuses PgQue, and a renamed ticker() means no PgQue.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use PgqueWorkerTest;
+
+my $node = tenant_node('objchurn', conf => q{
+shared_preload_libraries = 'pg_stat_statements, pgque_worker'
+pg_stat_statements.track = all
+});
+$node->safe_psql('app', q{
+create extension pg_stat_statements;
+create role admin1 login;
+grant create on database app to tenant;
+grant pgque_admin to admin1;
+create table public.got (p text);
+grant insert on public.got to tenant;
+select pgque.create_queue('q');
+select pgque.set_queue_config('q', 'ticker_max_count', '1');
+set role tenant;
+create function public.h(m pgque.message) returns void language plpgsql as $$
+begin
+  insert into public.got values (m.payload);
+end $$;
+select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
+});
+
+my $checks = q{select coalesce(sum(s.calls), 0) from pg_stat_statements s
+  join pg_database d on d.oid = s.dbid
+ where d.datname = 'app' and s.query like '%nspowner from pg_catalog.pg_namespace%'};
+my $handled = 0;
+my $send = sub {
+	my ($p, $what) = @_;
+	$node->safe_psql('app', qq{select pgque.send('q', '$p'::text)});
+	$handled++;
+	wait_until($node, 'app', q{select count(*) from public.got}, $handled, $what);
+};
+my $state = q{select state from pgque_worker.status() where kind = 'ticker' and datname = 'app'};
+
+$send->('warm', 'a first message handled');
+my $before = $node->safe_psql('app', $checks);
+ok($before > 0, "the full check is counted ($before so far)");
+
+# the tenant makes and drops a function, a type, an operator and a schema
+# of its own, and each time a message goes through the ticker and the dispatcher
+for my $i (1 .. 20)
+{
+	$node->safe_psql('app', qq{
+set role tenant;
+create function pg_temp.f$i() returns int language sql as 'select $i';
+create domain public.d$i as int check (value > 0);
+create operator public.### (function = pg_catalog.int4pl, leftarg = int, rightarg = int);
+drop operator public.### (int, int);
+drop domain public.d$i;
+create schema s$i;
+drop schema s$i;
+});
+	$send->("m$i", "message $i handled");
+}
+my $after = $node->safe_psql('app', $checks);
+cmp_ok($after - $before, '<', 5,
+	"20 rounds of a tenant's functions, types, operators and schemas: " . ($after - $before)
+	  . " full checks (at least one per round before)");
+
+# What a member of pgque_admin makes in schema pgque, it owns: PgQue's code
+# could pick it (an overload, a type or an operator of a name it uses), so
+# PgQue is refused until it is gone.
+my @made = (
+	[ 'a function',
+	  q{create function pgque.maint(x int) returns int language sql as 'select 1'},
+	  q{drop function pgque.maint(int)} ],
+	[ 'a type',
+	  q{create domain pgque.int4 as pg_catalog.int4 check (value is not null)},
+	  q{drop domain pgque.int4} ],
+	[ 'an operator',
+	  q{create operator pgque.=== (function = pg_catalog.int4eq, leftarg = int, rightarg = int)},
+	  q{drop operator pgque.=== (int, int)} ]);
+for my $m (@made)
+{
+	my ($what, $make, $drop) = @$m;
+	$node->safe_psql('app', "set role admin1; $make");
+	wait_until($node, 'app', $state, 'untrusted pgque', "$what of admin1 in schema pgque");
+	like($node->safe_psql('app',
+			q{select last_error from pgque_worker.status() where kind = 'ticker' and datname = 'app'}),
+		qr/owned by role admin1/, "$what of admin1 in schema pgque: refused, and status() says why");
+	$node->safe_psql('app', "set role admin1; $drop");
+	wait_until($node, 'app', $state, 'running', "$what dropped: trusted again");
+	$send->("after $what", "a message after $what is gone");
+}
+
+# what we call, renamed: no PgQue here (the ticker leaves)
+my $pos = log_position($node);
+$node->safe_psql('app', q{alter function pgque.maint_rotate_tables_step2() rename to step2_away});
+wait_for_log($node, qr/database "app" has no PgQue, ticker leaves it/, $pos);
+pass('maint_rotate_tables_step2() renamed: no PgQue, the ticker leaves');
+$node->safe_psql('app', q{alter function pgque.step2_away() rename to maint_rotate_tables_step2});
+$node->safe_psql('app', q{select pgque_worker.wake_launcher()});
+wait_until($node, 'app', $state, 'running', 'named again: a ticker again');
+$send->('back', 'a message once the ticker is back');
+
+$node->stop;
+done_testing();
