@@ -110,6 +110,9 @@ static Oid	required[NREQUIRED];
 #define CHANGED_TYPE 2
 #define CHANGED_OPER 4
 static int	changed_objects = 0;
+/* Bumped by each such change: the bits are cleared only by a check that
+ * ended without error and saw no change come while it ran. */
+static uint64 object_changes = 0;
 
 static void
 invalidate(Datum arg, int cacheid, uint32 hashvalue)
@@ -146,6 +149,7 @@ object_changed(Datum arg, int cacheid, uint32 hashvalue)
 	}
 	changed_objects |= cacheid == PROCOID ? CHANGED_PROC
 		: cacheid == TYPEOID ? CHANGED_TYPE : CHANGED_OPER;
+	object_changes++;
 }
 
 /*
@@ -161,6 +165,7 @@ object_changed(Datum arg, int cacheid, uint32 hashvalue)
 static Oid	superusers[MAX_SUPERUSERS];
 static int	nsuperusers = -1;	/* -1: not known, or more than fit */
 static bool roles_changed = false;
+static uint64 role_changes = 0; /* as object_changes, for roles_changed */
 
 static void
 role_changed(Datum arg, int cacheid, uint32 hashvalue)
@@ -176,6 +181,7 @@ role_changed(Datum arg, int cacheid, uint32 hashvalue)
 		return;
 	}
 	roles_changed = true;
+	role_changes++;
 }
 
 /* The superusers' OIDs in order into out[max]; -1 if more than max. */
@@ -359,25 +365,31 @@ required_still_there(void)
 }
 
 /* Do the function, type and operator changes since the last check keep
- * the answer? Only an "ok" is kept. */
+ * the answer? Only an "ok" is kept. The changes stay noted until a check
+ * of them ends: one that raises (a lock timeout behind a lock any role can
+ * queue on pg_proc) is made again at the next call. */
 static bool
 objects_keep_trust(void)
 {
 	int			changed = changed_objects;
+	uint64		seen = object_changes;
+	bool		keep;
 
-	changed_objects = 0;
 	if (trust != PQW_TRUST_OK || !required_still_there())
 		return false;
 	elog(DEBUG1, "pgque_worker: checked the%s%s%s of schema pgque",
 		 (changed & CHANGED_PROC) ? " functions" : "",
 		 (changed & CHANGED_TYPE) ? " types" : "",
 		 (changed & CHANGED_OPER) ? " operators" : "");
-	return !((changed & CHANGED_PROC) &&
+	keep = !((changed & CHANGED_PROC) &&
 			 untrusted_object_in(ProcedureRelationId, Anum_pg_proc_pronamespace, Anum_pg_proc_proowner)) &&
 		!((changed & CHANGED_TYPE) &&
 		  untrusted_object_in(TypeRelationId, Anum_pg_type_typnamespace, Anum_pg_type_typowner)) &&
 		!((changed & CHANGED_OPER) &&
 		  untrusted_object_in(OperatorRelationId, Anum_pg_operator_oprnamespace, Anum_pg_operator_oprowner));
+	if (keep && object_changes == seen)
+		changed_objects = 0;
+	return keep;
 }
 
 PqwTrust
@@ -400,10 +412,14 @@ pqw_pgque_trust(void)
 		trust_valid = false;
 	if (trust_valid && roles_changed)
 	{
-		/* cleared first: a change seen while comparing is looked at next time */
-		roles_changed = false;
+		/* cleared once compared without error, unless a change came
+		 * meanwhile: that one is looked at next time */
+		uint64		seen = role_changes;
+
 		if (!roles_keep_trust())
 			trust_valid = false;
+		else if (role_changes == seen)
+			roles_changed = false;
 	}
 	if (trust_valid)
 		return trust;

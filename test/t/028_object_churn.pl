@@ -115,5 +115,56 @@ $node->safe_psql('app', q{select pgque_worker.wake_launcher()});
 wait_until($node, 'app', $state, 'running', 'named again: a ticker again');
 $send->('back', 'a message once the ticker is back');
 
+# A narrow check that fails is made again. Any role can queue an ACCESS
+# EXCLUSIVE lock on pg_proc (CREATE RULE asks for it before it checks
+# ownership) behind a reader; the ticker's scan of pg_proc then waits for
+# it and its lock_timeout cancels the call. Found by a review: the first
+# version had already forgotten the change, and went on calling PgQue
+# beside admin1's new function. (A discovery interval of 10 s: the
+# ticker's own look at its database every interval reads pg_proc too, and
+# would otherwise often be what waits.)
+$node->safe_psql('app', q{alter system set pgque_worker.discovery_interval = '10s'});
+$node->reload;
+my $reader = $node->background_psql('app');
+$reader->query_safe('set role tenant');
+$reader->query_safe('begin');
+$reader->query_safe('select count(*) from pg_catalog.pg_proc');
+$reader->query_safe('reset role');	# to see the others in pg_stat_activity
+my $maker = $node->background_psql('app');
+$maker->query_safe('set role admin1');
+$maker->query_safe('begin');
+$maker->query_safe(q{create function pgque.maint(x int) returns int language sql as 'select 1'});
+my $queuer = $node->background_psql('app', on_error_stop => 0);
+$queuer->query_safe('set role tenant');
+$queuer->query_until(qr/queued/,
+	"\\echo queued\ncreate rule r as on insert to pg_catalog.pg_proc do instead nothing;\n");
+# (asked from the reader: it holds its lock on pg_proc, new sessions wait)
+my $ask = sub {
+	my ($sql, $expected, $what) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (1)
+	{
+		my $got = $reader->query_safe($sql);
+		return if $got eq $expected;
+		die "timed out waiting for $what (last: $got)" if time > $deadline;
+		select(undef, undef, undef, 0.1);
+	}
+};
+$ask->(q{select count(*) from pg_stat_activity where query like 'create rule r %' and wait_event_type = 'Lock'},
+	'1', 'the rule waits for its lock on pg_proc');
+my $errors = $reader->query_safe(
+	q{select errors from pgque_worker.status() where kind = 'ticker' and datname = 'app'});
+$maker->query_safe('commit');
+$ask->(qq{select errors > $errors from pgque_worker.status() where kind = 'ticker' and datname = 'app'},
+	't', "the ticker's check timed out behind the queued lock");
+$reader->query_safe('rollback');
+$reader->quit;
+$queuer->quit;
+$maker->quit;
+wait_until($node, 'app', $state, 'untrusted pgque', "admin1's function, seen once the lock is gone");
+pass('a check that timed out is made again: PgQue refused');
+$node->safe_psql('app', 'drop function pgque.maint(int)');
+wait_until($node, 'app', $state, 'running', 'the function dropped: trusted again');
+
 $node->stop;
 done_testing();
