@@ -9,6 +9,7 @@ extern bool pqw_enabled;
 extern char *pqw_databases;
 extern char *pqw_role;
 extern int	pqw_discovery_interval_ms;
+extern int	pqw_max_workers;
 extern int	pqw_tick_period_ms;
 extern int	pqw_ticker_timeout_ms;
 extern int	pqw_retry_interval_ms;

@@ -51,6 +51,7 @@ extern "C" {
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
 #include "core/probe.hpp"
+#include "core/worker_cap.hpp"
 
 /* Launcher-local view of each shared slot. */
 typedef struct LauncherSlot
@@ -63,12 +64,16 @@ typedef struct LauncherSlot
 	bool		seen;			/* still a candidate in this pass */
 	/* dispatcher slot found at start: kept while its ticker comes back */
 	bool		inherited;
+	bool		owner_is_superuser; /* of its database, as last scanned */
+	bool		capped;			/* this pass: over pgque_worker.max_workers */
+	bool		probing;		/* ticker: has not found PgQue yet (slot_probing) */
 } LauncherSlot;
 
 typedef struct Candidate
 {
 	Oid			oid;
 	char		name[NAMEDATALEN];
+	bool		owner_is_superuser;
 } Candidate;
 
 static LauncherSlot *lslot = NULL;
@@ -143,6 +148,7 @@ scan_databases(Candidate **out, Oid *roleoid, bool *role_ok)
 		}
 		c[n].oid = db->oid;
 		strlcpy(c[n].name, NameStr(db->datname), NAMEDATALEN);
+		c[n].owner_is_superuser = superuser_arg(db->datdba);
 		n++;
 	}
 	table_endscan(scan);
@@ -183,6 +189,7 @@ alloc_slot(Oid dboid, const char *dbname, PqwKind kind)
 	{
 		memset(&lslot[found], 0, sizeof(LauncherSlot));
 		lslot[found].next_start = pqw::monotonic_ms();
+		lslot[found].probing = kind == PQW_KIND_TICKER;
 	}
 	return found;
 }
@@ -338,6 +345,128 @@ take_probe_requests(bool all, pqw::Millis now)
 	pfree(requested);
 }
 
+/* Does slot i's worker run, or want to? */
+static bool
+slot_wants_worker(int i)
+{
+	return lslot[i].handle != NULL || lslot[i].next_start >= 0;
+}
+
+/* Is slot i a ticker that has not found PgQue in its database yet (never
+ * ran, or found none last time)? Its probes, a few milliseconds each, are
+ * not counted against the cap (see core/worker_cap.hpp): a database where
+ * PgQue is installed later is found, whatever the cap. */
+static bool
+slot_probing(int i)
+{
+	switch (pqw_slot_state(i))
+	{
+		case PQW_STATE_NO_PGQUE:
+			lslot[i].probing = true;
+			break;
+		case PQW_STATE_STARTING:
+		case PQW_STATE_STOPPED:
+		case PQW_STATE_NO_SLOT:
+		case PQW_STATE_CAPPED:
+			break;				/* not known from these */
+		default:
+			lslot[i].probing = false;
+			break;
+	}
+	return lslot[i].probing;
+}
+
+static int
+max_workers(void)
+{
+	return pqw_max_workers < 0 ? max_worker_processes - 1 : pqw_max_workers;
+}
+
+/* Marks slot i over the cap: its worker, if any, is asked to leave. */
+static void
+cap_slot(int i)
+{
+	lslot[i].capped = true;
+	if (lslot[i].handle != NULL)
+		TerminateBackgroundWorker(lslot[i].handle);
+}
+
+/*
+ * pgque_worker.max_workers: which of the databases' tickers and
+ * dispatchers (wanted this pass, seen) may run. The others are marked
+ * capped; those running are asked to leave (a database of a higher
+ * priority came, or the cap went down).
+ */
+static void
+apply_cap(void)
+{
+	int			n = pqw_shared->nslots;
+	pqw::DbDemand *dem = (pqw::DbDemand *) palloc(sizeof(pqw::DbDemand) * n);
+	int		   *tick = (int *) palloc(sizeof(int) * n);
+	int		   *disp = (int *) palloc(sizeof(int) * n);
+	int		   *order = (int *) palloc(sizeof(int) * n);
+	int		   *allowed = (int *) palloc(sizeof(int) * n);
+	int			ndb = 0;
+
+	for (int i = 0; i < n; i++)
+		lslot[i].capped = false;
+	for (int i = 0; i < n; i++)
+	{
+		PqwSlotInfo t;
+		int			d;
+
+		if (!lslot[i].seen || !pqw_slot_info(i, &t) || t.kind != PQW_KIND_TICKER ||
+			slot_probing(i))
+			continue;
+		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
+		if (d >= 0 && !(lslot[d].seen && slot_wants_worker(d)))
+			d = -1;
+		dem[ndb].owner_is_superuser = lslot[i].owner_is_superuser;
+		dem[ndb].oid = t.dboid;
+		dem[ndb].wanted = (slot_wants_worker(i) ? 1 : 0) + (d >= 0 ? 1 : 0);
+		tick[ndb] = i;
+		disp[ndb] = d;
+		ndb++;
+	}
+	pqw::allot_workers(dem, ndb, max_workers(), order, allowed);
+	for (int k = 0; k < ndb; k++)
+	{
+		int			left = allowed[k];
+
+		/* the ticker first: it alone ticks; a dispatcher needs it */
+		if (slot_wants_worker(tick[k]))
+		{
+			if (left > 0)
+				left--;
+			else
+				cap_slot(tick[k]);
+		}
+		if (disp[k] >= 0 && left == 0)
+			cap_slot(disp[k]);
+	}
+	pfree(dem);
+	pfree(tick);
+	pfree(disp);
+	pfree(order);
+	pfree(allowed);
+}
+
+/* Slot i may not start: over the cap. Says so once per database. */
+static void
+hold_capped(int i)
+{
+	PqwSlotInfo s;
+
+	if (!pqw_slot_info(i, &s) || s.state == PQW_STATE_CAPPED)
+		return;
+	pqw_slot_set_state(i, PQW_STATE_CAPPED);
+	ereport(WARNING,
+			(errmsg("pgque_worker: no %s for database \"%s\": pgque_worker.max_workers (%d) are taken",
+					pqw_kind_name(s.kind), s.dbname, max_workers()),
+			 errdetail("Databases a superuser owns come first, then older ones; a database gets its ticker and dispatcher before the next gets any."),
+			 errhint("Raise pgque_worker.max_workers (and max_worker_processes), or leave databases out with pgque_worker.databases.")));
+}
+
 static void
 launcher_pass(bool force_scan)
 {
@@ -391,6 +520,7 @@ launcher_pass(bool force_scan)
 		if (i < 0)
 			continue;			/* more databases than slots */
 		lslot[i].seen = true;
+		lslot[i].owner_is_superuser = cands[c].owner_is_superuser;
 		pqw_slot_rename(i, cands[c].name);
 	}
 
@@ -425,6 +555,7 @@ launcher_pass(bool force_scan)
 			lslot[d].next_start = now;
 	}
 
+	apply_cap();
 	for (int i = 0; i < pqw_shared->nslots; i++)
 	{
 		PqwSlotInfo s;
@@ -456,6 +587,11 @@ launcher_pass(bool force_scan)
 				lslot[i].next_start = now + (s.hold_until - ts) / 1000 + 1;
 				continue;
 			}
+		}
+		if (lslot[i].capped)
+		{
+			hold_capped(i);
+			continue;
 		}
 		if (now >= lslot[i].next_start)
 			start_worker(i, roleoid, now);

@@ -21,6 +21,7 @@ bool		pqw_enabled = true;
 char	   *pqw_databases = NULL;
 char	   *pqw_role = NULL;
 int			pqw_discovery_interval_ms = 10000;
+int			pqw_max_workers = -1;
 int			pqw_tick_period_ms = 0;
 int			pqw_ticker_timeout_ms = 1000;
 int			pqw_retry_interval_ms = 30000;
@@ -182,6 +183,11 @@ define_settings(void)
 							"How often the launcher looks for databases and PgQue installs (100 ms .. 1 h).",
 							NULL, &pqw_discovery_interval_ms, 10000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgque_worker.max_workers",
+							"Most tickers and dispatchers running at once, in all databases; -1: max_worker_processes - 1.",
+							"Databases a superuser owns come first, then older ones.",
+							&pqw_max_workers, -1, -1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.tick_period",
 							"Period of pgque.ticker() calls (1 .. 60000 ms); 0 reads pgque.config.tick_period_ms.",
 							NULL, &pqw_tick_period_ms, 0, 0, 60000,

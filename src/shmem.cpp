@@ -196,6 +196,8 @@ pqw_state_name(PqwState state)
 			return "other scheduler";
 		case PQW_STATE_UNTRUSTED:
 			return "untrusted pgque";
+		case PQW_STATE_CAPPED:
+			return "over max_workers";
 	}
 	return "unknown";
 }

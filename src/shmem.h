@@ -36,7 +36,8 @@ typedef enum PqwState
 	PQW_STATE_NO_SLOT,		/* no background worker slot available */
 	PQW_STATE_NO_HANDLERS,	/* dispatcher: no enabled handler left */
 	PQW_STATE_YIELDING,		/* ticker: another scheduler owns PgQue here */
-	PQW_STATE_UNTRUSTED		/* PgQue objects of other owners: nothing called */
+	PQW_STATE_UNTRUSTED,	/* PgQue objects of other owners: nothing called */
+	PQW_STATE_CAPPED		/* not started: pgque_worker.max_workers */
 } PqwState;
 
 /* Room for the error that ended a handler's call (see PqwDispatcherPart). */

@@ -1,0 +1,34 @@
+// worker_cap.cpp: which databases get workers within pgque_worker.max_workers.
+#include "worker_cap.hpp"
+
+#include <algorithm>
+
+namespace pqw {
+
+void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed) noexcept
+{
+    int left = cap;
+
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    std::sort(order, order + n, [dbs](int a, int b) {
+        if (dbs[a].owner_is_superuser != dbs[b].owner_is_superuser)
+            return dbs[a].owner_is_superuser;
+        return dbs[a].oid < dbs[b].oid;
+    });
+    for (int k = 0; k < n; k++)
+    {
+        const int i = order[k];
+        const int want = dbs[i].wanted > 0 ? dbs[i].wanted : 0;
+
+        if (cap < 0)
+        {
+            allowed[i] = want;
+            continue;
+        }
+        allowed[i] = std::min(want, left);
+        left -= allowed[i];
+    }
+}
+
+}  // namespace pqw
