@@ -108,6 +108,17 @@ pqw_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+static int
+candidate_cmp(const void *a, const void *b)
+{
+	const Candidate *x = (const Candidate *) a;
+	const Candidate *y = (const Candidate *) b;
+
+	if (pqw::served_before(x->owner_is_superuser, x->oid, y->owner_is_superuser, y->oid))
+		return -1;
+	return pqw::served_before(y->owner_is_superuser, y->oid, x->owner_is_superuser, x->oid) ? 1 : 0;
+}
+
 /*
  * Reads pg_database into `out` (allocated in the current memory context):
  * databases that allow connections, are not templates, and are selected.
@@ -153,6 +164,9 @@ scan_databases(Candidate **out, Oid *roleoid, bool *role_ok)
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+	/* in the order they are served: slots go to the first */
+	if (n > 1)
+		qsort(c, n, sizeof(Candidate), candidate_cmp);
 
 	*roleoid = InvalidOid;
 	*role_ok = true;
@@ -202,6 +216,64 @@ free_slot(int i)
 	if (lslot[i].handle)
 		pfree(lslot[i].handle);
 	memset(&lslot[i], 0, sizeof(LauncherSlot));
+}
+
+/* Does a worker run in slot i (ours, or a previous launcher's)? */
+static bool
+slot_occupied(int i)
+{
+	PqwSlotInfo s;
+
+	return lslot[i].handle != NULL || !pqw_slot_info(i, &s) || s.pid != 0;
+}
+
+/*
+ * Every shared slot taken, and database `dboid` (owned by a superuser or
+ * not) needs one: frees those of the database served last, after it, with
+ * no worker running (a ticker between probes, or over max_workers), and
+ * says whether it did. A slot no candidate claimed this pass (a database
+ * dropped or deselected) counts as served last. Otherwise a role with
+ * CREATEDB could take every slot with empty databases of its own.
+ */
+static bool
+free_slot_served_after(bool owner_is_superuser, Oid dboid)
+{
+	int			victim = -1;
+	int			vdisp = -1;
+	Oid			vdb = InvalidOid;
+
+	for (int i = 0; i < pqw_shared->nslots; i++)
+	{
+		PqwSlotInfo t;
+		int			d;
+
+		if (!pqw_slot_info(i, &t) || t.kind != PQW_KIND_TICKER || t.dboid == dboid ||
+			slot_occupied(i))
+			continue;
+		if (lslot[i].seen &&
+			!pqw::served_before(owner_is_superuser, dboid, lslot[i].owner_is_superuser, t.dboid))
+			continue;
+		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
+		if (d >= 0 && slot_occupied(d))
+			continue;
+		/* the unclaimed first, then the one served last */
+		if (victim < 0 ||
+			(lslot[victim].seen &&
+			 (!lslot[i].seen ||
+			  pqw::served_before(lslot[victim].owner_is_superuser, vdb,
+								 lslot[i].owner_is_superuser, t.dboid))))
+		{
+			victim = i;
+			vdisp = d;
+			vdb = t.dboid;
+		}
+	}
+	if (victim < 0)
+		return false;
+	if (vdisp >= 0)
+		free_slot(vdisp);
+	free_slot(victim);
+	return true;
 }
 
 
@@ -517,6 +589,8 @@ launcher_pass(bool force_scan)
 
 		if (i < 0)
 			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
+		if (i < 0 && free_slot_served_after(cands[c].owner_is_superuser, cands[c].oid))
+			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
 		if (i < 0)
 			continue;			/* more databases than slots */
 		lslot[i].seen = true;
@@ -537,6 +611,8 @@ launcher_pass(bool force_scan)
 		want = t.want_dispatcher && t.pid != 0;
 		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
 		if (d < 0 && want)
+			d = alloc_slot(t.dboid, t.dbname, PQW_KIND_DISPATCHER);
+		if (d < 0 && want && free_slot_served_after(lslot[i].owner_is_superuser, t.dboid))
 			d = alloc_slot(t.dboid, t.dbname, PQW_KIND_DISPATCHER);
 		if (d < 0)
 			continue;

@@ -5,6 +5,14 @@
 
 namespace pqw {
 
+bool served_before(bool a_owner_is_superuser, std::uint32_t a_oid,
+                   bool b_owner_is_superuser, std::uint32_t b_oid) noexcept
+{
+    if (a_owner_is_superuser != b_owner_is_superuser)
+        return a_owner_is_superuser;
+    return a_oid < b_oid;
+}
+
 void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed) noexcept
 {
     int left = cap;
@@ -12,9 +20,8 @@ void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed
     for (int i = 0; i < n; i++)
         order[i] = i;
     std::sort(order, order + n, [dbs](int a, int b) {
-        if (dbs[a].owner_is_superuser != dbs[b].owner_is_superuser)
-            return dbs[a].owner_is_superuser;
-        return dbs[a].oid < dbs[b].oid;
+        return served_before(dbs[a].owner_is_superuser, dbs[a].oid,
+                             dbs[b].owner_is_superuser, dbs[b].oid);
     });
     for (int k = 0; k < n; k++)
     {

@@ -24,6 +24,11 @@ struct DbDemand
     int wanted;   // workers it wants now: running, or to start (0..2)
 };
 
+// Is database a served before database b? (a superuser's first, then the
+// older)
+bool served_before(bool a_owner_is_superuser, std::uint32_t a_oid,
+                   bool b_owner_is_superuser, std::uint32_t b_oid) noexcept;
+
 // Into allowed[i]: how many of its wanted workers database i may have
 // (0..wanted), within `cap` in all (cap < 0: no cap). order[n] is scratch.
 void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed) noexcept;

@@ -99,4 +99,35 @@ is($node->safe_psql('app', $state->('t1')), 'running', 't1 (older) keeps its tic
 $send->('after the cap went down', 'app still serves');
 
 $node->stop;
+
+# The launcher's own slots (one per max_worker_processes) go the same way:
+# a role with CREATEDB that makes more databases than there are slots (empty
+# ones: each is probed) does not leave a superuser's later database
+# without a ticker or its dispatcher. Before, the slots went in the order
+# of pg_database, and the later database got none.
+my $small = new_node('fewslots', conf => q{
+max_worker_processes = 6
+});
+$small->start;
+$small->safe_psql('postgres', q{create role tenant login createdb});
+$small->safe_psql('postgres', qq{set role tenant; create database e$_}) for 1 .. 6;
+$small->safe_psql('postgres', 'create database late');
+install_pgque($small, 'late');
+$small->safe_psql('late', q{
+create table public.got (p text);
+select pgque.create_queue('q');
+select pgque.set_queue_config('q', 'ticker_max_count', '1');
+create function public.h(m pgque.message) returns void language sql as
+  'insert into public.got values (m.payload)';
+select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
+select pgque_worker.wake_launcher();
+});
+wait_until($small, 'late', q{select count(*) from pgque_worker.status()
+  where datname = 'late' and state = 'running'}, '2',
+	"the superuser's later database gets a ticker and a dispatcher");
+$small->safe_psql('late', q{select pgque.send('q', 'late one'::text)});
+wait_until($small, 'late', q{select count(*) from public.got}, '1', 'and its message is handled');
+pass("six empty databases of a CREATEDB role beside six slots: the superuser's database served");
+$small->stop;
+
 done_testing();

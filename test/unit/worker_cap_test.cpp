@@ -8,6 +8,7 @@
 
 using pqw::allot_workers;
 using pqw::DbDemand;
+using pqw::served_before;
 
 namespace {
 
@@ -49,4 +50,13 @@ TEST(WorkerCap, NothingWantedTakesNothing)
     EXPECT_EQ(allot({{true, 5, -3}, {false, 7, 1}}, 1), (std::vector<int>{0, 1}));
     EXPECT_EQ(allot({{false, 7, 2}}, 0), (std::vector<int>{0}));
     EXPECT_EQ(allot({}, 3), (std::vector<int>{}));
+}
+
+TEST(WorkerCap, ServedBefore)
+{
+    EXPECT_TRUE(served_before(true, 900, false, 5));
+    EXPECT_FALSE(served_before(false, 5, true, 900));
+    EXPECT_TRUE(served_before(false, 5, false, 900));
+    EXPECT_FALSE(served_before(false, 900, false, 5));
+    EXPECT_FALSE(served_before(true, 7, true, 7));
 }
