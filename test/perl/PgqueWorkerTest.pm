@@ -154,6 +154,45 @@ sub wait_for_log
 	die "timed out waiting for log line matching $re";
 }
 
+# --- a queue served by a handler that keeps what it got
+
+push @EXPORT, qw(got_handler got_sender);
+
+# In $db: queue q (a tick per event) and consumer c, handled by
+# public.h(pgque.message), which inserts each payload into public.got;
+# made and registered by $role (undef: the caller).
+sub got_handler
+{
+	my ($node, $db, $role) = @_;
+	my $as = defined $role ? qq{grant insert on public.got to $role; set role $role;} : '';
+	$node->safe_psql($db, qq{
+create table public.got (p text);
+select pgque.create_queue('q');
+select pgque.set_queue_config('q', 'ticker_max_count', '1');
+$as
+create function public.h(m pgque.message) returns void language plpgsql as \$\$
+begin
+  insert into public.got values (m.payload);
+end \$\$;
+select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
+});
+	return;
+}
+
+# A sub($payload, $what) that sends $payload to q of $db and waits until
+# public.got has one more row.
+sub got_sender
+{
+	my ($node, $db) = @_;
+	my $handled = $node->safe_psql($db, 'select count(*) from public.got');
+	return sub {
+		my ($p, $what) = @_;
+		$node->safe_psql($db, qq{select pgque.send('q', '$p'::text)});
+		$handled++;
+		wait_until($node, $db, q{select count(*) from public.got}, $handled, $what);
+	};
+}
+
 # --- helpers of the reload, standby and tick rate tests
 
 push @EXPORT, qw(set_worker_conf sample_status measure_rates);

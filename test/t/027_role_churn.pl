@@ -28,18 +28,9 @@ $node->safe_psql('app', q{
 create extension pg_stat_statements;
 create role tenant login;
 grant pgque_reader to tenant;
-create table public.got (p text);
-grant insert on public.got to tenant;
 grant create on schema public to tenant;
-select pgque.create_queue('q');
-select pgque.set_queue_config('q', 'ticker_max_count', '1');
-set role tenant;
-create function public.h(m pgque.message) returns void language plpgsql as $$
-begin
-  insert into public.got values (m.payload);
-end $$;
-select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
 });
+got_handler($node, 'app', 'tenant');
 
 my $checks = q{select coalesce(sum(s.calls), 0) from pg_stat_statements s
   join pg_database d on d.oid = s.dbid

@@ -30,28 +30,13 @@ create extension pg_stat_statements;
 create role admin1 login;
 grant create on database app to tenant;
 grant pgque_admin to admin1;
-create table public.got (p text);
-grant insert on public.got to tenant;
-select pgque.create_queue('q');
-select pgque.set_queue_config('q', 'ticker_max_count', '1');
-set role tenant;
-create function public.h(m pgque.message) returns void language plpgsql as $$
-begin
-  insert into public.got values (m.payload);
-end $$;
-select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
 });
+got_handler($node, 'app', 'tenant');
 
 my $checks = q{select coalesce(sum(s.calls), 0) from pg_stat_statements s
   join pg_database d on d.oid = s.dbid
  where d.datname = 'app' and s.query like '%nspowner from pg_catalog.pg_namespace%'};
-my $handled = 0;
-my $send = sub {
-	my ($p, $what) = @_;
-	$node->safe_psql('app', qq{select pgque.send('q', '$p'::text)});
-	$handled++;
-	wait_until($node, 'app', q{select count(*) from public.got}, $handled, $what);
-};
+my $send = got_sender($node, 'app');
 my $state = q{select state from pgque_worker.status() where kind = 'ticker' and datname = 'app'};
 
 $send->('warm', 'a first message handled');

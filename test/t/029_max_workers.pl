@@ -24,21 +24,8 @@ $node->start;
 # app, a superuser's: a ticker and a dispatcher
 $node->safe_psql('postgres', 'create database app');
 install_pgque($node, 'app');
-$node->safe_psql('app', q{
-create table public.got (p text);
-select pgque.create_queue('q');
-select pgque.set_queue_config('q', 'ticker_max_count', '1');
-create function public.h(m pgque.message) returns void language sql as
-  'insert into public.got values (m.payload)';
-select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
-});
-my $handled = 0;
-my $send = sub {
-	my ($p, $what) = @_;
-	$node->safe_psql('app', qq{select pgque.send('q', '$p'::text)});
-	$handled++;
-	wait_until($node, 'app', q{select count(*) from public.got}, $handled, $what);
-};
+got_handler($node, 'app');
+my $send = got_sender($node, 'app');
 $send->('first', 'app serves a first message');
 
 my $state = sub {
@@ -113,20 +100,12 @@ $small->safe_psql('postgres', q{create role tenant login createdb});
 $small->safe_psql('postgres', qq{set role tenant; create database e$_}) for 1 .. 6;
 $small->safe_psql('postgres', 'create database late');
 install_pgque($small, 'late');
-$small->safe_psql('late', q{
-create table public.got (p text);
-select pgque.create_queue('q');
-select pgque.set_queue_config('q', 'ticker_max_count', '1');
-create function public.h(m pgque.message) returns void language sql as
-  'insert into public.got values (m.payload)';
-select pgque_worker.register_handler('q', 'c', 'public.h(pgque.message)');
-select pgque_worker.wake_launcher();
-});
+got_handler($small, 'late');
+$small->safe_psql('late', 'select pgque_worker.wake_launcher()');
 wait_until($small, 'late', q{select count(*) from pgque_worker.status()
   where datname = 'late' and state = 'running'}, '2',
 	"the superuser's later database gets a ticker and a dispatcher");
-$small->safe_psql('late', q{select pgque.send('q', 'late one'::text)});
-wait_until($small, 'late', q{select count(*) from public.got}, '1', 'and its message is handled');
+got_sender($small, 'late')->('late one', 'and its message is handled');
 pass("six empty databases of a CREATEDB role beside six slots: the superuser's database served");
 $small->stop;
 
