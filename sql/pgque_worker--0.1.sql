@@ -470,10 +470,23 @@ grant execute on function pgque_worker.serve_copied_handlers() to pgque_admin;
 -- Metrics: the same numbers as rows and as Prometheus text
 -- ---------------------------------------------------------------------------
 
+-- The queue figures, read from PgQue's tables as the owner of schema
+-- pgque, security-restricted; none of PgQue's code runs, so a superuser
+-- scraping the metrics runs nothing PgQue's owner could replace. No rows
+-- where PgQue is missing or untrusted.
+create function pgque_worker._pgque_metrics(
+    out metric text, out queue_name text, out consumer_name text, out value float8)
+returns setof record
+language c volatile
+as 'MODULE_PATHNAME', 'pqw_pgque_metrics';
+revoke all on function pgque_worker._pgque_metrics() from public;
+grant execute on function pgque_worker._pgque_metrics() to pg_monitor, pgque_admin;
+
 -- Per database (every database, from shared memory), per queue and per
 -- handler (this database).
 create view pgque_worker.metrics_view as
 with st as (select * from pgque_worker.status()),
+     pq as (select * from pgque_worker._pgque_metrics()),
      t as (select * from st where kind = 'ticker'),
      d as (select * from st where kind = 'dispatcher')
 select 'pgque_worker_ticker_calls_total'::text as metric, 'counter'::text as type,
@@ -519,18 +532,16 @@ select 'pgque_worker_dispatched_messages_total', 'counter', 'messages handled by
        jsonb_build_object('database', datname), messages_ok::float8 from d
 union all
 select 'pgque_worker_queue_ticker_lag_seconds', 'gauge', 'age of the queue''s last tick',
-       jsonb_build_object('database', current_database(), 'queue', q.queue_name),
-       extract(epoch from q.ticker_lag)::float8
-  from pgque.get_queue_info() q
+       jsonb_build_object('database', current_database(), 'queue', pq.queue_name), pq.value
+  from pq where pq.metric = 'ticker_lag'
 union all
 select 'pgque_worker_queue_new_events', 'gauge', 'events not yet in a tick',
-       jsonb_build_object('database', current_database(), 'queue', q.queue_name), q.ev_new::float8
-  from pgque.get_queue_info() q
+       jsonb_build_object('database', current_database(), 'queue', pq.queue_name), pq.value
+  from pq where pq.metric = 'new_events'
 union all
 select 'pgque_worker_queue_dead_letters', 'gauge', 'events in the dead-letter table',
-       jsonb_build_object('database', current_database(), 'queue', q.queue_name),
-       (select count(*) from pgque.dead_letter dl where dl.dl_queue_id = q.queue_id)::float8
-  from pgque.queue q
+       jsonb_build_object('database', current_database(), 'queue', pq.queue_name), pq.value
+  from pq where pq.metric = 'dead_letters'
 union all
 select 'pgque_worker_handler_messages_total', 'counter', 'messages handled',
        jsonb_build_object('database', current_database(), 'queue', h.queue_name,
@@ -558,10 +569,11 @@ select 'pgque_worker_handler_errors_total', 'counter', 'dispatch failures outsid
   from pgque_worker.handler_stats h
 union all
 select 'pgque_worker_consumer_lag_seconds', 'gauge', 'age of the last tick the consumer finished',
-       jsonb_build_object('database', current_database(), 'queue', c.queue_name,
-                          'consumer', c.consumer_name), extract(epoch from c.lag)::float8
-  from pgque_worker_internal.handler h
-  cross join lateral pgque.get_consumer_info(h.queue_name, h.consumer_name) c;
+       jsonb_build_object('database', current_database(), 'queue', pq.queue_name,
+                          'consumer', pq.consumer_name), pq.value
+  from pq
+  join pgque_worker_internal.handler h using (queue_name, consumer_name)
+ where pq.metric = 'consumer_lag';
 
 -- Prometheus text exposition format (one scrape).
 create function pgque_worker.metrics() returns text
