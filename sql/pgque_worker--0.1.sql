@@ -39,12 +39,15 @@ language c strict volatile
 as 'MODULE_PATHNAME', 'pqw_status';
 
 -- (creating the C function above loaded the library: not preloaded fails there)
+-- PgQue's roles are the cluster's; its schema may come later in this
+-- database: a restore of pg_dump's output creates extensions before the
+-- other schemas (register_handler() then says what is missing).
 do $check$
 begin
-  if to_regtype('pgque.message') is null or to_regrole('pgque_reader') is null
-     or to_regrole('pgque_admin') is null then
-    raise exception 'PgQue is not installed in this database'
-      using hint = 'Install PgQue (\i pgque.sql) first, then CREATE EXTENSION pgque_worker.';
+  if to_regrole('pgque_reader') is null or to_regrole('pgque_admin') is null then
+    raise exception 'PgQue is not installed in this cluster'
+      using detail = 'Roles pgque_reader and pgque_admin do not exist.',
+            hint = 'Install PgQue (\i pgque.sql) first, then CREATE EXTENSION pgque_worker.';
   end if;
 end
 $check$;
@@ -133,6 +136,12 @@ create table pgque_worker_internal.home (
 insert into pgque_worker_internal.home (datid)
   select oid from pg_database where datname = current_database();
 revoke all on pgque_worker_internal.home from public;
+
+-- pg_dump dumps the registrations and the progress through batches in
+-- flight (PgQue's tables, with its consumers' positions, are dumped too),
+-- not home: a restore serves its registrations (see README, pg_dump).
+select pg_catalog.pg_extension_config_dump('pgque_worker_internal.handler', '');
+select pg_catalog.pg_extension_config_dump('pgque_worker_internal.handler_stat', '');
 
 -- Registrations are readable by all (no payloads); a role changes only the
 -- rows it registered. The worker reads and writes as superuser or
