@@ -228,30 +228,32 @@ slot_occupied(int i)
 }
 
 /*
- * Every shared slot taken, and database `dboid` (owned by a superuser or
- * not) needs one: frees those of the database served last, after it, with
- * no worker running (a ticker between probes, or over max_workers), and
- * says whether it did. A slot no candidate claimed this pass (a database
- * dropped or deselected) counts as served last. Otherwise a role with
- * CREATEDB could take every slot with empty databases of its own.
+ * Every shared slot taken, and a database needs one (owned by a superuser
+ * or not, of that seniority: PG_UINT64_MAX for one new to the launcher,
+ * served after every database it knows of the same kind): frees the slots
+ * of the database served last, after it, with no worker running (a ticker between probes,
+ * or over max_workers), and says whether it did. A slot no candidate
+ * claimed this pass (a database dropped or deselected) goes first.
+ * Otherwise a role with CREATEDB could take every slot with empty
+ * databases of its own.
  */
 static bool
-free_slot_served_after(bool owner_is_superuser, Oid dboid)
+free_slot_served_after(bool owner_is_superuser, uint64 seniority)
 {
 	int			victim = -1;
 	int			vdisp = -1;
-	Oid			vdb = InvalidOid;
+	PqwSlotInfo v;
 
+	memset(&v, 0, sizeof(v));
 	for (int i = 0; i < pqw_shared->nslots; i++)
 	{
 		PqwSlotInfo t;
 		int			d;
 
-		if (!pqw_slot_info(i, &t) || t.kind != PQW_KIND_TICKER || t.dboid == dboid ||
-			slot_occupied(i))
+		if (!pqw_slot_info(i, &t) || t.kind != PQW_KIND_TICKER || slot_occupied(i))
 			continue;
 		if (lslot[i].seen &&
-			!pqw::served_before(owner_is_superuser, dboid, lslot[i].owner_is_superuser, t.dboid))
+			!pqw::served_before(owner_is_superuser, seniority, lslot[i].owner_is_superuser, t.seniority))
 			continue;
 		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
 		if (d >= 0 && slot_occupied(d))
@@ -260,12 +262,12 @@ free_slot_served_after(bool owner_is_superuser, Oid dboid)
 		if (victim < 0 ||
 			(lslot[victim].seen &&
 			 (!lslot[i].seen ||
-			  pqw::served_before(lslot[victim].owner_is_superuser, vdb,
-								 lslot[i].owner_is_superuser, t.dboid))))
+			  pqw::served_before(lslot[victim].owner_is_superuser, v.seniority,
+								 lslot[i].owner_is_superuser, t.seniority))))
 		{
 			victim = i;
 			vdisp = d;
-			vdb = t.dboid;
+			v = t;
 		}
 	}
 	if (victim < 0)
@@ -275,7 +277,6 @@ free_slot_served_after(bool owner_is_superuser, Oid dboid)
 	free_slot(victim);
 	return true;
 }
-
 
 /* The worker of slot i is gone: decide when to start it again. */
 static void
@@ -494,7 +495,7 @@ apply_cap(void)
 		if (d >= 0 && !(lslot[d].seen && slot_wants_worker(d)))
 			d = -1;
 		dem[ndb].owner_is_superuser = lslot[i].owner_is_superuser;
-		dem[ndb].oid = t.dboid;
+		dem[ndb].seniority = t.seniority;
 		dem[ndb].wanted = (slot_wants_worker(i) ? 1 : 0) + (d >= 0 ? 1 : 0);
 		tick[ndb] = i;
 		disp[ndb] = d;
@@ -535,7 +536,7 @@ hold_capped(int i)
 	ereport(WARNING,
 			(errmsg("pgque_worker: no %s for database \"%s\": pgque_worker.max_workers (%d) are taken",
 					pqw_kind_name(s.kind), s.dbname, max_workers()),
-			 errdetail("Databases a superuser owns come first, then older ones; a database gets its ticker and dispatcher before the next gets any."),
+			 errdetail("Databases a superuser owns come first, then those pgque_worker has served longer; a database gets its ticker and dispatcher before the next gets any."),
 			 errhint("Raise pgque_worker.max_workers (and max_worker_processes), or leave databases out with pgque_worker.databases.")));
 }
 
@@ -582,21 +583,26 @@ launcher_pass(bool force_scan)
 	for (int i = 0; i < pqw_shared->nslots; i++)
 		lslot[i].seen = false;
 
-	/* Tickers: one per candidate database. */
-	for (int c = 0; c < ncand; c++)
-	{
-		int			i = find_slot(cands[c].oid, PQW_KIND_TICKER);
+	/* Tickers: one per candidate database; first those that have a slot,
+	 * so that a slot left unclaimed after this is one no candidate has */
+	for (int pass = 0; pass < 2; pass++)
+		for (int c = 0; c < ncand; c++)
+		{
+			int			i = find_slot(cands[c].oid, PQW_KIND_TICKER);
 
-		if (i < 0)
-			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
-		if (i < 0 && free_slot_served_after(cands[c].owner_is_superuser, cands[c].oid))
-			i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
-		if (i < 0)
-			continue;			/* more databases than slots */
-		lslot[i].seen = true;
-		lslot[i].owner_is_superuser = cands[c].owner_is_superuser;
-		pqw_slot_rename(i, cands[c].name);
-	}
+			if (pass == 1 && i >= 0)
+				continue;
+			if (pass == 1)
+				i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
+			if (pass == 1 && i < 0 &&
+				free_slot_served_after(cands[c].owner_is_superuser, PG_UINT64_MAX))
+				i = alloc_slot(cands[c].oid, cands[c].name, PQW_KIND_TICKER);
+			if (i < 0)
+				continue;		/* pass 0: none yet; pass 1: more databases than slots */
+			lslot[i].seen = true;
+			lslot[i].owner_is_superuser = cands[c].owner_is_superuser;
+			pqw_slot_rename(i, cands[c].name);
+		}
 
 	/* Dispatchers: where the database's ticker runs and reports handlers. */
 	for (int i = 0; i < pqw_shared->nslots; i++)
@@ -612,7 +618,7 @@ launcher_pass(bool force_scan)
 		d = find_slot(t.dboid, PQW_KIND_DISPATCHER);
 		if (d < 0 && want)
 			d = alloc_slot(t.dboid, t.dbname, PQW_KIND_DISPATCHER);
-		if (d < 0 && want && free_slot_served_after(lslot[i].owner_is_superuser, t.dboid))
+		if (d < 0 && want && free_slot_served_after(lslot[i].owner_is_superuser, t.seniority))
 			d = alloc_slot(t.dboid, t.dbname, PQW_KIND_DISPATCHER);
 		if (d < 0)
 			continue;

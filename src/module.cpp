@@ -185,7 +185,7 @@ define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.max_workers",
 							"Most tickers and dispatchers running at once, in all databases; -1: max_worker_processes - 1.",
-							"Databases a superuser owns come first, then older ones.",
+							"Databases a superuser owns come first, then those served longer.",
 							&pqw_max_workers, -1, -1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgque_worker.tick_period",

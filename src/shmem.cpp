@@ -442,6 +442,7 @@ pqw_slot_alloc(Oid dboid, const char *dbname, PqwKind kind)
 		s->dboid = dboid;
 		strlcpy(s->dbname, dbname, NAMEDATALEN);
 		s->state = PQW_STATE_STOPPED;
+		s->seniority = ++pqw_shared->last_seniority;
 		found = i;
 		break;
 	}
@@ -495,6 +496,7 @@ pqw_slot_info(int slot, PqwSlotInfo *info)
 		info->state = s->state;
 		info->hold_until = s->hold_until;
 		info->want_dispatcher = s->ticker.want_dispatcher;
+		info->seniority = s->seniority;
 	}
 	LWLockRelease(pqw_shared->lock);
 	return in_use;

@@ -142,6 +142,10 @@ typedef struct PqwSlot
 	 * started with this number may attach (a restarted launcher's
 	 * predecessor may have registered others) */
 	uint64		generation;
+	/* when the launcher gave the slot out (a count): a database's place in
+	 * line for workers (core/worker_cap.hpp), which no role can choose as it
+	 * can an OID */
+	uint64		seniority;
 	pid_t		pid;			/* the attached worker, 0 if none */
 	PqwState	state;
 	Latch	   *latch;			/* worker's latch while it runs */
@@ -168,6 +172,7 @@ typedef struct PqwShared
 	bool		rescan_requested;	/* read pg_database now, not at the next interval */
 	bool		probe_all_requested;	/* probe every database without PgQue again */
 	uint64		last_generation;	/* last slot generation handed out */
+	uint64		last_seniority; /* last slot seniority handed out */
 	int			nslots;
 	PqwSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } PqwShared;
@@ -228,6 +233,7 @@ typedef struct PqwSlotInfo
 	PqwState	state;
 	TimestampTz hold_until;		/* no (re)start before this */
 	bool		want_dispatcher;	/* ticker: enabled handlers seen */
+	uint64		seniority;
 } PqwSlotInfo;
 
 /* Takes a free slot for (database, kind), reset (state "stopped", counters

@@ -5,12 +5,12 @@
 
 namespace pqw {
 
-bool served_before(bool a_owner_is_superuser, std::uint32_t a_oid,
-                   bool b_owner_is_superuser, std::uint32_t b_oid) noexcept
+bool served_before(bool a_owner_is_superuser, std::uint64_t a_seniority,
+                   bool b_owner_is_superuser, std::uint64_t b_seniority) noexcept
 {
     if (a_owner_is_superuser != b_owner_is_superuser)
         return a_owner_is_superuser;
-    return a_oid < b_oid;
+    return a_seniority < b_seniority;
 }
 
 void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed) noexcept
@@ -20,8 +20,8 @@ void allot_workers(const DbDemand *dbs, int n, int cap, int *order, int *allowed
     for (int i = 0; i < n; i++)
         order[i] = i;
     std::sort(order, order + n, [dbs](int a, int b) {
-        return served_before(dbs[a].owner_is_superuser, dbs[a].oid,
-                             dbs[b].owner_is_superuser, dbs[b].oid);
+        return served_before(dbs[a].owner_is_superuser, dbs[a].seniority,
+                             dbs[b].owner_is_superuser, dbs[b].seniority);
     });
     for (int k = 0; k < n; k++)
     {

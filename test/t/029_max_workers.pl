@@ -1,6 +1,7 @@
 # pgque_worker.max_workers caps the tickers and dispatchers of all
 # databases, and says which databases get them: those a superuser owns
-# first, then older ones. Before, every database with a schema pgque got a
+# first, then those the launcher has known longer (not by OID: a role with
+# CREATEDB may choose one). Before, every database with a schema pgque got a
 # ticker up to max_worker_processes, so a role with CREATEDB could create
 # databases until the workers of other databases (and parallel query) had
 # no slot left, and a database created after its ones got none.
@@ -17,7 +18,7 @@ use PgqueWorkerTest;
 # would show in pg_stat_activity)
 my $node = new_node('maxworkers', conf => q{
 pgque_worker.max_workers = 3
-pgque_worker.databases = 'app, t1, t2, s1'
+pgque_worker.databases = 'app, t1, t2, s1, evil'
 });
 $node->start;
 
@@ -56,6 +57,19 @@ is($node->safe_psql('app', $state->('app', 'dispatcher')), 'running',
 	"app keeps its dispatcher: the tenant's databases are newer");
 $send->('beside t1', 'app still serves');
 
+# the tenant picks an OID below t1's (CREATE DATABASE ... OID): its
+# database is still newer to the launcher, and waits (found by a review:
+# ranked by OID, it took t1's ticker)
+my $low = $node->safe_psql('postgres', q{select min(g) from generate_series(16384, 20000) g
+  where not exists (select 1 from pg_database d where d.oid = g)});
+cmp_ok($low, '<', $node->safe_psql('postgres', q{select oid from pg_database where datname = 't1'}),
+	"an OID below t1's is free ($low)");
+$node->safe_psql('postgres', qq{set role tenant; create database evil oid = $low});
+install_pgque($node, 'evil');
+$node->safe_psql('app', 'select pgque_worker.wake_launcher()');
+wait_until($node, 'app', $state->('evil'), 'over max_workers', 'evil waits');
+is($node->safe_psql('app', $state->('t1')), 'running', 't1 keeps its ticker');
+
 # a database a superuser makes later comes before the tenant's (made
 # empty, found without PgQue first: probes are not held by the cap)
 $node->safe_psql('postgres', 'create database s1');
@@ -74,13 +88,15 @@ $node->safe_psql('postgres', q{alter system set pgque_worker.max_workers = 10});
 $node->reload;
 wait_until($node, 'app', $state->('t1'), 'running', 't1 served once the cap is raised');
 wait_until($node, 'app', $state->('t2'), 'running', 't2 served once the cap is raised');
-wait_until($node, 'postgres', $workers, '5', 'five workers');
-pass('raised to 10: every database served');
+wait_until($node, 'app', $state->('evil'), 'running', 'evil served once the cap is raised');
+wait_until($node, 'postgres', $workers, '6', 'six workers');
+pass('raised to 10: every database served (six workers)');
 
 # the cap lowered: the newest of the tenant's goes first
 $node->safe_psql('postgres', q{alter system set pgque_worker.max_workers = 4});
 $node->reload;
 wait_until($node, 'app', $state->('t2'), 'over max_workers', 't2 leaves when the cap goes down');
+wait_until($node, 'app', $state->('evil'), 'over max_workers', 'and evil');
 wait_until($node, 'postgres', $workers, '4', 'four workers');
 is($node->safe_psql('app', $state->('t1')), 'running', 't1 (older) keeps its ticker');
 $send->('after the cap went down', 'app still serves');
